@@ -1,0 +1,150 @@
+import { Type, type Static, type TSchema } from '@sinclair/typebox'
+
+/**
+ * The payload schemas of the MQTT contract. One source: the TypeScript types, the runtime checks on both
+ * sides and the published JSON Schema all come from here.
+ */
+
+const Id = Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$' })
+/** An endpoint is an extension or user on one connector: its PBX-side identifier, e.g. "201". */
+const EndpointId = Type.String({ minLength: 1, maxLength: 64 })
+
+export const CallStateSchema = Type.Union([
+  Type.Literal('idle'),
+  Type.Literal('ringing'),
+  Type.Literal('busy'),
+  Type.Literal('held'),
+])
+export type CallState = Static<typeof CallStateSchema>
+
+export const DndOwnerSchema = Type.Union([Type.Literal('gateway'), Type.Literal('user'), Type.Null()])
+export type DndOwner = Static<typeof DndOwnerSchema>
+
+export const LinkStateSchema = Type.Union([Type.Literal('connecting'), Type.Literal('connected'), Type.Literal('offline')])
+export type LinkState = Static<typeof LinkStateSchema>
+
+export const StatusDataSchema = Type.Object({
+  state: Type.Union([Type.Literal('online'), Type.Literal('offline')]),
+  version: Type.String({ maxLength: 64 }),
+  /** Epoch ms when this gateway process started. */
+  startedAt: Type.Integer({ minimum: 0 }),
+  reason: Type.Optional(Type.String({ maxLength: 256 })),
+}, { additionalProperties: false })
+export type StatusData = Static<typeof StatusDataSchema>
+
+export const LinkDataSchema = Type.Object({
+  connectorId: Id,
+  pbxType: Type.String({ maxLength: 32 }),
+  state: LinkStateSchema,
+  reason: Type.Optional(Type.String({ maxLength: 512 })),
+  /** Epoch ms when the link entered this state. */
+  since: Type.Integer({ minimum: 0 }),
+  endpoints: Type.Integer({ minimum: 0 }),
+}, { additionalProperties: false })
+export type LinkData = Static<typeof LinkDataSchema>
+
+export const EndpointDataSchema = Type.Object({
+  connectorId: Id,
+  endpointId: EndpointId,
+  state: CallStateSchema,
+  /** Live calls on the endpoint (any state). */
+  calls: Type.Integer({ minimum: 0, maximum: 1000 }),
+  dnd: Type.Boolean(),
+  /** Who switched DND on: the gateway (on the relay's command) or the person. Null when DND is off. */
+  dndOwner: DndOwnerSchema,
+  /** Epoch ms of the PBX observation this state came from. */
+  changedAt: Type.Integer({ minimum: 0 }),
+  /** Short machine-readable cause, e.g. "call.connected", "dnd.user", "snapshot". */
+  cause: Type.String({ maxLength: 64 }),
+}, { additionalProperties: false })
+export type EndpointData = Static<typeof EndpointDataSchema>
+
+export const DirectoryEntrySchema = Type.Object({
+  endpointId: EndpointId,
+  name: Type.String({ maxLength: 256 }),
+  email: Type.Optional(Type.String({ maxLength: 320 })),
+}, { additionalProperties: false })
+export type DirectoryEntry = Static<typeof DirectoryEntrySchema>
+
+export const DirectoryDataSchema = Type.Object({
+  connectorId: Id,
+  entries: Type.Array(DirectoryEntrySchema, { maxItems: 20000 }),
+}, { additionalProperties: false })
+export type DirectoryData = Static<typeof DirectoryDataSchema>
+
+export const TelemetryDataSchema = Type.Object({
+  uptimeS: Type.Number({ minimum: 0 }),
+  rssBytes: Type.Integer({ minimum: 0 }),
+  eventsSent: Type.Integer({ minimum: 0 }),
+  invalidCommands: Type.Integer({ minimum: 0 }),
+}, { additionalProperties: true })
+export type TelemetryData = Static<typeof TelemetryDataSchema>
+
+export const ErrorInfoSchema = Type.Object({
+  code: Type.String({ maxLength: 64 }),
+  message: Type.String({ maxLength: 1024 }),
+}, { additionalProperties: false })
+
+export const ResultDataSchema = Type.Object({
+  correlationId: Id,
+  command: Type.String({ maxLength: 32 }),
+  ok: Type.Boolean(),
+  error: Type.Optional(ErrorInfoSchema),
+  /** The endpoint state after the command, when the command concerned one endpoint. */
+  endpoint: Type.Optional(EndpointDataSchema),
+}, { additionalProperties: false })
+export type ResultData = Static<typeof ResultDataSchema>
+
+export const SetDndDataSchema = Type.Object({
+  connectorId: Id,
+  endpointId: EndpointId,
+  dnd: Type.Boolean(),
+  /** Why the relay wants it, for the gateway's log ("Teams InAConferenceCall"). */
+  reason: Type.String({ maxLength: 256 }),
+}, { additionalProperties: false })
+export type SetDndData = Static<typeof SetDndDataSchema>
+
+export const ResyncDataSchema = Type.Object({
+  reason: Type.String({ maxLength: 256 }),
+}, { additionalProperties: false })
+export type ResyncData = Static<typeof ResyncDataSchema>
+
+/** Message type name → data schema. The envelope's `type` picks one. */
+export const MessageSchemas = {
+  status: StatusDataSchema,
+  link: LinkDataSchema,
+  endpoint: EndpointDataSchema,
+  directory: DirectoryDataSchema,
+  telemetry: TelemetryDataSchema,
+  result: ResultDataSchema,
+  'cmd.setDnd': SetDndDataSchema,
+  'cmd.resync': ResyncDataSchema,
+} as const satisfies Record<string, TSchema>
+
+export type MessageType = keyof typeof MessageSchemas
+export type MessageData<T extends MessageType> = Static<(typeof MessageSchemas)[T]>
+
+export const EnvelopeHeaderSchema = Type.Object({
+  v: Type.Integer({ minimum: 1, maximum: 1 }),
+  /** Unique message id (UUID). For commands it is also the correlation id of the result. */
+  id: Id,
+  /** Epoch ms at the sender. */
+  ts: Type.Integer({ minimum: 0 }),
+  gatewayId: Id,
+  /** Monotonic per sender and gateway, surviving restarts (gaps allowed). */
+  seq: Type.Integer({ minimum: 0 }),
+  type: Type.String({ maxLength: 32 }),
+  data: Type.Unknown(),
+}, { additionalProperties: false })
+
+export interface Envelope<T extends MessageType = MessageType> {
+  v: number
+  id: string
+  ts: number
+  gatewayId: string
+  seq: number
+  type: T
+  data: MessageData<T>
+}
+
+export type AnyEnvelope = { [K in MessageType]: Envelope<K> }[MessageType]
