@@ -62,3 +62,11 @@ export interface AdapterDeps {
   /** Shared counters; adapters prefix names with their type, e.g. osbiz.frames.malformed. */
   counters: Counters
 }
+
+/** One entry of the static adapter registry: the connector config schema and the factory. */
+export interface AdapterDefinition<Config extends { id: string; type: string } = { id: string; type: string }> {
+  readonly type: string
+  /** TypeBox schema of this adapter's connector config (with defaults). */
+  readonly configSchema: import('@sinclair/typebox').TSchema
+  create(config: Config, deps: AdapterDeps): PbxAdapter
+}

@@ -1,0 +1,281 @@
+import type { EndpointData, LinkData } from '../../../gateway/protocol/schemas.js'
+import type { SqlClient } from './sql-client.js'
+
+export type SyncMode = 'off' | 'telephony' | 'full'
+
+export interface GatewayRow {
+  id: string
+  tenantId: string
+  name: string
+  secretHash: string | null
+  status: string
+  statusReason: string | null
+  lastSeenAt: Date | null
+}
+
+export interface PersonRow {
+  id: number
+  tenantId: string
+  email: string
+  displayName: string
+  graphUserId: string | null
+  syncMode: SyncMode
+}
+
+export interface EndpointRow extends EndpointData {
+  gatewayId: string
+  personId: number | null
+  name: string
+  email: string | null
+  lastSeq: number
+}
+
+export interface TeamsSessionRow {
+  personId: number
+  availability: string
+  activity: string
+  setAt: Date
+  refreshedAt: Date
+  expiresAt: Date
+  reason: string
+}
+
+export interface PersonSyncRow {
+  personId: number
+  teamsAvailability: string | null
+  teamsActivity: string | null
+  teamsObservedAt: Date | null
+  teamsTrigger: boolean
+  teamsTriggerReason: string | null
+  pbxStandBack: boolean
+}
+
+export interface EventLogEntry {
+  at?: Date
+  tenantId?: string | null
+  personId?: number | null
+  gatewayId?: string | null
+  /** Dotted kind, e.g. teams.set, teams.cleared, pbx.dnd.on, pbx.dnd.kept, gateway.offline. */
+  kind: string
+  /** A sentence an admin understands. */
+  message: string
+  data?: Record<string, unknown>
+}
+
+export interface EventLogRow extends Required<Omit<EventLogEntry, 'data'>> {
+  id: number
+  data: Record<string, unknown> | null
+}
+
+const num = (value: unknown): number => (typeof value === 'string' ? Number(value) : (value as number))
+
+/** Every SQL statement the relay runs lives here. */
+export class RelayStore {
+  constructor(readonly db: SqlClient) {}
+
+  async upsertTenant(id: string, name: string): Promise<void> {
+    await this.db.query('INSERT INTO tenants (id, name) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name', [id, name])
+  }
+
+  async upsertGateway(gateway: { id: string; tenantId: string; name: string; secretHash: string | null }): Promise<void> {
+    await this.db.query(
+      `INSERT INTO gateways (id, tenant_id, name, secret_hash) VALUES ($1, $2, $3, $4)
+       ON CONFLICT (id) DO UPDATE SET tenant_id = EXCLUDED.tenant_id, name = EXCLUDED.name, secret_hash = EXCLUDED.secret_hash`,
+      [gateway.id, gateway.tenantId, gateway.name, gateway.secretHash],
+    )
+  }
+
+  async listGateways(): Promise<GatewayRow[]> {
+    const rows = await this.db.query<Record<string, unknown>>('SELECT id, tenant_id, name, secret_hash, status, status_reason, last_seen_at FROM gateways ORDER BY id')
+    return rows.map((r) => ({
+      id: r.id as string,
+      tenantId: r.tenant_id as string,
+      name: r.name as string,
+      secretHash: (r.secret_hash as string | null) ?? null,
+      status: r.status as string,
+      statusReason: (r.status_reason as string | null) ?? null,
+      lastSeenAt: (r.last_seen_at as Date | null) ?? null,
+    }))
+  }
+
+  async setGatewayStatus(id: string, status: string, reason: string | null, version: string | null, at: Date): Promise<void> {
+    await this.db.query('UPDATE gateways SET status = $2, status_reason = $3, version = COALESCE($4, version), last_seen_at = $5 WHERE id = $1', [id, status, reason, version, at])
+  }
+
+  /** Reserves a block of command sequence numbers for a gateway; returns the block's first number. */
+  async reserveCommandSeq(gatewayId: string, block: number): Promise<number> {
+    const rows = await this.db.query<{ cmd_seq_reserved: string | number }>(
+      'UPDATE gateways SET cmd_seq_reserved = cmd_seq_reserved + $2 WHERE id = $1 RETURNING cmd_seq_reserved',
+      [gatewayId, block],
+    )
+    const row = rows[0]
+    if (!row) throw new Error(`unknown gateway ${gatewayId}`)
+    return num(row.cmd_seq_reserved) - block + 1
+  }
+
+  async upsertLink(gatewayId: string, link: LinkData): Promise<void> {
+    await this.db.query(
+      `INSERT INTO gateway_links (gateway_id, connector_id, pbx_type, state, reason, since, endpoints) VALUES ($1, $2, $3, $4, $5, $6, $7)
+       ON CONFLICT (gateway_id, connector_id) DO UPDATE SET pbx_type = EXCLUDED.pbx_type, state = EXCLUDED.state, reason = EXCLUDED.reason,
+         since = EXCLUDED.since, endpoints = EXCLUDED.endpoints`,
+      [gatewayId, link.connectorId, link.pbxType, link.state, link.reason ?? null, new Date(link.since), link.endpoints],
+    )
+  }
+
+  async upsertPerson(tenantId: string, email: string, displayName: string): Promise<PersonRow> {
+    const rows = await this.db.query<Record<string, unknown>>(
+      `INSERT INTO people (tenant_id, email, display_name) VALUES ($1, $2, $3)
+       ON CONFLICT (tenant_id, email) DO UPDATE SET display_name = CASE WHEN EXCLUDED.display_name = '' THEN people.display_name ELSE EXCLUDED.display_name END
+       RETURNING id, tenant_id, email, display_name, graph_user_id, sync_mode`,
+      [tenantId, email.toLowerCase(), displayName],
+    )
+    return toPerson(rows[0]!)
+  }
+
+  async setPersonGraphUser(personId: number, graphUserId: string | null): Promise<void> {
+    await this.db.query('UPDATE people SET graph_user_id = $2 WHERE id = $1', [personId, graphUserId])
+  }
+
+  async setPersonSyncMode(personId: number, mode: SyncMode): Promise<void> {
+    await this.db.query('UPDATE people SET sync_mode = $2 WHERE id = $1', [personId, mode])
+  }
+
+  async listPeople(): Promise<PersonRow[]> {
+    const rows = await this.db.query<Record<string, unknown>>('SELECT id, tenant_id, email, display_name, graph_user_id, sync_mode FROM people ORDER BY id')
+    return rows.map(toPerson)
+  }
+
+  /** Records an endpoint from a PBX directory (name, e-mail, person), keeping its state. */
+  async upsertEndpointDirectory(e: { gatewayId: string; connectorId: string; endpointId: string; name: string; email: string | null; personId: number | null }): Promise<void> {
+    await this.db.query(
+      `INSERT INTO endpoints (gateway_id, connector_id, endpoint_id, name, email, person_id) VALUES ($1, $2, $3, $4, $5, $6)
+       ON CONFLICT (gateway_id, connector_id, endpoint_id) DO UPDATE SET name = EXCLUDED.name, email = EXCLUDED.email, person_id = EXCLUDED.person_id`,
+      [e.gatewayId, e.connectorId, e.endpointId, e.name, e.email, e.personId],
+    )
+  }
+
+  /**
+   * Stores an endpoint state if `seq` is newer than what is stored: redelivered or reordered events lose
+   * (last writer by seq wins). Returns false when the event was stale.
+   */
+  async updateEndpointState(gatewayId: string, data: EndpointData, seq: number): Promise<boolean> {
+    const rows = await this.db.query(
+      `INSERT INTO endpoints (gateway_id, connector_id, endpoint_id, state, calls, dnd, dnd_owner, cause, last_seq, changed_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+       ON CONFLICT (gateway_id, connector_id, endpoint_id) DO UPDATE SET state = EXCLUDED.state, calls = EXCLUDED.calls, dnd = EXCLUDED.dnd,
+         dnd_owner = EXCLUDED.dnd_owner, cause = EXCLUDED.cause, last_seq = EXCLUDED.last_seq, changed_at = EXCLUDED.changed_at
+       WHERE endpoints.last_seq < EXCLUDED.last_seq
+       RETURNING 1 AS ok`,
+      [gatewayId, data.connectorId, data.endpointId, data.state, data.calls, data.dnd, data.dndOwner, data.cause, seq, new Date(data.changedAt)],
+    )
+    return rows.length > 0
+  }
+
+  async listEndpoints(): Promise<EndpointRow[]> {
+    const rows = await this.db.query<Record<string, unknown>>(
+      'SELECT gateway_id, connector_id, endpoint_id, person_id, name, email, state, calls, dnd, dnd_owner, cause, last_seq, changed_at FROM endpoints',
+    )
+    return rows.map((r) => ({
+      gatewayId: r.gateway_id as string,
+      connectorId: r.connector_id as string,
+      endpointId: r.endpoint_id as string,
+      personId: r.person_id === null ? null : num(r.person_id),
+      name: r.name as string,
+      email: (r.email as string | null) ?? null,
+      state: r.state as EndpointData['state'],
+      calls: num(r.calls),
+      dnd: r.dnd as boolean,
+      dndOwner: (r.dnd_owner as EndpointData['dndOwner']) ?? null,
+      cause: r.cause as string,
+      lastSeq: num(r.last_seq),
+      changedAt: r.changed_at ? (r.changed_at as Date).getTime() : 0,
+    }))
+  }
+
+  async upsertTeamsSession(s: TeamsSessionRow): Promise<void> {
+    await this.db.query(
+      `INSERT INTO teams_sessions (person_id, availability, activity, set_at, refreshed_at, expires_at, reason) VALUES ($1, $2, $3, $4, $5, $6, $7)
+       ON CONFLICT (person_id) DO UPDATE SET availability = EXCLUDED.availability, activity = EXCLUDED.activity, set_at = EXCLUDED.set_at,
+         refreshed_at = EXCLUDED.refreshed_at, expires_at = EXCLUDED.expires_at, reason = EXCLUDED.reason`,
+      [s.personId, s.availability, s.activity, s.setAt, s.refreshedAt, s.expiresAt, s.reason],
+    )
+  }
+
+  async deleteTeamsSession(personId: number): Promise<void> {
+    await this.db.query('DELETE FROM teams_sessions WHERE person_id = $1', [personId])
+  }
+
+  async listTeamsSessions(): Promise<TeamsSessionRow[]> {
+    const rows = await this.db.query<Record<string, unknown>>('SELECT person_id, availability, activity, set_at, refreshed_at, expires_at, reason FROM teams_sessions')
+    return rows.map((r) => ({
+      personId: num(r.person_id),
+      availability: r.availability as string,
+      activity: r.activity as string,
+      setAt: r.set_at as Date,
+      refreshedAt: r.refreshed_at as Date,
+      expiresAt: r.expires_at as Date,
+      reason: r.reason as string,
+    }))
+  }
+
+  async upsertPersonSync(s: PersonSyncRow): Promise<void> {
+    await this.db.query(
+      `INSERT INTO person_sync (person_id, teams_availability, teams_activity, teams_observed_at, teams_trigger, teams_trigger_reason, pbx_stand_back)
+       VALUES ($1, $2, $3, $4, $5, $6, $7)
+       ON CONFLICT (person_id) DO UPDATE SET teams_availability = EXCLUDED.teams_availability, teams_activity = EXCLUDED.teams_activity,
+         teams_observed_at = EXCLUDED.teams_observed_at, teams_trigger = EXCLUDED.teams_trigger,
+         teams_trigger_reason = EXCLUDED.teams_trigger_reason, pbx_stand_back = EXCLUDED.pbx_stand_back`,
+      [s.personId, s.teamsAvailability, s.teamsActivity, s.teamsObservedAt, s.teamsTrigger, s.teamsTriggerReason, s.pbxStandBack],
+    )
+  }
+
+  async listPersonSync(): Promise<PersonSyncRow[]> {
+    const rows = await this.db.query<Record<string, unknown>>('SELECT * FROM person_sync')
+    return rows.map((r) => ({
+      personId: num(r.person_id),
+      teamsAvailability: (r.teams_availability as string | null) ?? null,
+      teamsActivity: (r.teams_activity as string | null) ?? null,
+      teamsObservedAt: (r.teams_observed_at as Date | null) ?? null,
+      teamsTrigger: r.teams_trigger as boolean,
+      teamsTriggerReason: (r.teams_trigger_reason as string | null) ?? null,
+      pbxStandBack: r.pbx_stand_back as boolean,
+    }))
+  }
+
+  async appendEvent(e: EventLogEntry): Promise<void> {
+    await this.db.query(
+      'INSERT INTO event_log (at, tenant_id, person_id, gateway_id, kind, message, data) VALUES ($1, $2, $3, $4, $5, $6, $7)',
+      [e.at ?? new Date(), e.tenantId ?? null, e.personId ?? null, e.gatewayId ?? null, e.kind, e.message, e.data ? JSON.stringify(e.data) : null],
+    )
+  }
+
+  async listEvents(filter: { personId?: number; since?: Date; limit?: number } = {}): Promise<EventLogRow[]> {
+    const rows = await this.db.query<Record<string, unknown>>(
+      `SELECT id, at, tenant_id, person_id, gateway_id, kind, message, data FROM event_log
+       WHERE ($1::bigint IS NULL OR person_id = $1) AND ($2::timestamptz IS NULL OR at >= $2)
+       ORDER BY id DESC LIMIT $3`,
+      [filter.personId ?? null, filter.since ?? null, filter.limit ?? 200],
+    )
+    return rows.map((r) => ({
+      id: num(r.id),
+      at: r.at as Date,
+      tenantId: (r.tenant_id as string | null) ?? null,
+      personId: r.person_id === null ? null : num(r.person_id),
+      gatewayId: (r.gateway_id as string | null) ?? null,
+      kind: r.kind as string,
+      message: r.message as string,
+      data: (r.data as Record<string, unknown> | null) ?? null,
+    }))
+  }
+}
+
+function toPerson(r: Record<string, unknown>): PersonRow {
+  return {
+    id: num(r.id),
+    tenantId: r.tenant_id as string,
+    email: r.email as string,
+    displayName: r.display_name as string,
+    graphUserId: (r.graph_user_id as string | null) ?? null,
+    syncMode: r.sync_mode as SyncMode,
+  }
+}

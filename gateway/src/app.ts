@@ -1,0 +1,217 @@
+import { join } from 'node:path'
+import type { Logger } from 'pino'
+import type { DirectoryEntry, EndpointData, LinkData, ResultData } from '../protocol/schemas.js'
+import { topics } from '../protocol/topics.js'
+import { AdapterError, type AdapterDefinition, type PbxAdapter, type PbxObservation } from './adapters/types.js'
+import type { LoadedGatewayConfig } from './config/load.js'
+import type { Clock } from './core/clock.js'
+import type { Counters } from './core/counters.js'
+import { EndpointTracker } from './core/endpoint-tracker.js'
+import { GatewayStore } from './core/gateway-store.js'
+import { MqttUplink, type CommandEnvelope } from './mqtt/uplink.js'
+
+export const GATEWAY_VERSION = '0.1.0'
+
+export interface GatewayDeps {
+  logger: Logger
+  clock: Clock
+  counters: Counters
+  registry: ReadonlyMap<string, AdapterDefinition>
+  /** Extra CA (PEM) for the relay link, read by the composition root from relay.caFile. */
+  relayCaPem?: string
+}
+
+type CommandResult = Omit<ResultData, 'correlationId' | 'command'>
+
+/**
+ * The gateway service: PBX adapters → endpoint tracker → MQTT uplink, and relay commands → adapters.
+ * Built from a validated config and explicit deps; nothing happens until start().
+ */
+export class Gateway {
+  readonly #config: Readonly<LoadedGatewayConfig>
+  readonly #deps: GatewayDeps
+  readonly #log: Logger
+  readonly #store: GatewayStore
+  readonly #adapters = new Map<string, PbxAdapter>()
+  readonly #links = new Map<string, LinkData>()
+  readonly #directories = new Map<string, DirectoryEntry[]>()
+  readonly #lastCommandSeq = new Map<string, number>()
+  readonly #unsubscribe: Array<() => void> = []
+  #tracker: EndpointTracker | undefined
+  #uplink: MqttUplink | undefined
+  #telemetryTimer: ReturnType<Clock['setTimeout']> | undefined
+  #started = false
+  readonly #startedAt: number
+
+  constructor(config: Readonly<LoadedGatewayConfig>, deps: GatewayDeps) {
+    this.#config = config
+    this.#deps = deps
+    this.#log = deps.logger.child({ component: 'gateway', gatewayId: config.gatewayId })
+    this.#store = new GatewayStore(join(config.dataDir, 'state.json'))
+    this.#startedAt = deps.clock.now()
+  }
+
+  get gatewayId(): string {
+    return this.#config.gatewayId
+  }
+
+  /** Current state of every endpoint (for the local UI and tests). */
+  endpoints(): EndpointData[] {
+    return this.#tracker?.all() ?? []
+  }
+
+  links(): LinkData[] {
+    return [...this.#links.values()]
+  }
+
+  get relayConnected(): boolean {
+    return this.#uplink?.connected ?? false
+  }
+
+  async start(): Promise<void> {
+    if (this.#started) return
+    this.#started = true
+    await this.#store.open()
+    this.#tracker = new EndpointTracker(this.#store.ownedDnd)
+    const { logger, clock, counters, registry } = this.#deps
+
+    const uplink = new MqttUplink({
+      url: this.#config.relay.url,
+      gatewayId: this.#config.gatewayId,
+      username: this.#config.relay.username,
+      password: this.#config.relay.password,
+      caPem: this.#deps.relayCaPem,
+      version: GATEWAY_VERSION,
+      startedAt: this.#startedAt,
+    }, { logger: logger.child({ component: 'uplink' }), clock, counters, nextSeq: () => this.#store.nextSeq() })
+    this.#uplink = uplink
+    uplink.onCommand((command) => this.#onCommand(command))
+    this.#unsubscribe.push(uplink.onConnect(() => this.#publishSnapshot('connect')))
+
+    for (const connector of this.#config.connectors) {
+      const definition = registry.get(connector.type)
+      if (!definition) throw new Error(`no adapter registered for ${connector.type}`) // config validation prevents this
+      const adapter = definition.create(connector, {
+        logger: logger.child({ component: 'adapter', connector: connector.id, pbx: connector.type }),
+        clock,
+        counters,
+      })
+      this.#adapters.set(connector.id, adapter)
+      this.#links.set(connector.id, { connectorId: connector.id, pbxType: connector.type, state: 'connecting', since: clock.now(), endpoints: 0 })
+      this.#unsubscribe.push(adapter.onObservation((observation) => this.#onObservation(connector.id, observation)))
+    }
+
+    uplink.start()
+    for (const [id, adapter] of this.#adapters) {
+      // One failing driver must not take the gateway down.
+      await adapter.start().catch((err: unknown) => this.#log.error({ connector: id, err: (err as Error).message }, 'connector failed to start'))
+    }
+    this.#scheduleTelemetry()
+    this.#log.info({ connectors: this.#adapters.size, relay: this.#config.relay.url }, 'gateway started')
+  }
+
+  async stop(reason = 'shutdown'): Promise<void> {
+    if (!this.#started) return
+    this.#started = false
+    this.#deps.clock.clearTimeout(this.#telemetryTimer)
+    for (const off of this.#unsubscribe.splice(0)) off()
+    await Promise.all([...this.#adapters.values()].map((adapter) => adapter.stop().catch(() => undefined)))
+    this.#adapters.clear()
+    await this.#uplink?.stop(reason)
+    this.#uplink = undefined
+    await this.#store.flush()
+    this.#log.info({ reason }, 'gateway stopped')
+  }
+
+  #onObservation(connectorId: string, observation: PbxObservation): void {
+    const uplink = this.#uplink
+    const tracker = this.#tracker
+    if (!uplink || !tracker) return
+    if (observation.kind === 'link') {
+      const previous = this.#links.get(connectorId)
+      const link: LinkData = {
+        connectorId,
+        pbxType: previous?.pbxType ?? 'unknown',
+        state: observation.state,
+        since: observation.at,
+        endpoints: previous?.endpoints ?? 0,
+        ...(observation.reason ? { reason: observation.reason.slice(0, 512) } : {}),
+      }
+      this.#links.set(connectorId, link)
+      uplink.publishRetained('link', link, connectorId)
+      return
+    }
+    if (observation.kind === 'directory') {
+      this.#directories.set(connectorId, observation.entries)
+      const link = this.#links.get(connectorId)
+      if (link) link.endpoints = observation.entries.length
+      uplink.publish('directory', { connectorId, entries: observation.entries }, topics.directory(this.#config.gatewayId))
+      return
+    }
+    const changed = tracker.apply(connectorId, observation)
+    if (!changed) return
+    void this.#store.setOwnedDnd(tracker.ownedDnd())
+    this.#log.debug({ endpoint: changed.endpointId, state: changed.state, dnd: changed.dnd, owner: changed.dndOwner, cause: changed.cause }, 'endpoint changed')
+    uplink.publish('endpoint', changed, topics.endpoint(this.#config.gatewayId))
+  }
+
+  /** After every relay (re)connect: links, directories and every endpoint, so the relay can resync. */
+  #publishSnapshot(reason: string): void {
+    const uplink = this.#uplink
+    if (!uplink || !this.#tracker) return
+    for (const link of this.#links.values()) uplink.publishRetained('link', link, link.connectorId)
+    for (const [connectorId, entries] of this.#directories) {
+      uplink.publish('directory', { connectorId, entries }, topics.directory(this.#config.gatewayId))
+    }
+    for (const endpoint of this.#tracker.all()) {
+      uplink.publish('endpoint', { ...endpoint, cause: 'snapshot' }, topics.endpoint(this.#config.gatewayId))
+    }
+    this.#log.info({ reason, endpoints: this.#tracker.all().length }, 'snapshot sent to relay')
+  }
+
+  async #onCommand(command: CommandEnvelope): Promise<CommandResult> {
+    if (command.type === 'cmd.resync') {
+      this.#publishSnapshot(`relay asked: ${command.data.reason}`)
+      return { ok: true }
+    }
+    const { connectorId, endpointId, dnd, reason } = command.data
+    const key = EndpointTracker.key(connectorId, endpointId)
+    // Commands for one endpoint are applied in the relay's order; an older one arriving late is refused.
+    const last = this.#lastCommandSeq.get(key) ?? -1
+    if (command.seq <= last) return { ok: false, error: { code: 'GW_STALE_COMMAND', message: `command seq ${command.seq} is older than ${last}` } }
+    this.#lastCommandSeq.set(key, command.seq)
+
+    const adapter = this.#adapters.get(connectorId)
+    if (!adapter) return { ok: false, error: { code: 'GW_UNKNOWN_CONNECTOR', message: `no connector "${connectorId}" on this gateway` } }
+    const current = this.#tracker?.get(connectorId, endpointId)
+    if (!dnd && current?.dnd && current.dndOwner === 'user') {
+      // Never clear a DND the person set.
+      this.#log.info({ endpoint: endpointId, reason }, 'kept DND: the person set it, not us')
+      return { ok: false, error: { code: 'GW_DND_OWNED_BY_USER', message: `DND on ${endpointId} was set by the person; not clearing it` }, endpoint: current }
+    }
+    try {
+      this.#log.info({ endpoint: endpointId, dnd, reason }, dnd ? 'setting DND on the PBX' : 'releasing DND on the PBX')
+      await adapter.setDnd(endpointId, dnd)
+      const after = this.#tracker?.get(connectorId, endpointId)
+      return after ? { ok: true, endpoint: after } : { ok: true }
+    } catch (err) {
+      const code = err instanceof AdapterError ? err.code : 'GW_ADAPTER_FAILED'
+      this.#deps.counters.inc('commands.failed')
+      this.#log.warn({ endpoint: endpointId, dnd, code, err: (err as Error).message }, 'setting DND failed')
+      return { ok: false, error: { code, message: (err as Error).message.slice(0, 1000) } }
+    }
+  }
+
+  #scheduleTelemetry(): void {
+    const { clock, counters } = this.#deps
+    this.#telemetryTimer = clock.setTimeout(() => {
+      this.#uplink?.publish('telemetry', {
+        uptimeS: Math.round((clock.now() - this.#startedAt) / 1000),
+        rssBytes: process.memoryUsage().rss,
+        eventsSent: counters.get('uplink.sent'),
+        invalidCommands: counters.get('uplink.invalid_commands'),
+      }, topics.telemetry(this.#config.gatewayId))
+      if (this.#started) this.#scheduleTelemetry()
+    }, this.#config.telemetryIntervalS * 1000)
+  }
+}

@@ -1,0 +1,62 @@
+import { readFile } from 'node:fs/promises'
+import { Value } from '@sinclair/typebox/value'
+import type { TSchema, Static } from '@sinclair/typebox'
+import { GatewayConfigSchema, type GatewayConfig } from './schema.js'
+import type { AdapterDefinition } from '../adapters/types.js'
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[], source: string) {
+    super(`${source}: the configuration has ${problems.length} problem(s):\n  - ${problems.join('\n  - ')}`)
+    this.name = 'ConfigError'
+  }
+}
+
+export interface LoadedGatewayConfig extends GatewayConfig {
+  /** Connector configs validated against their adapter's schema, defaults applied. */
+  connectors: Array<{ id: string; type: string } & Record<string, unknown>>
+}
+
+/** Validates a value against a schema with defaults applied; returns every problem, not just the first. */
+export function checkWithDefaults<S extends TSchema>(schema: S, input: unknown, prefix = ''): { value: Static<S>; problems: string[] } {
+  const value = Value.Default(schema, Value.Clone(input)) as Static<S>
+  const problems = [...Value.Errors(schema, value)].map((e) => `${prefix}${e.path || '/'}: ${e.message}`)
+  return { value, problems }
+}
+
+export function parseGatewayConfig(input: unknown, registry: ReadonlyMap<string, AdapterDefinition>, source = 'config'): Readonly<LoadedGatewayConfig> {
+  const { value, problems } = checkWithDefaults(GatewayConfigSchema, input)
+  if (problems.length) throw new ConfigError(problems, source)
+  const seen = new Set<string>()
+  const connectors: LoadedGatewayConfig['connectors'] = []
+  value.connectors.forEach((connector, index) => {
+    const prefix = `/connectors/${index} (${connector.id})`
+    if (seen.has(connector.id)) problems.push(`${prefix}: duplicate connector id`)
+    seen.add(connector.id)
+    const definition = registry.get(connector.type)
+    if (!definition) {
+      problems.push(`${prefix}/type: unknown PBX type "${connector.type}"; valid types: ${[...registry.keys()].join(', ')}`)
+      return
+    }
+    const checked = checkWithDefaults(definition.configSchema, connector, prefix)
+    problems.push(...checked.problems)
+    connectors.push(checked.value as LoadedGatewayConfig['connectors'][number])
+  })
+  if (problems.length) throw new ConfigError(problems, source)
+  return Object.freeze({ ...value, connectors })
+}
+
+export async function loadGatewayConfig(file: string, registry: ReadonlyMap<string, AdapterDefinition>): Promise<Readonly<LoadedGatewayConfig>> {
+  let text: string
+  try {
+    text = await readFile(file, 'utf8')
+  } catch (err) {
+    throw new ConfigError([`cannot read the file: ${(err as Error).message}`], file)
+  }
+  let json: unknown
+  try {
+    json = JSON.parse(text)
+  } catch (err) {
+    throw new ConfigError([`not valid JSON: ${(err as Error).message}`], file)
+  }
+  return parseGatewayConfig(json, registry, file)
+}

@@ -1,0 +1,22 @@
+import { Type, type Static } from '@sinclair/typebox'
+
+export const ConnectorBaseSchema = Type.Object({
+  id: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$', description: 'Connector id, unique on this gateway (e.g. "osbiz-main").' }),
+  type: Type.String({ description: 'PBX type: one of the registered adapters (osbiz, ...).' }),
+})
+
+export const GatewayConfigSchema = Type.Object({
+  gatewayId: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$', description: 'This box\'s id, as created in the cloud console.' }),
+  relay: Type.Object({
+    url: Type.String({ minLength: 1, description: 'Broker URL of the cloud relay: mqtt://, mqtts:// or wss://' }),
+    username: Type.Optional(Type.String()),
+    password: Type.Optional(Type.String()),
+    caFile: Type.Optional(Type.String({ description: 'PEM file with CA certificates to trust for mqtts/wss.' })),
+  }, { additionalProperties: false }),
+  dataDir: Type.String({ default: '.data/gateway', description: 'Where the gateway keeps its state between runs.' }),
+  logLevel: Type.Union([Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug'), Type.Literal('trace')], { default: 'info' }),
+  telemetryIntervalS: Type.Integer({ minimum: 5, maximum: 3600, default: 60 }),
+  connectors: Type.Array(Type.Intersect([ConnectorBaseSchema, Type.Record(Type.String(), Type.Unknown())]), { default: [] }),
+}, { additionalProperties: false })
+
+export type GatewayConfig = Static<typeof GatewayConfigSchema>
