@@ -171,6 +171,15 @@ export class RelayStore {
     return rows.length > 0
   }
 
+  /**
+   * A gateway whose sequence restarted below what we stored (its state file was lost or reset) would have every
+   * event ignored as stale: forget the stored sequence of its endpoints. Returns how many were reset.
+   */
+  async resetEndpointSeqAbove(gatewayId: string, seq: number): Promise<number> {
+    const rows = await this.db.query('UPDATE endpoints SET last_seq = -1 WHERE gateway_id = $1 AND last_seq > $2 RETURNING 1 AS ok', [gatewayId, seq])
+    return rows.length
+  }
+
   async listEndpoints(): Promise<EndpointRow[]> {
     const rows = await this.db.query<Record<string, unknown>>(
       'SELECT gateway_id, connector_id, endpoint_id, person_id, name, email, state, calls, dnd, dnd_owner, cause, last_seq, changed_at FROM endpoints',

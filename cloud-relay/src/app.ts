@@ -1,0 +1,221 @@
+import type { Logger } from 'pino'
+import type { Clock } from '../../gateway/src/core/clock.js'
+import type { Counters } from '../../gateway/src/core/counters.js'
+import { EmbeddedBroker } from './broker/embedded-broker.js'
+import { hashSecret, verifySecret } from './broker/secrets.js'
+import type { RelayConfig } from './config/schema.js'
+import { createGraphPresenceClient } from './graph/graph-presence-client.js'
+import type { GraphPresenceApi } from './graph/types.js'
+import { RelayLink } from './ingest/relay-link.js'
+import { migrate } from './store/migrate.js'
+import { RelayStore } from './store/relay-store.js'
+import { openSqlClient, type SqlClient } from './store/sql-client.js'
+import { SyncEngine } from './sync/sync-engine.js'
+import { TeamsPoller } from './sync/teams-poller.js'
+
+export const RELAY_VERSION = '0.1.0'
+
+export interface RelayDeps {
+  logger: Logger
+  clock: Clock
+  counters: Counters
+  /** Extra CA (PEM) trusted for Graph and the token endpoint (the Graph simulator's). */
+  graphCaPem?: string | undefined
+  /** DATABASE_URL from the environment; overrides the config. */
+  databaseUrl?: string | undefined
+}
+
+type GraphClient = GraphPresenceApi & { close(): Promise<void> | void }
+
+const COMMAND_SEQ_BLOCK = 1000
+
+/**
+ * The cloud relay: broker (embedded or external) → validated gateway messages → sync engine → Graph and
+ * gateway commands. Built from a validated config and explicit deps; nothing happens until start().
+ */
+export class Relay {
+  readonly #config: Readonly<RelayConfig>
+  readonly #deps: RelayDeps
+  readonly #log: Logger
+  readonly #gatewayTenant = new Map<string, string>()
+  readonly #gatewaySecret = new Map<string, string>()
+  readonly #graph = new Map<string, GraphClient>()
+  readonly #commandSeq = new Map<string, { next: number; end: number }>()
+  readonly #commandSeqLock = new Map<string, Promise<number>>()
+  readonly #pollers: TeamsPoller[] = []
+  #db: SqlClient | undefined
+  #store: RelayStore | undefined
+  #engine: SyncEngine | undefined
+  #broker: EmbeddedBroker | undefined
+  #link: RelayLink | undefined
+  #started = false
+
+  constructor(config: Readonly<RelayConfig>, deps: RelayDeps) {
+    this.#config = config
+    this.#deps = deps
+    this.#log = deps.logger.child({ component: 'relay' })
+  }
+
+  get engine(): SyncEngine {
+    if (!this.#engine) throw new Error('relay not started')
+    return this.#engine
+  }
+
+  get store(): RelayStore {
+    if (!this.#store) throw new Error('relay not started')
+    return this.#store
+  }
+
+  /** The embedded broker's port (when embedded). */
+  get brokerPort(): number | undefined {
+    return this.#broker?.port
+  }
+
+  /** Polls Teams presence now for every tenant (tests and the demo use it instead of waiting). */
+  async pollTeamsNow(): Promise<void> {
+    await Promise.all(this.#pollers.map((poller) => poller.pollOnce()))
+  }
+
+  async start(): Promise<void> {
+    if (this.#started) return
+    this.#started = true
+    const { logger, clock, counters } = this.#deps
+    const config = this.#config
+    const db = await openSqlClient({ databaseUrl: this.#deps.databaseUrl ?? config.database.url, dataDir: config.database.pgliteDir }, logger.child({ component: 'store' }))
+    this.#db = db
+    await migrate(db, logger.child({ component: 'store' }))
+    const store = new RelayStore(db)
+    this.#store = store
+
+    for (const tenant of config.tenants) {
+      await store.upsertTenant(tenant.id, tenant.name || tenant.id)
+      for (const gateway of tenant.gateways) {
+        const hash = hashSecret(gateway.password)
+        await store.upsertGateway({ id: gateway.id, tenantId: tenant.id, name: gateway.name, secretHash: hash })
+        this.#gatewaySecret.set(gateway.id, hash)
+      }
+      if (tenant.graph) {
+        this.#graph.set(tenant.id, createGraphPresenceClient({
+          tenantId: tenant.graph.tenantId,
+          clientId: tenant.graph.clientId,
+          clientSecret: tenant.graph.clientSecret,
+          authorityHost: config.graph.authorityHost,
+          graphBaseUrl: config.graph.graphBaseUrl,
+          ...(this.#deps.graphCaPem ? { caPem: this.#deps.graphCaPem } : {}),
+        }, { logger: logger.child({ component: 'graph', tenant: tenant.id }) }))
+      } else {
+        this.#log.warn({ tenant: tenant.id }, 'tenant has no Graph credentials: Teams presence is not synced for it')
+      }
+    }
+    for (const gateway of await store.listGateways()) this.#gatewayTenant.set(gateway.id, gateway.tenantId)
+
+    const engine = new SyncEngine({
+      store,
+      logger,
+      clock,
+      counters,
+      settings: { busyPresence: config.sync.busyPresence, meetingSetsDnd: config.sync.meetingSetsDnd, ringingIsBusy: config.sync.ringingIsBusy },
+      timings: {
+        sessionExpirationMinutes: config.sync.sessionExpirationMinutes,
+        sessionRefreshMs: config.sync.sessionRefreshMs,
+        echoHoldMs: config.sync.echoHoldMs,
+        gatewayOfflineGraceMs: config.sync.gatewayOfflineGraceMs,
+        retryBaseMs: 1000,
+      },
+      graphFor: (tenantId) => this.#graph.get(tenantId),
+      sendSetDnd: (gatewayId, data) => this.#requireLink().sendSetDnd(gatewayId, data),
+      tenantOf: (gatewayId) => this.#gatewayTenant.get(gatewayId),
+    })
+    this.#engine = engine
+    await engine.load()
+
+    let brokerUrl = config.broker.url ?? ''
+    if (config.broker.mode === 'embedded') {
+      const broker = new EmbeddedBroker({ host: config.broker.host, port: config.broker.port }, {
+        relayUsername: config.broker.relayUsername,
+        relayPassword: config.broker.relayPassword,
+        verifyGateway: (gatewayId, password) => {
+          const hash = this.#gatewaySecret.get(gatewayId)
+          return hash !== undefined && verifySecret(password, hash)
+        },
+      }, { logger: logger.child({ component: 'broker' }), counters })
+      await broker.start()
+      this.#broker = broker
+      brokerUrl = `mqtt://127.0.0.1:${broker.port}`
+    }
+
+    const link = new RelayLink({
+      url: brokerUrl,
+      username: config.broker.relayUsername,
+      password: config.broker.relayPassword,
+      commandTimeoutMs: config.sync.commandTimeoutMs,
+    }, {
+      knowsGateway: (gatewayId) => this.#gatewayTenant.has(gatewayId),
+      onStatus: async (gatewayId, data, retained, seq) => {
+        const online = data.state === 'online'
+        await store.setGatewayStatus(gatewayId, data.state, data.reason ?? null, data.version, new Date(clock.now()))
+        if (online && !retained) await engine.resetGatewaySeq(gatewayId, seq)
+        engine.onGatewayStatus(gatewayId, online, data.reason)
+        this.#log.info({ gatewayId, state: data.state, reason: data.reason, retained }, 'gateway status')
+        if (online && retained) {
+          // We (re)started while the gateway stayed connected: ask for a fresh snapshot.
+          link.sendResync(gatewayId, 'relay started').catch((err: unknown) => this.#log.warn({ gatewayId, err: (err as Error).message }, 'resync request not answered'))
+        }
+      },
+      onLink: (gatewayId, data) => store.upsertLink(gatewayId, data),
+      onEndpoint: (gatewayId, data, seq) => engine.onEndpoint(gatewayId, data, seq),
+      onDirectory: (gatewayId, data) => engine.onDirectory(gatewayId, data),
+      nextCommandSeq: (gatewayId) => this.#nextCommandSeq(gatewayId),
+    }, { logger: logger.child({ component: 'relay-link' }), counters })
+    this.#link = link
+    await link.start()
+    engine.start()
+
+    for (const [tenantId, graph] of this.#graph) {
+      const poller = new TeamsPoller(tenantId, graph, config.sync.pollIntervalMs, {
+        logger: logger.child({ component: 'teams-poller', tenant: tenantId }),
+        clock,
+        userIds: () => engine.graphUserIds(tenantId),
+        onReadings: (tenant, readings) => engine.onTeamsPresence(tenant, readings),
+      })
+      poller.start()
+      this.#pollers.push(poller)
+    }
+    this.#log.info({ broker: brokerUrl, store: db.kind, tenants: config.tenants.length }, 'relay started')
+  }
+
+  async stop(): Promise<void> {
+    if (!this.#started) return
+    this.#started = false
+    for (const poller of this.#pollers.splice(0)) poller.stop()
+    this.#engine?.stop()
+    await this.#engine?.idle()
+    await this.#link?.stop()
+    await this.#broker?.stop()
+    for (const graph of this.#graph.values()) await graph.close()
+    this.#graph.clear()
+    await this.#db?.close()
+    this.#log.info('relay stopped')
+  }
+
+  #requireLink(): RelayLink {
+    if (!this.#link) throw new Error('relay link not started')
+    return this.#link
+  }
+
+  /** Command sequence numbers are reserved in the store in blocks, one reservation at a time per gateway. */
+  #nextCommandSeq(gatewayId: string): Promise<number> {
+    const previous = this.#commandSeqLock.get(gatewayId) ?? Promise.resolve(0)
+    const next = previous.catch(() => 0).then(async () => {
+      let block = this.#commandSeq.get(gatewayId)
+      if (!block || block.next > block.end) {
+        const first = await this.store.reserveCommandSeq(gatewayId, COMMAND_SEQ_BLOCK)
+        block = { next: first, end: first + COMMAND_SEQ_BLOCK - 1 }
+        this.#commandSeq.set(gatewayId, block)
+      }
+      return block.next++
+    })
+    this.#commandSeqLock.set(gatewayId, next)
+    return next
+  }
+}

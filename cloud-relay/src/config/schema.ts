@@ -1,0 +1,56 @@
+import { Type, type Static } from '@sinclair/typebox'
+
+const Id = Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$' })
+
+export const RelayConfigSchema = Type.Object({
+  logLevel: Type.Union([Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug'), Type.Literal('trace')], { default: 'info' }),
+  broker: Type.Object({
+    /** embedded: the relay runs its own MQTT broker (aedes). external: connect to Mosquitto/EMQX at `url`. */
+    mode: Type.Union([Type.Literal('embedded'), Type.Literal('external')], { default: 'embedded' }),
+    host: Type.String({ default: '0.0.0.0', description: 'embedded: address to listen on' }),
+    port: Type.Integer({ minimum: 0, maximum: 65535, default: 1883, description: 'embedded: port to listen on (0 = any free port)' }),
+    url: Type.Optional(Type.String({ description: 'external: broker URL, e.g. mqtt://127.0.0.1:1883' })),
+    relayUsername: Type.String({ default: 'relay' }),
+    relayPassword: Type.String({ minLength: 1, description: 'The relay\'s own broker password. Keep it secret.' }),
+  }, { additionalProperties: false, default: {} }),
+  database: Type.Object({
+    /** PostgreSQL URL. The DATABASE_URL environment variable overrides it. Without one, PGlite is used. */
+    url: Type.Optional(Type.String()),
+    /** PGlite data folder, or "memory". */
+    pgliteDir: Type.String({ default: '.data/relay/pglite' }),
+  }, { additionalProperties: false, default: {} }),
+  graph: Type.Object({
+    authorityHost: Type.String({ default: 'https://login.microsoftonline.com' }),
+    graphBaseUrl: Type.String({ default: 'https://graph.microsoft.com' }),
+    /** PEM file of an extra CA to trust (the Graph simulator's). */
+    caFile: Type.Optional(Type.String()),
+  }, { additionalProperties: false, default: {} }),
+  tenants: Type.Array(Type.Object({
+    id: Id,
+    name: Type.String({ default: '' }),
+    graph: Type.Optional(Type.Object({
+      tenantId: Type.String({ minLength: 1, description: 'Entra ID tenant (directory) id' }),
+      clientId: Type.String({ minLength: 1, description: 'App registration (client) id' }),
+      clientSecret: Type.String({ minLength: 1 }),
+    }, { additionalProperties: false })),
+    gateways: Type.Array(Type.Object({
+      id: Id,
+      name: Type.String({ default: '' }),
+      /** The gateway's broker password (embedded broker); stored hashed. */
+      password: Type.String({ minLength: 8 }),
+    }, { additionalProperties: false }), { default: [] }),
+  }, { additionalProperties: false }), { default: [] }),
+  sync: Type.Object({
+    pollIntervalMs: Type.Integer({ minimum: 200, default: 5000, description: 'Teams presence polling interval' }),
+    busyPresence: Type.Union([Type.Literal('DoNotDisturb/Presenting'), Type.Literal('Busy/InACall')], { default: 'DoNotDisturb/Presenting' }),
+    meetingSetsDnd: Type.Boolean({ default: false }),
+    ringingIsBusy: Type.Boolean({ default: false }),
+    sessionExpirationMinutes: Type.Integer({ minimum: 5, maximum: 240, default: 15 }),
+    sessionRefreshMs: Type.Integer({ minimum: 10_000, maximum: 290_000, default: 240_000 }),
+    echoHoldMs: Type.Integer({ minimum: 0, default: 15_000 }),
+    gatewayOfflineGraceMs: Type.Integer({ minimum: 0, default: 120_000 }),
+    commandTimeoutMs: Type.Integer({ minimum: 500, default: 10_000 }),
+  }, { additionalProperties: false, default: {} }),
+}, { additionalProperties: false })
+
+export type RelayConfig = Static<typeof RelayConfigSchema>

@@ -1,0 +1,178 @@
+import { randomUUID } from 'node:crypto'
+import mqtt, { type MqttClient } from 'mqtt'
+import type { Logger } from 'pino'
+import { createEnvelope, decodeMessage, encodeEnvelope } from '../../../gateway/protocol/codec.js'
+import type { AnyEnvelope, DirectoryData, EndpointData, LinkData, ResultData, SetDndData, StatusData } from '../../../gateway/protocol/schemas.js'
+import { topics, type ParsedTopic } from '../../../gateway/protocol/topics.js'
+import type { Counters } from '../../../gateway/src/core/counters.js'
+
+export interface RelayLinkHandlers {
+  /** Whether the gateway exists (messages from unknown gateways are dropped). */
+  knowsGateway(gatewayId: string): boolean
+  onStatus(gatewayId: string, data: StatusData, retained: boolean, seq: number): Promise<void>
+  onLink(gatewayId: string, data: LinkData): Promise<void>
+  onEndpoint(gatewayId: string, data: EndpointData, seq: number): Promise<void>
+  onDirectory(gatewayId: string, data: DirectoryData): Promise<void>
+  /** The next command sequence number for a gateway (monotonic across relay restarts). */
+  nextCommandSeq(gatewayId: string): Promise<number>
+}
+
+interface PendingCommand {
+  resolve(result: ResultData): void
+  reject(err: Error): void
+  timer: NodeJS.Timeout
+}
+
+/**
+ * The relay's MQTT client: reads every gateway's messages, validates them, hands them on in order per gateway,
+ * and sends commands with a correlation id, resolving when the gateway's result arrives.
+ */
+export class RelayLink {
+  readonly #options: { url: string; username?: string | undefined; password?: string | undefined; commandTimeoutMs: number; caPem?: string | undefined }
+  readonly #handlers: RelayLinkHandlers
+  readonly #log: Logger
+  readonly #counters: Counters
+  readonly #pending = new Map<string, PendingCommand>()
+  readonly #queues = new Map<string, Promise<void>>()
+  #client: MqttClient | undefined
+  #lastError = ''
+
+  constructor(options: { url: string; username?: string | undefined; password?: string | undefined; commandTimeoutMs: number; caPem?: string | undefined }, handlers: RelayLinkHandlers, deps: { logger: Logger; counters: Counters }) {
+    this.#options = options
+    this.#handlers = handlers
+    this.#log = deps.logger
+    this.#counters = deps.counters
+  }
+
+  get connected(): boolean {
+    return this.#client?.connected ?? false
+  }
+
+  async start(): Promise<void> {
+    if (this.#client) return
+    const client = mqtt.connect(this.#options.url, {
+      clientId: `relay-${randomUUID().slice(0, 8)}`,
+      protocolVersion: 4,
+      clean: true,
+      reconnectPeriod: 1000,
+      ...(this.#options.username !== undefined ? { username: this.#options.username } : {}),
+      ...(this.#options.password !== undefined ? { password: this.#options.password } : {}),
+      ...(this.#options.caPem !== undefined ? { ca: this.#options.caPem } : {}),
+    })
+    this.#client = client
+    client.on('message', (topic, payload, packet) => this.#enqueue(topic, payload, packet.retain))
+    client.on('error', (err) => {
+      if (err.message !== this.#lastError) this.#log.error({ url: this.#options.url, err: err.message }, 'relay broker link error')
+      this.#lastError = err.message
+    })
+    client.on('connect', () => {
+      this.#lastError = ''
+      this.#log.info({ url: this.#options.url }, 'relay broker link up')
+      client.subscribe(topics.relayFilter(), { qos: 1 }, (err) => {
+        if (err) this.#log.error({ err: err.message }, 'subscribing to gateway topics failed')
+      })
+    })
+    await new Promise<void>((resolve) => {
+      if (client.connected) resolve()
+      else client.once('connect', () => resolve())
+    })
+  }
+
+  async stop(): Promise<void> {
+    const client = this.#client
+    this.#client = undefined
+    for (const [id, pending] of this.#pending) {
+      clearTimeout(pending.timer)
+      pending.reject(new Error('relay stopping'))
+      this.#pending.delete(id)
+    }
+    if (client) await client.endAsync(false).catch(() => undefined)
+    await Promise.all(this.#queues.values())
+  }
+
+  async sendSetDnd(gatewayId: string, data: SetDndData): Promise<ResultData> {
+    return this.#send(gatewayId, 'setDnd', data)
+  }
+
+  async sendResync(gatewayId: string, reason: string): Promise<ResultData> {
+    return this.#send(gatewayId, 'resync', { reason })
+  }
+
+  async #send(gatewayId: string, name: 'setDnd' | 'resync', data: SetDndData | { reason: string }): Promise<ResultData> {
+    const client = this.#client
+    if (!client?.connected) throw new Error('relay is not connected to the broker')
+    const seq = await this.#handlers.nextCommandSeq(gatewayId)
+    const envelope = name === 'setDnd'
+      ? createEnvelope('cmd.setDnd', data as SetDndData, { gatewayId, seq })
+      : createEnvelope('cmd.resync', data as { reason: string }, { gatewayId, seq })
+    return new Promise<ResultData>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#pending.delete(envelope.id)
+        this.#counters.inc('relay.command_timeouts')
+        reject(new Error(`gateway ${gatewayId} did not answer ${name} within ${this.#options.commandTimeoutMs} ms`))
+      }, this.#options.commandTimeoutMs)
+      timer.unref()
+      this.#pending.set(envelope.id, { resolve, reject, timer })
+      client.publish(topics.command(gatewayId, name), encodeEnvelope(envelope), { qos: 1 }, (err) => {
+        if (!err) return
+        clearTimeout(timer)
+        this.#pending.delete(envelope.id)
+        reject(err)
+      })
+    })
+  }
+
+  /** Messages of one gateway are handled one after another (their order matters); gateways run in parallel. */
+  #enqueue(topic: string, payload: Buffer, retained: boolean): void {
+    const decoded = decodeMessage(topic, payload)
+    if (!decoded.ok) {
+      this.#counters.inc('relay.invalid_messages')
+      this.#counters.inc(`relay.invalid.${decoded.code}`)
+      this.#log.warn({ topic: topic.slice(0, 200), code: decoded.code, reason: decoded.reason }, 'dropped an invalid message')
+      return
+    }
+    const { topic: parsed, envelope } = decoded
+    if (parsed.kind === 'command') return // our own commands, echoed by the wildcard subscription
+    if (!this.#handlers.knowsGateway(parsed.gatewayId)) {
+      this.#counters.inc('relay.unknown_gateway_messages')
+      this.#log.warn({ gatewayId: parsed.gatewayId, kind: parsed.kind }, 'dropped a message from an unknown gateway; create the gateway in the relay config first')
+      return
+    }
+    const previous = this.#queues.get(parsed.gatewayId) ?? Promise.resolve()
+    const next = previous.then(() => this.#dispatch(parsed, envelope, retained)).catch((err: unknown) => {
+      this.#counters.inc('relay.handler_errors')
+      this.#log.error({ gatewayId: parsed.gatewayId, kind: parsed.kind, err: (err as Error).message }, 'handling a gateway message failed')
+    })
+    this.#queues.set(parsed.gatewayId, next)
+    void next.then(() => {
+      if (this.#queues.get(parsed.gatewayId) === next) this.#queues.delete(parsed.gatewayId)
+    })
+  }
+
+  async #dispatch(topic: ParsedTopic, envelope: AnyEnvelope, retained: boolean): Promise<void> {
+    this.#counters.inc('relay.messages')
+    switch (envelope.type) {
+      case 'status':
+        return this.#handlers.onStatus(topic.gatewayId, envelope.data, retained, envelope.seq)
+      case 'link':
+        return this.#handlers.onLink(topic.gatewayId, envelope.data)
+      case 'endpoint':
+        return this.#handlers.onEndpoint(topic.gatewayId, envelope.data, envelope.seq)
+      case 'directory':
+        return this.#handlers.onDirectory(topic.gatewayId, envelope.data)
+      case 'result': {
+        const pending = this.#pending.get(envelope.data.correlationId)
+        if (!pending) return
+        clearTimeout(pending.timer)
+        this.#pending.delete(envelope.data.correlationId)
+        pending.resolve(envelope.data)
+        return
+      }
+      case 'telemetry':
+        this.#log.debug({ gatewayId: topic.gatewayId, telemetry: envelope.data }, 'telemetry')
+        return
+      default:
+        return
+    }
+  }
+}

@@ -1,0 +1,582 @@
+import type { Logger } from 'pino'
+import type { DirectoryData, EndpointData, ResultData, SetDndData } from '../../../gateway/protocol/schemas.js'
+import type { Clock } from '../../../gateway/src/core/clock.js'
+import { backoffDelay } from '../../../gateway/src/core/clock.js'
+import type { Counters } from '../../../gateway/src/core/counters.js'
+import { GraphApiError, type GraphPresenceApi, type PresenceReading, type SettablePresence } from '../graph/types.js'
+import type { EndpointRow, EventLogEntry, PersonRow, RelayStore, TeamsSessionRow } from '../store/relay-store.js'
+import { endpointCountsAsBusy, isOwnSessionEcho, teamsPresenceForPbxCall, teamsWantsPbxDnd, type SyncSettings } from './mapping.js'
+
+export interface SyncTimings {
+  /** Our Teams session's expirationDuration; it always has one, so a dead relay cannot leave it behind. */
+  sessionExpirationMinutes: number
+  /** Refresh our session this long after the last write: before Graph's 5-minute keep-alive timeout. */
+  sessionRefreshMs: number
+  /** After we clear our session, a Teams reading equal to it is still attributed to us for this long. */
+  echoHoldMs: number
+  /** A gateway offline for longer than this has its extensions treated as idle (our Teams sessions cleared). */
+  gatewayOfflineGraceMs: number
+  /** A failed write is retried after backoff starting here. */
+  retryBaseMs: number
+}
+
+export const DEFAULT_SYNC_TIMINGS: SyncTimings = {
+  sessionExpirationMinutes: 15,
+  sessionRefreshMs: 4 * 60_000,
+  echoHoldMs: 15_000,
+  gatewayOfflineGraceMs: 120_000,
+  retryBaseMs: 1000,
+}
+
+export interface SyncEngineDeps {
+  store: RelayStore
+  logger: Logger
+  clock: Clock
+  counters: Counters
+  settings: SyncSettings
+  timings: SyncTimings
+  /** The tenant's Graph access, or undefined when the tenant has no Graph credentials. */
+  graphFor(tenantId: string): GraphPresenceApi | undefined
+  /** Sends a command to a gateway and resolves with its result (rejects on timeout or when it cannot be sent). */
+  sendSetDnd(gatewayId: string, data: SetDndData): Promise<ResultData>
+  tenantOf(gatewayId: string): string | undefined
+}
+
+interface EndpointModel extends EndpointRow {
+  /** Its gateway has been offline past the grace period: treated as idle, no commands sent. */
+  stale: boolean
+}
+
+interface PersonModel {
+  row: PersonRow
+  endpoints: Map<string, EndpointModel>
+  teams: { availability: string; activity: string; at: number } | undefined
+  teamsTrigger: boolean
+  teamsTriggerReason: string | null
+  /** The person switched off a DND we set: leave the PBX alone until the Teams trigger ends. */
+  standBack: boolean
+  session: TeamsSessionRow | undefined
+  lastCleared: { presence: SettablePresence; at: number } | undefined
+  pending: Map<string, { dnd: boolean; sentAt: number }>
+  retryAt: number
+  failures: number
+}
+
+interface GatewayModel {
+  online: boolean
+  offlineSince: number | undefined
+  staled: boolean
+}
+
+const endpointKey = (gatewayId: string, connectorId: string, endpointId: string) => `${gatewayId}/${connectorId}/${endpointId}`
+const clock24 = (ms: number) => `${new Date(ms).toISOString().slice(11, 19)} UTC`
+
+/**
+ * Desired state, then reconcile (DESIGN §6). Events only update the model and schedule the person; a per-person
+ * reconcile computes what each side should show and sends the difference. We only clear what we set.
+ */
+export class SyncEngine {
+  readonly #deps: SyncEngineDeps
+  readonly #log: Logger
+  readonly #people = new Map<number, PersonModel>()
+  readonly #personByEndpoint = new Map<string, number>()
+  /** Endpoint states for extensions not (yet) mapped to a person. */
+  readonly #unmapped = new Map<string, EndpointModel>()
+  readonly #gateways = new Map<string, GatewayModel>()
+  readonly #running = new Set<number>()
+  readonly #dirty = new Set<number>()
+  readonly #idle = new Set<() => void>()
+  readonly #decisionListeners = new Set<(entry: EventLogEntry) => void>()
+  #tickTimer: ReturnType<Clock['setTimeout']> | undefined
+  #stopped = false
+
+  constructor(deps: SyncEngineDeps) {
+    this.#deps = deps
+    this.#log = deps.logger.child({ component: 'sync' })
+  }
+
+  async load(): Promise<void> {
+    const { store } = this.#deps
+    const [people, endpoints, sessions, syncRows] = await Promise.all([store.listPeople(), store.listEndpoints(), store.listTeamsSessions(), store.listPersonSync()])
+    for (const row of people) this.#people.set(row.id, this.#newPerson(row))
+    for (const endpoint of endpoints) {
+      const model: EndpointModel = { ...endpoint, stale: false }
+      const key = endpointKey(endpoint.gatewayId, endpoint.connectorId, endpoint.endpointId)
+      const person = endpoint.personId === null ? undefined : this.#people.get(endpoint.personId)
+      if (person) {
+        person.endpoints.set(key, model)
+        this.#personByEndpoint.set(key, person.row.id)
+      } else this.#unmapped.set(key, model)
+    }
+    for (const session of sessions) {
+      const person = this.#people.get(session.personId)
+      if (person) person.session = session
+    }
+    for (const row of syncRows) {
+      const person = this.#people.get(row.personId)
+      if (!person) continue
+      person.teamsTrigger = row.teamsTrigger
+      person.teamsTriggerReason = row.teamsTriggerReason
+      person.standBack = row.pbxStandBack
+      if (row.teamsAvailability && row.teamsActivity) {
+        person.teams = { availability: row.teamsAvailability, activity: row.teamsActivity, at: row.teamsObservedAt?.getTime() ?? 0 }
+      }
+    }
+    for (const gateway of await store.listGateways()) {
+      // Until a gateway says otherwise, assume it is online: its snapshot on connect corrects everything.
+      this.#gateways.set(gateway.id, { online: true, offlineSince: undefined, staled: false })
+    }
+    this.#log.info({ people: this.#people.size, endpoints: endpoints.length, sessions: sessions.length }, 'sync state loaded')
+  }
+
+  start(): void {
+    this.#stopped = false
+    for (const id of this.#people.keys()) this.schedule(id)
+    this.#scheduleTick()
+  }
+
+  stop(): void {
+    this.#stopped = true
+    this.#deps.clock.clearTimeout(this.#tickTimer)
+  }
+
+  /** Resolves when no reconcile is running or queued (tests and orderly shutdown). */
+  idle(): Promise<void> {
+    if (this.#running.size === 0 && this.#dirty.size === 0) return Promise.resolve()
+    return new Promise((resolve) => this.#idle.add(resolve))
+  }
+
+  /** People with a Graph user id in a tenant: what the Teams poller reads. */
+  graphUserIds(tenantId: string): string[] {
+    const ids: string[] = []
+    for (const person of this.#people.values()) {
+      if (person.row.tenantId === tenantId && person.row.graphUserId && person.row.syncMode !== 'off') ids.push(person.row.graphUserId)
+    }
+    return ids
+  }
+
+  person(id: number): Readonly<PersonModel> | undefined {
+    return this.#people.get(id)
+  }
+
+  personByEmail(tenantId: string, email: string): Readonly<PersonModel> | undefined {
+    const lower = email.toLowerCase()
+    for (const person of this.#people.values()) if (person.row.tenantId === tenantId && person.row.email === lower) return person
+    return undefined
+  }
+
+  // ---- inputs ------------------------------------------------------------------------------------------------
+
+  async onEndpoint(gatewayId: string, data: EndpointData, seq: number): Promise<void> {
+    const applied = await this.#deps.store.updateEndpointState(gatewayId, data, seq)
+    if (!applied) {
+      this.#deps.counters.inc('sync.endpoint_stale_events')
+      return
+    }
+    const key = endpointKey(gatewayId, data.connectorId, data.endpointId)
+    const personId = this.#personByEndpoint.get(key)
+    const person = personId === undefined ? undefined : this.#people.get(personId)
+    const previous = person?.endpoints.get(key) ?? this.#unmapped.get(key)
+    if (previous && previous.lastSeq >= seq) return
+    const model: EndpointModel = {
+      gatewayId,
+      personId: person?.row.id ?? null,
+      name: previous?.name ?? '',
+      email: previous?.email ?? null,
+      ...data,
+      lastSeq: seq,
+      stale: false,
+    }
+    if (!person) {
+      this.#unmapped.set(key, model)
+      return
+    }
+    person.endpoints.set(key, model)
+    const pending = person.pending.get(key)
+    if (pending && pending.dnd === data.dnd) person.pending.delete(key)
+    if (previous?.dnd && previous.dndOwner === 'gateway' && !data.dnd && data.cause === 'dnd.user' && person.teamsTrigger) {
+      person.standBack = true
+      await this.#persistSync(person)
+      await this.#event(person, {
+        kind: 'pbx.dnd.stand_back',
+        gatewayId,
+        message: `${person.row.displayName || person.row.email} switched off the DND we set on ${data.endpointId} at ${clock24(data.changedAt)}; we leave the PBX alone until the Teams activity ends`,
+      })
+    }
+    this.schedule(person.row.id)
+  }
+
+  /** A PBX user list: map extensions to people by e-mail and resolve people to Graph users. */
+  async onDirectory(gatewayId: string, data: DirectoryData): Promise<void> {
+    const tenantId = this.#deps.tenantOf(gatewayId)
+    if (!tenantId) return
+    const graph = this.#deps.graphFor(tenantId)
+    for (const entry of data.entries) {
+      const key = endpointKey(gatewayId, data.connectorId, entry.endpointId)
+      const email = entry.email?.trim().toLowerCase() || null
+      let person: PersonModel | undefined
+      if (email) {
+        const row = await this.#deps.store.upsertPerson(tenantId, email, entry.name)
+        person = this.#people.get(row.id)
+        if (!person) {
+          person = this.#newPerson(row)
+          this.#people.set(row.id, person)
+        } else person.row = { ...person.row, displayName: row.displayName }
+        if (!person.row.graphUserId && graph) await this.#resolveGraphUser(person, graph)
+      }
+      await this.#deps.store.upsertEndpointDirectory({ gatewayId, connectorId: data.connectorId, endpointId: entry.endpointId, name: entry.name, email, personId: person?.row.id ?? null })
+      // Move the endpoint's state between people if the mapping changed.
+      const oldPersonId = this.#personByEndpoint.get(key)
+      const oldPerson = oldPersonId === undefined ? undefined : this.#people.get(oldPersonId)
+      const state = oldPerson?.endpoints.get(key) ?? this.#unmapped.get(key)
+      const model: EndpointModel = state
+        ? { ...state, name: entry.name, email, personId: person?.row.id ?? null }
+        : { gatewayId, connectorId: data.connectorId, endpointId: entry.endpointId, personId: person?.row.id ?? null, name: entry.name, email, state: 'idle', calls: 0, dnd: false, dndOwner: null, changedAt: 0, cause: 'directory', lastSeq: -1, stale: false }
+      if (oldPerson && oldPerson !== person) {
+        oldPerson.endpoints.delete(key)
+        this.schedule(oldPerson.row.id)
+      }
+      if (person) {
+        this.#unmapped.delete(key)
+        person.endpoints.set(key, model)
+        this.#personByEndpoint.set(key, person.row.id)
+        this.schedule(person.row.id)
+      } else {
+        this.#personByEndpoint.delete(key)
+        this.#unmapped.set(key, model)
+      }
+    }
+  }
+
+  /** The gateway's sequence restarted (see RelayStore.resetEndpointSeqAbove): forget stored sequence numbers. */
+  async resetGatewaySeq(gatewayId: string, seq: number): Promise<void> {
+    const reset = await this.#deps.store.resetEndpointSeqAbove(gatewayId, seq)
+    if (reset === 0) return
+    for (const endpoint of [...this.#unmapped.values(), ...[...this.#people.values()].flatMap((p) => [...p.endpoints.values()])]) {
+      if (endpoint.gatewayId === gatewayId && endpoint.lastSeq > seq) endpoint.lastSeq = -1
+    }
+    this.#log.warn({ gatewayId, seq, endpoints: reset }, 'gateway sequence restarted (its state was reset); accepting its new numbering')
+  }
+
+  onGatewayStatus(gatewayId: string, online: boolean, reason: string | undefined): void {
+    const now = this.#deps.clock.now()
+    const gateway = this.#gateways.get(gatewayId) ?? { online, offlineSince: undefined, staled: false }
+    this.#gateways.set(gatewayId, gateway)
+    if (online) {
+      const wasStaled = gateway.staled
+      gateway.online = true
+      gateway.offlineSince = undefined
+      gateway.staled = false
+      if (wasStaled) {
+        // Its snapshot follows; until then keep treating the old states as unknown-idle (already cleared).
+        for (const person of this.#peopleOfGateway(gatewayId)) {
+          for (const endpoint of person.endpoints.values()) if (endpoint.gatewayId === gatewayId) endpoint.stale = false
+        }
+      }
+      return
+    }
+    if (!gateway.online && gateway.offlineSince !== undefined) return
+    gateway.online = false
+    gateway.offlineSince = now
+    this.#log.warn({ gatewayId, reason }, 'gateway offline; grace period started')
+    void this.#deps.store.appendEvent({
+      tenantId: this.#deps.tenantOf(gatewayId) ?? null,
+      gatewayId,
+      kind: 'gateway.offline',
+      message: `Gateway ${gatewayId} went offline at ${clock24(now)} (${reason ?? 'no reason given'}); its people's Teams state is kept for ${Math.round(this.#deps.timings.gatewayOfflineGraceMs / 1000)} s`,
+    }).catch(() => undefined)
+  }
+
+  /** Presence readings from Graph (polling now; change notifications later). */
+  async onTeamsPresence(tenantId: string, readings: readonly PresenceReading[]): Promise<void> {
+    const byGraphId = new Map<string, PersonModel>()
+    for (const person of this.#people.values()) if (person.row.tenantId === tenantId && person.row.graphUserId) byGraphId.set(person.row.graphUserId.toLowerCase(), person)
+    const now = this.#deps.clock.now()
+    for (const reading of readings) {
+      const person = byGraphId.get(reading.userId.toLowerCase())
+      if (!person) continue
+      const before = person.teams
+      person.teams = { availability: reading.availability, activity: reading.activity, at: now }
+      if (!before || before.availability !== reading.availability || before.activity !== reading.activity) this.schedule(person.row.id)
+    }
+  }
+
+  // ---- reconcile ---------------------------------------------------------------------------------------------
+
+  schedule(personId: number): void {
+    if (this.#stopped) return
+    if (this.#running.has(personId)) {
+      this.#dirty.add(personId)
+      return
+    }
+    this.#running.add(personId)
+    void this.#runPerson(personId)
+  }
+
+  async #runPerson(personId: number): Promise<void> {
+    try {
+      do {
+        this.#dirty.delete(personId)
+        const person = this.#people.get(personId)
+        if (person) await this.#reconcile(person)
+      } while (this.#dirty.has(personId) && !this.#stopped)
+    } catch (err) {
+      this.#log.error({ personId, err: (err as Error).message }, 'reconcile failed')
+    } finally {
+      this.#running.delete(personId)
+      if (this.#running.size === 0 && this.#dirty.size === 0) for (const resolve of this.#idle) resolve()
+      if (this.#running.size === 0) this.#idle.clear()
+    }
+  }
+
+  async #reconcile(person: PersonModel): Promise<void> {
+    const now = this.#deps.clock.now()
+    await this.#updateTeamsTrigger(person, now)
+    // A failing Graph write backs off the Teams side only; the PBX side goes on.
+    if (now >= person.retryAt) await this.#reconcileTeams(person, now)
+    this.#reconcilePbx(person, now)
+  }
+
+  async #updateTeamsTrigger(person: PersonModel, now: number): Promise<void> {
+    const observed = person.teams
+    let trigger = false
+    let reason: string | null = null
+    if (observed) {
+      const ours = person.session ? { availability: person.session.availability, activity: person.session.activity } as SettablePresence : undefined
+      const recentlyCleared = person.lastCleared && now - person.lastCleared.at < this.#deps.timings.echoHoldMs ? person.lastCleared.presence : undefined
+      if (isOwnSessionEcho(observed, ours) || isOwnSessionEcho(observed, recentlyCleared)) {
+        // What Teams shows is our own session (or its fading echo): it says nothing about the person's Teams
+        // activity, so keep the last real conclusion.
+        return
+      }
+      const decision = teamsWantsPbxDnd(observed, person.row.syncMode, this.#deps.settings)
+      trigger = decision.trigger
+      reason = decision.reason
+    }
+    if (trigger === person.teamsTrigger && reason === person.teamsTriggerReason) return
+    const was = person.teamsTrigger
+    person.teamsTrigger = trigger
+    person.teamsTriggerReason = reason
+    if (!trigger) person.standBack = false
+    await this.#persistSync(person)
+    if (was !== trigger) {
+      await this.#event(person, {
+        kind: trigger ? 'teams.trigger.on' : 'teams.trigger.off',
+        message: trigger
+          ? `${reason} observed at ${clock24(observed?.at ?? now)}: PBX DND wanted for ${this.#who(person)}`
+          : `${reason ?? 'No Teams presence'} observed at ${clock24(observed?.at ?? now)}: no PBX DND wanted for ${this.#who(person)}`,
+        data: { availability: observed?.availability, activity: observed?.activity },
+      })
+    }
+  }
+
+  async #reconcileTeams(person: PersonModel, now: number): Promise<void> {
+    const graph = this.#deps.graphFor(person.row.tenantId)
+    const userId = person.row.graphUserId
+    if (!graph || !userId) return
+    const busyEndpoint = person.row.syncMode === 'off'
+      ? undefined
+      : [...person.endpoints.values()].find((e) => !e.stale && endpointCountsAsBusy(e.state, this.#deps.settings))
+    const wanted = teamsPresenceForPbxCall(this.#deps.settings)
+    const session = person.session
+    try {
+      if (busyEndpoint) {
+        const samePresence = session && session.availability === wanted.availability && session.activity === wanted.activity
+        if (samePresence && now - session.refreshedAt.getTime() < this.#deps.timings.sessionRefreshMs) return
+        const minutes = this.#deps.timings.sessionExpirationMinutes
+        const reason = `extension ${busyEndpoint.endpointId} on ${busyEndpoint.gatewayId}/${busyEndpoint.connectorId} is ${busyEndpoint.state} (${busyEndpoint.cause}) since ${clock24(busyEndpoint.changedAt || now)}`
+        await graph.setPresence(userId, wanted, minutes)
+        const expiresAt = new Date(now + minutes * 60_000)
+        const row: TeamsSessionRow = { personId: person.row.id, ...wanted, setAt: samePresence ? session.setAt : new Date(now), refreshedAt: new Date(now), expiresAt, reason }
+        person.session = row
+        person.failures = 0
+        await this.#deps.store.upsertTeamsSession(row)
+        if (samePresence) {
+          this.#deps.counters.inc('sync.teams_refreshed')
+        } else {
+          this.#deps.counters.inc('sync.teams_set')
+          await this.#event(person, {
+            kind: 'teams.set',
+            gatewayId: busyEndpoint.gatewayId,
+            message: `Teams ${wanted.availability}/${wanted.activity} set for ${this.#who(person)} because ${reason}; set by the relay; expires ${clock24(expiresAt.getTime())} unless refreshed`,
+          })
+        }
+        return
+      }
+      if (!session) return
+      const outcome = await graph.clearPresence(userId)
+      person.session = undefined
+      person.lastCleared = { presence: { availability: session.availability, activity: session.activity } as SettablePresence, at: now }
+      person.failures = 0
+      await this.#deps.store.deleteTeamsSession(person.row.id)
+      this.#deps.counters.inc('sync.teams_cleared')
+      await this.#event(person, {
+        kind: 'teams.cleared',
+        message: `Teams session cleared for ${this.#who(person)}: no PBX call any more${outcome === 'absent' ? ' (Graph had already dropped it)' : ''}`,
+      })
+    } catch (err) {
+      this.#onWriteFailed(person, err, now)
+    }
+  }
+
+  #reconcilePbx(person: PersonModel, now: number): void {
+    const wantDnd = person.row.syncMode !== 'off' && person.teamsTrigger && !person.standBack
+    for (const [key, endpoint] of person.endpoints) {
+      if (endpoint.stale || endpoint.lastSeq < 0) continue // no state known yet: wait for the gateway's snapshot
+      const gateway = this.#gateways.get(endpoint.gatewayId)
+      if (gateway && !gateway.online) continue
+      const pending = person.pending.get(key)
+      if (pending && now - pending.sentAt < 15_000) {
+        if (pending.dnd === wantDnd) continue
+      }
+      if (wantDnd && !endpoint.dnd) this.#sendDnd(person, key, endpoint, true, person.teamsTriggerReason ?? 'Teams activity')
+      else if (!wantDnd && endpoint.dnd && endpoint.dndOwner === 'gateway') {
+        this.#sendDnd(person, key, endpoint, false, person.standBack ? 'the person cleared it' : (person.teamsTriggerReason ?? 'Teams activity ended'))
+      }
+    }
+  }
+
+  #sendDnd(person: PersonModel, key: string, endpoint: EndpointModel, dnd: boolean, reason: string): void {
+    const now = this.#deps.clock.now()
+    person.pending.set(key, { dnd, sentAt: now })
+    this.#deps.counters.inc(dnd ? 'sync.pbx_dnd_on' : 'sync.pbx_dnd_off')
+    const data: SetDndData = { connectorId: endpoint.connectorId, endpointId: endpoint.endpointId, dnd, reason: reason.slice(0, 256) }
+    this.#deps.sendSetDnd(endpoint.gatewayId, data).then(
+      async (result) => {
+        if (result.ok) {
+          await this.#event(person, {
+            kind: dnd ? 'pbx.dnd.on' : 'pbx.dnd.off',
+            gatewayId: endpoint.gatewayId,
+            message: dnd
+              ? `DND on ${endpoint.endpointId} (${endpoint.gatewayId}/${endpoint.connectorId}) because ${reason} at ${clock24(now)}; set by the relay, released when it ends`
+              : `DND on ${endpoint.endpointId} (${endpoint.gatewayId}/${endpoint.connectorId}) released at ${clock24(now)}: ${reason}`,
+          })
+        } else {
+          person.pending.delete(key)
+          await this.#event(person, {
+            kind: 'pbx.dnd.refused',
+            gatewayId: endpoint.gatewayId,
+            message: `The gateway did not ${dnd ? 'set' : 'release'} DND on ${endpoint.endpointId}: ${result.error?.message ?? 'no reason given'} (${result.error?.code ?? 'unknown'})`,
+          })
+        }
+      },
+      (err: unknown) => {
+        person.pending.delete(key)
+        this.#deps.counters.inc('sync.commands_failed')
+        this.#log.warn({ gatewayId: endpoint.gatewayId, endpoint: endpoint.endpointId, dnd, err: (err as Error).message }, 'DND command not confirmed; will retry')
+        this.#deps.clock.setTimeout(() => this.schedule(person.row.id), this.#deps.timings.retryBaseMs)
+      },
+    ).finally(() => this.schedule(person.row.id))
+  }
+
+  #onWriteFailed(person: PersonModel, err: unknown, now: number): void {
+    person.failures += 1
+    const retryIn = err instanceof GraphApiError && err.retryAfterMs !== undefined
+      ? err.retryAfterMs
+      : backoffDelay(person.failures, this.#deps.timings.retryBaseMs, 60_000)
+    person.retryAt = now + retryIn
+    this.#deps.counters.inc(err instanceof GraphApiError && err.code === 'GRAPH_THROTTLED' ? 'sync.graph_throttled' : 'sync.graph_failed')
+    const code = err instanceof GraphApiError ? err.code : 'UNEXPECTED'
+    this.#log.warn({ person: person.row.email, code, err: (err as Error).message, retryInMs: retryIn }, 'Teams write failed; will retry')
+    if (person.failures === 1) {
+      void this.#event(person, { kind: 'teams.failed', message: `Teams update for ${this.#who(person)} failed (${code}): ${(err as Error).message}; retrying` })
+    }
+  }
+
+  // ---- periodic work -----------------------------------------------------------------------------------------
+
+  #scheduleTick(): void {
+    this.#tickTimer = this.#deps.clock.setTimeout(() => {
+      this.#tick()
+      if (!this.#stopped) this.#scheduleTick()
+    }, 1000)
+  }
+
+  #tick(): void {
+    const now = this.#deps.clock.now()
+    for (const [gatewayId, gateway] of this.#gateways) {
+      if (gateway.online || gateway.staled || gateway.offlineSince === undefined) continue
+      if (now - gateway.offlineSince < this.#deps.timings.gatewayOfflineGraceMs) continue
+      gateway.staled = true
+      for (const person of this.#peopleOfGateway(gatewayId)) {
+        for (const endpoint of person.endpoints.values()) if (endpoint.gatewayId === gatewayId) endpoint.stale = true
+        void this.#event(person, {
+          kind: 'gateway.stale',
+          gatewayId,
+          message: `Gateway ${gatewayId} offline since ${clock24(gateway.offlineSince)}: its extensions no longer count as busy for ${this.#who(person)}`,
+        })
+        this.schedule(person.row.id)
+      }
+    }
+    for (const person of this.#people.values()) {
+      const refreshDue = person.session && now - person.session.refreshedAt.getTime() >= this.#deps.timings.sessionRefreshMs
+      const retryDue = person.retryAt !== 0 && now >= person.retryAt
+      if (retryDue) person.retryAt = 0
+      if (refreshDue || retryDue) this.schedule(person.row.id)
+    }
+  }
+
+  // ---- helpers -----------------------------------------------------------------------------------------------
+
+  #newPerson(row: PersonRow): PersonModel {
+    return { row, endpoints: new Map(), teams: undefined, teamsTrigger: false, teamsTriggerReason: null, standBack: false, session: undefined, lastCleared: undefined, pending: new Map(), retryAt: 0, failures: 0 }
+  }
+
+  *#peopleOfGateway(gatewayId: string): Iterable<PersonModel> {
+    for (const person of this.#people.values()) {
+      for (const endpoint of person.endpoints.values()) {
+        if (endpoint.gatewayId === gatewayId) {
+          yield person
+          break
+        }
+      }
+    }
+  }
+
+  async #resolveGraphUser(person: PersonModel, graph: GraphPresenceApi): Promise<void> {
+    try {
+      const user = await graph.findUser(person.row.email)
+      if (!user) {
+        this.#deps.counters.inc('sync.unknown_users')
+        await this.#event(person, { kind: 'mapping.unmatched', message: `No Microsoft 365 user has the UPN ${person.row.email}; Teams presence is not synced for this extension` })
+        return
+      }
+      person.row = { ...person.row, graphUserId: user.id }
+      await this.#deps.store.setPersonGraphUser(person.row.id, user.id)
+      await this.#event(person, { kind: 'mapping.matched', message: `${person.row.email} mapped to Microsoft 365 user ${user.displayName} (${user.id})` })
+    } catch (err) {
+      this.#log.warn({ email: person.row.email, err: (err as Error).message }, 'looking up the Microsoft 365 user failed')
+    }
+  }
+
+  #who(person: PersonModel): string {
+    return person.row.displayName ? `${person.row.displayName} <${person.row.email}>` : person.row.email
+  }
+
+  async #persistSync(person: PersonModel): Promise<void> {
+    await this.#deps.store.upsertPersonSync({
+      personId: person.row.id,
+      teamsAvailability: person.teams?.availability ?? null,
+      teamsActivity: person.teams?.activity ?? null,
+      teamsObservedAt: person.teams ? new Date(person.teams.at) : null,
+      teamsTrigger: person.teamsTrigger,
+      teamsTriggerReason: person.teamsTriggerReason,
+      pbxStandBack: person.standBack,
+    })
+  }
+
+  /** Decisions as they are logged, for the demo's narration and the console's live view. */
+  onDecision(listener: (entry: EventLogEntry) => void): () => void {
+    this.#decisionListeners.add(listener)
+    return () => this.#decisionListeners.delete(listener)
+  }
+
+  async #event(person: PersonModel, entry: Omit<EventLogEntry, 'personId' | 'tenantId'>): Promise<void> {
+    const full: EventLogEntry = { ...entry, at: new Date(this.#deps.clock.now()), tenantId: person.row.tenantId, personId: person.row.id }
+    this.#log.info({ person: person.row.email, kind: entry.kind, decision: entry.message }, 'sync decision')
+    for (const listener of this.#decisionListeners) listener(full)
+    await this.#deps.store.appendEvent(full).catch((err: unknown) => {
+      this.#log.error({ err: (err as Error).message }, 'writing the event log failed')
+    })
+  }
+}
