@@ -29,6 +29,10 @@ type GraphClient = GraphPresenceApi & { close(): Promise<void> | void }
 
 const COMMAND_SEQ_BLOCK = 1000
 
+function isMicrosoftAuthority(authorityHost: string): boolean {
+  return /^https:\/\/login\.(microsoftonline\.(com|us)|chinacloudapi\.cn|partner\.microsoftonline\.cn)\/?$/i.test(authorityHost)
+}
+
 /**
  * The cloud relay: broker (embedded or external) → validated gateway messages → sync engine → Graph and
  * gateway commands. Built from a validated config and explicit deps; nothing happens until start().
@@ -101,6 +105,8 @@ export class Relay {
           clientSecret: tenant.graph.clientSecret,
           authorityHost: config.graph.authorityHost,
           graphBaseUrl: config.graph.graphBaseUrl,
+          // Any authority that is not a Microsoft cloud (the simulator, a proxy) must skip instance discovery.
+          knownAuthority: !isMicrosoftAuthority(config.graph.authorityHost),
           ...(this.#deps.graphCaPem ? { caPem: this.#deps.graphCaPem } : {}),
         }, { logger: logger.child({ component: 'graph', tenant: tenant.id }) }))
       } else {

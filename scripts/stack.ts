@@ -1,0 +1,202 @@
+/**
+ * The whole product on one machine: Graph simulator, cloud relay, OSBiz simulator and a gateway, wired the way
+ * a real installation is (MQTT between gateway and relay, HTTPS to Graph, CSTA over TCP to the PBX).
+ * Used by `npm start` (the demo), the end-to-end tests and the latency benchmark.
+ */
+import { randomBytes } from 'node:crypto'
+import { mkdir, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { Logger } from 'pino'
+import { GraphSimulator } from '../cloud-relay/graph-sim/graph-simulator.js'
+import { Relay } from '../cloud-relay/src/app.js'
+import { parseRelayConfig } from '../cloud-relay/src/config/load.js'
+import type { RelayConfig } from '../cloud-relay/src/config/schema.js'
+import { OsbizSimulator } from '../gateway/src/adapters/osbiz/simulator/osbiz-simulator.js'
+import { adapterRegistry } from '../gateway/src/adapters/registry.js'
+import { Gateway } from '../gateway/src/app.js'
+import { parseGatewayConfig, type LoadedGatewayConfig } from '../gateway/src/config/load.js'
+import { systemClock } from '../gateway/src/core/clock.js'
+import { Counters } from '../gateway/src/core/counters.js'
+
+export interface DemoPerson {
+  extension: string
+  name: string
+  /** Also the person's UPN and e-mail in the simulated tenant. */
+  email: string
+}
+
+export const DEMO_PEOPLE: readonly DemoPerson[] = [
+  { extension: '201', name: 'Alice Adams', email: 'alice@contoso.example' },
+  { extension: '202', name: 'Bob Baker', email: 'bob@contoso.example' },
+  { extension: '203', name: 'Carol Clark', email: 'carol@contoso.example' },
+]
+
+export interface StackOptions {
+  /** Folder for state (PGlite, gateway state, CA file). */
+  dataDir: string
+  logger: Logger
+  /** 'embedded' (aedes inside the relay) or the URL of an external broker such as the Mosquitto service. */
+  broker?: 'embedded' | { url: string }
+  /** PostgreSQL URL; PGlite in dataDir when absent. */
+  databaseUrl?: string | undefined
+  people?: readonly DemoPerson[]
+  gatewayId?: string
+  /** Port of the embedded broker (0 = any free one). */
+  brokerPort?: number
+  sync?: Partial<RelayConfig['sync']>
+}
+
+export class Stack {
+  readonly options: StackOptions
+  readonly people: readonly DemoPerson[]
+  readonly gatewayId: string
+  readonly gatewayPassword = randomBytes(12).toString('hex')
+  readonly relayPassword = randomBytes(12).toString('hex')
+  readonly graphClient = { clientId: '', clientSecret: randomBytes(16).toString('hex') }
+  readonly relayCounters = new Counters()
+  readonly gatewayCounters = new Counters()
+  graph!: GraphSimulator
+  pbx!: OsbizSimulator
+  relay: Relay | undefined
+  gateway: Gateway | undefined
+  #brokerUrl = ''
+  #caFile = ''
+
+  constructor(options: StackOptions) {
+    this.options = options
+    this.people = options.people ?? DEMO_PEOPLE
+    this.gatewayId = options.gatewayId ?? 'gw-demo'
+  }
+
+  get brokerUrl(): string {
+    return this.#brokerUrl
+  }
+
+  get caFile(): string {
+    return this.#caFile
+  }
+
+  /** Starts the simulators, then the relay, then the gateway. */
+  async start(): Promise<void> {
+    await this.startSimulators()
+    await this.startRelay()
+    await this.startGateway()
+  }
+
+  async startSimulators(): Promise<void> {
+    await mkdir(this.options.dataDir, { recursive: true })
+    this.graph = new GraphSimulator({
+      apps: [{ displayName: 'PBX presence relay', clientSecret: this.graphClient.clientSecret }],
+      users: this.people.map((p) => ({ displayName: p.name, userPrincipalName: p.email })),
+      logger: this.options.logger.child({ component: 'graph-sim' }),
+    })
+    await this.graph.start()
+    this.graphClient.clientId = this.graph.apps[0]!.clientId
+    this.#caFile = join(this.options.dataDir, 'graph-sim-ca.pem')
+    await writeFile(this.#caFile, this.graph.caPem)
+    this.pbx = new OsbizSimulator({
+      users: this.people.map((p) => ({ extension: p.extension, name: p.name, email: p.email })),
+      credentials: { applicationId: 'presence-gateway', username: 'cstauser', password: 'csta-secret' },
+      logger: this.options.logger.child({ component: 'osbiz-sim' }),
+    })
+    await this.pbx.start()
+  }
+
+  relayConfig(): RelayConfig {
+    const external = this.options.broker !== undefined && this.options.broker !== 'embedded' ? this.options.broker : undefined
+    return parseRelayConfig({
+      logLevel: this.options.logger.level,
+      broker: external
+        ? { mode: 'external', url: external.url, relayPassword: this.relayPassword }
+        : { mode: 'embedded', host: '127.0.0.1', port: this.options.brokerPort ?? 0, relayPassword: this.relayPassword },
+      database: { ...(this.options.databaseUrl ? { url: this.options.databaseUrl } : {}), pgliteDir: join(this.options.dataDir, 'relay-db') },
+      graph: { authorityHost: this.graph.url, graphBaseUrl: this.graph.url, caFile: this.#caFile },
+      tenants: [{
+        id: 'contoso',
+        name: 'Contoso',
+        graph: { tenantId: this.graph.tenantId, clientId: this.graphClient.clientId, clientSecret: this.graphClient.clientSecret },
+        gateways: [{ id: this.gatewayId, name: 'Head office', password: this.gatewayPassword }],
+      }],
+      sync: { pollIntervalMs: 1000, ...this.options.sync },
+    })
+  }
+
+  gatewayConfig(): Readonly<LoadedGatewayConfig> {
+    return parseGatewayConfig({
+      gatewayId: this.gatewayId,
+      relay: { url: this.#brokerUrl, username: this.gatewayId, password: this.gatewayPassword },
+      dataDir: join(this.options.dataDir, 'gateway'),
+      logLevel: this.options.logger.level,
+      connectors: [{
+        id: 'osbiz-main',
+        type: 'osbiz',
+        host: '127.0.0.1',
+        port: this.pbx.port,
+        applicationId: 'presence-gateway',
+        username: 'cstauser',
+        password: 'csta-secret',
+        users: this.people.map((p) => ({ extension: p.extension, name: p.name, email: p.email })),
+      }],
+    }, adapterRegistry)
+  }
+
+  async startRelay(): Promise<Relay> {
+    const config = this.relayConfig()
+    const relay = new Relay(config, {
+      logger: this.options.logger,
+      clock: systemClock,
+      counters: this.relayCounters,
+      graphCaPem: this.graph.caPem,
+      databaseUrl: this.options.databaseUrl,
+    })
+    await relay.start()
+    this.relay = relay
+    const external = this.options.broker !== undefined && this.options.broker !== 'embedded' ? this.options.broker : undefined
+    this.#brokerUrl = external ? external.url : `mqtt://127.0.0.1:${relay.brokerPort}`
+    return relay
+  }
+
+  async stopRelay(): Promise<void> {
+    await this.relay?.stop()
+    this.relay = undefined
+  }
+
+  async startGateway(): Promise<Gateway> {
+    const gateway = new Gateway(this.gatewayConfig(), {
+      logger: this.options.logger,
+      clock: systemClock,
+      counters: this.gatewayCounters,
+      registry: adapterRegistry,
+    })
+    await gateway.start()
+    this.gateway = gateway
+    return gateway
+  }
+
+  async stopGateway(reason = 'shutdown'): Promise<void> {
+    await this.gateway?.stop(reason)
+    this.gateway = undefined
+  }
+
+  async stop(): Promise<void> {
+    await this.stopGateway()
+    await this.stopRelay()
+    await this.pbx?.stop()
+    await this.graph?.stop()
+  }
+
+  /** Writes both services' config files, for running them as separate processes. */
+  async writeConfigFiles(): Promise<{ relay: string; gateway: string }> {
+    const relayFile = join(this.options.dataDir, 'relay.json')
+    const gatewayFile = join(this.options.dataDir, 'gateway.json')
+    await writeFile(relayFile, JSON.stringify(this.relayConfig(), null, 2))
+    await writeFile(gatewayFile, JSON.stringify(this.gatewayConfig(), null, 2))
+    return { relay: relayFile, gateway: gatewayFile }
+  }
+
+  person(emailOrExtension: string): DemoPerson {
+    const person = this.people.find((p) => p.email === emailOrExtension || p.extension === emailOrExtension || p.name.toLowerCase().startsWith(emailOrExtension.toLowerCase()))
+    if (!person) throw new Error(`no demo person ${emailOrExtension}`)
+    return person
+  }
+}
