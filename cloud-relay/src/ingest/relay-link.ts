@@ -62,6 +62,7 @@ export class RelayLink {
     this.#client = client
     client.on('message', (topic, payload, packet) => this.#enqueue(topic, payload, packet.retain))
     client.on('error', (err) => {
+      if (this.#client !== client) return // stopping: errors of a closing socket are expected
       if (err.message !== this.#lastError) this.#log.error({ url: this.#options.url, err: err.message }, 'relay broker link error')
       this.#lastError = err.message
     })

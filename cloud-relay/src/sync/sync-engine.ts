@@ -278,7 +278,8 @@ export class SyncEngine {
     if (!gateway.online && gateway.offlineSince !== undefined) return
     gateway.online = false
     gateway.offlineSince = now
-    this.#log.warn({ gatewayId, reason }, 'gateway offline; grace period started')
+    // A gateway that said goodbye (shutdown, update) is routine; a lost connection (last will) is worth a warning.
+    this.#log[reason === 'connection lost' ? 'warn' : 'info']({ gatewayId, reason }, 'gateway offline; grace period started')
     void this.#deps.store.appendEvent({
       tenantId: this.#deps.tenantOf(gatewayId) ?? null,
       gatewayId,
@@ -462,6 +463,7 @@ export class SyncEngine {
       },
       (err: unknown) => {
         person.pending.delete(key)
+        if (this.#stopped) return
         this.#deps.counters.inc('sync.commands_failed')
         this.#log.warn({ gatewayId: endpoint.gatewayId, endpoint: endpoint.endpointId, dnd, err: (err as Error).message }, 'DND command not confirmed; will retry')
         this.#deps.clock.setTimeout(() => this.schedule(person.row.id), this.#deps.timings.retryBaseMs)

@@ -100,7 +100,7 @@ export class MqttUplink {
       client.options.will = this.#will()
     })
     client.on('close', () => {
-      if (this.#attempt === 0) log.warn({ url: this.#options.url }, 'relay link down; reconnecting')
+      if (this.#client === client && this.#attempt === 0) log.warn({ url: this.#options.url }, 'relay link down; reconnecting')
     })
     client.on('error', (err: Error & { code?: number | string }) => {
       const message = explainMqttError(err)

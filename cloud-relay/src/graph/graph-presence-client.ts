@@ -1,0 +1,357 @@
+/**
+ * GraphPresenceApi over the real @azure/msal-node (client credentials, its token cache and renewal) and the
+ * real @microsoft/microsoft-graph-client. Pointing authorityHost/graphBaseUrl at the Graph simulator and
+ * passing its CA is all a test needs; nothing below knows it might be talking to a simulator.
+ */
+import { rootCertificates } from 'node:tls'
+import { ConfidentialClientApplication, LogLevel, type Configuration } from '@azure/msal-node'
+import {
+  AuthenticationHandlerOptions,
+  Client,
+  RetryHandlerOptions,
+  type AuthenticationProvider,
+  type GraphRequest,
+} from '@microsoft/microsoft-graph-client'
+import type { Logger } from 'pino'
+import { Agent, type Dispatcher } from 'undici'
+import { createFetchNetworkClient } from './fetch-network-client.js'
+import { fromGraphError, fromTokenError, type ErrorContext } from './graph-errors.js'
+import {
+  GraphApiError,
+  type GraphPresenceApi,
+  type GraphUser,
+  type PresenceReading,
+  type SettablePresence,
+} from './types.js'
+
+export interface GraphPresenceClientOptions {
+  /** Directory (tenant) id. */
+  tenantId: string
+  /** Application (client) id of the relay's app registration. */
+  clientId: string
+  clientSecret: string
+  /** Default https://login.microsoftonline.com. */
+  authorityHost?: string
+  /** Default https://graph.microsoft.com. Must be https: graph-client only sends the token over https. */
+  graphBaseUrl?: string
+  /** Extra CA (PEM) trusted in addition to the system CAs, for both the token endpoint and Graph. */
+  caPem?: string
+  /**
+   * Put the authority's host:port into msal's knownAuthorities, so msal skips Microsoft's instance
+   * discovery (needed for any authority host that is not a Microsoft cloud, such as the simulator).
+   */
+  knownAuthority?: boolean
+  /** The authority's OpenID configuration as JSON; spares msal the discovery request. */
+  authorityMetadata?: string
+  /** Default https://graph.microsoft.com/.default. */
+  scope?: string
+  /** Per-request timeout for token and Graph calls. Default 15 s. */
+  requestTimeoutMs?: number
+  /** Used when a 429 has no Retry-After. Default 5 s. */
+  defaultRetryAfterMs?: number
+}
+
+export interface GraphPresenceClientDeps {
+  logger: Logger
+}
+
+export interface GraphPresenceClient extends GraphPresenceApi {
+  /** Releases the HTTP connection pool. Idempotent; calls after close() fail with GRAPH_UNAVAILABLE. */
+  close(): Promise<void>
+}
+
+/** getPresencesByUserId accepts at most 650 ids per request (research §2). */
+export const PRESENCE_IDS_PER_REQUEST = 650
+
+const USER_FIELDS = ['id', 'displayName', 'mail', 'userPrincipalName']
+
+export function createGraphPresenceClient(
+  options: GraphPresenceClientOptions,
+  deps: GraphPresenceClientDeps,
+): GraphPresenceClient {
+  const config = validateOptions(options)
+  const log = deps.logger.child({ component: 'graph-client', tenantId: config.tenantId, clientId: config.clientId })
+
+  // An extra CA must not replace the public roots (real Graph still needs them), hence the concatenation.
+  const dispatcher: Agent | undefined =
+    config.caPem === undefined ? undefined : new Agent({ connect: { ca: [...rootCertificates, config.caPem] } })
+
+  const network = createFetchNetworkClient(dispatcher, config.requestTimeoutMs, log)
+  const msalConfig: Configuration = {
+    auth: {
+      clientId: config.clientId,
+      clientSecret: config.clientSecret,
+      authority: `${config.authorityHost}/${config.tenantId}`,
+      ...(config.knownAuthority ? { knownAuthorities: [new URL(config.authorityHost).host] } : {}),
+      ...(config.authorityMetadata === undefined ? {} : { authorityMetadata: config.authorityMetadata }),
+    },
+    system: {
+      networkClient: network,
+      loggerOptions: {
+        piiLoggingEnabled: false,
+        logLevel: LogLevel.Warning,
+        // msal warns on every client-credentials token ("No client info in response"), so its warnings are
+        // debug noise; real failures reach us as exceptions and are logged with their mapped code.
+        loggerCallback: (level, message) => {
+          if (level === LogLevel.Error) log.warn({ msal: message }, 'msal error')
+          else log.debug({ msal: message }, 'msal message')
+        },
+      },
+    },
+  }
+  const msal = new ConfidentialClientApplication(msalConfig)
+
+  const errorContext = (): ErrorContext => ({
+    tenantId: config.tenantId,
+    clientId: config.clientId,
+    defaultRetryAfterMs: config.defaultRetryAfterMs,
+    nowMs: Date.now(),
+  })
+
+  /**
+   * msal keeps the token in memory and renews it 5 min before expiry, so this is normally a cache lookup.
+   * `fresh` bypasses the cache (after Graph refused a cached token).
+   */
+  async function acquireToken(fresh = false): Promise<string> {
+    let result
+    try {
+      result = await msal.acquireTokenByClientCredential({ scopes: [config.scope], skipCache: fresh })
+    } catch (err) {
+      throw fromTokenError(err, errorContext(), network.lastFailure())
+    }
+    if (result === null || result.accessToken === '') {
+      throw new GraphApiError('GRAPH_AUTH', 'Microsoft Entra ID returned no access token')
+    }
+    return result.accessToken
+  }
+
+  const graph = Client.initWithMiddleware({
+    authProvider: { getAccessToken: () => acquireToken() },
+    baseUrl: config.graphBaseUrl,
+    // graph-client only attaches the token to Microsoft's Graph hosts and these (port ignored).
+    customHosts: new Set([new URL(config.graphBaseUrl).hostname]),
+    fetchOptions: dispatcher === undefined ? {} : ({ dispatcher } as { dispatcher: Dispatcher }),
+  })
+
+  /*
+   * graph-client's RetryHandler would retry 429/503/504 up to 3 times, sleeping Retry-After or 3 s+ each
+   * time, inside one call. For the relay that hides throttling from the code that can act on it (the
+   * reconcilers coalesce to the latest desired state and honour Retry-After per tenant) and adds seconds of
+   * latency to a presence change that may be stale by then. So no retries here: every 429/5xx surfaces at
+   * once as GRAPH_THROTTLED/GRAPH_UNAVAILABLE with retryAfterMs.
+   */
+  const noRetries = new RetryHandlerOptions(0, 0)
+  let closed = false
+
+  /**
+   * Runs one Graph request. The token is fetched through a request-scoped auth provider so that an msal
+   * failure keeps its meaning: graph-client would otherwise wrap it in a GraphError with statusCode -1.
+   * A 401 from Graph itself gets exactly one retry with a token fetched past msal's cache: Graph can
+   * refuse a token msal still considers valid (revoked, clock skew), and waiting for msal's own renewal
+   * would mean up to an hour of failed writes.
+   */
+  async function execute<T>(operation: string, path: string, run: (request: GraphRequest) => Promise<T>): Promise<T> {
+    if (closed) throw new GraphApiError('GRAPH_UNAVAILABLE', `${operation}: the Graph client is closed`)
+    const started = performance.now()
+    let mapped: GraphApiError | undefined
+    for (const fresh of [false, true]) {
+      let tokenError: GraphApiError | undefined
+      const provider: AuthenticationProvider = {
+        getAccessToken: async () => {
+          try {
+            return await acquireToken(fresh)
+          } catch (err) {
+            tokenError = fromTokenError(err, errorContext(), network.lastFailure())
+            throw tokenError
+          }
+        },
+      }
+      const request = graph
+        .api(path)
+        .middlewareOptions([noRetries, new AuthenticationHandlerOptions(provider)])
+        .option('signal', AbortSignal.timeout(config.requestTimeoutMs))
+      try {
+        const result = await run(request)
+        log.debug({ operation, ms: Math.round(performance.now() - started) }, 'graph call done')
+        return result
+      } catch (err) {
+        mapped = tokenError ?? fromGraphError(err, operation, errorContext())
+        if (tokenError !== undefined || mapped.status !== 401 || fresh) break
+        log.info({ operation, reason: mapped.message }, 'graph refused the cached token; retrying with a new one')
+      }
+    }
+    const failure = mapped ?? new GraphApiError('GRAPH_UNAVAILABLE', `${operation}: failed`)
+    const fields = { operation, code: failure.code, status: failure.status, retryAfterMs: failure.retryAfterMs, reason: failure.message }
+    // A 404 is an answer (nothing to clear, no such user), not a failure worth a warning.
+    if (failure.status === 404) log.debug(fields, 'graph call answered 404')
+    else log.warn(fields, 'graph call failed')
+    throw failure
+  }
+
+  return {
+    async setPresence(userId: string, presence: SettablePresence, expirationMinutes: number): Promise<void> {
+      if (!Number.isInteger(expirationMinutes) || expirationMinutes < 5 || expirationMinutes > 240) {
+        throw new GraphApiError('GRAPH_REQUEST', `setPresence: expirationMinutes must be an integer 5..240, got ${expirationMinutes}`)
+      }
+      const body = {
+        // Graph wants the calling app's id as the session id: one session per app per user.
+        sessionId: config.clientId,
+        availability: presence.availability,
+        activity: presence.activity,
+        expirationDuration: `PT${expirationMinutes}M`,
+      }
+      await execute('setPresence', `/users/${encodeURIComponent(userId)}/presence/setPresence`, async (r) =>
+        discardBody(await r.post(body)),
+      )
+    },
+
+    async clearPresence(userId: string): Promise<'cleared' | 'absent'> {
+      try {
+        await execute('clearPresence', `/users/${encodeURIComponent(userId)}/presence/clearPresence`, async (r) =>
+          discardBody(await r.post({ sessionId: config.clientId })),
+        )
+        return 'cleared'
+      } catch (err) {
+        // 404: our session does not exist (expired, never set, or the user is gone): nothing to clear.
+        if (err instanceof GraphApiError && err.status === 404) return 'absent'
+        throw err
+      }
+    },
+
+    async getPresences(userIds: readonly string[]): Promise<PresenceReading[]> {
+      const unique = [...new Set(userIds)]
+      const readings: PresenceReading[] = []
+      // Sequential on purpose: chunks share the tenant's 1,500 requests / 30 s budget.
+      for (let i = 0; i < unique.length; i += PRESENCE_IDS_PER_REQUEST) {
+        const ids = unique.slice(i, i + PRESENCE_IDS_PER_REQUEST)
+        const response: unknown = await execute('getPresencesByUserId', '/communications/getPresencesByUserId', (r) =>
+          r.post({ ids }),
+        )
+        readings.push(...parsePresences(response, log))
+      }
+      return readings
+    },
+
+    async findUser(idOrUpn: string): Promise<GraphUser | undefined> {
+      try {
+        const response: unknown = await execute('findUser', `/users/${encodeURIComponent(idOrUpn)}`, (r) =>
+          r.select(USER_FIELDS).get(),
+        )
+        const user = parseUser(response)
+        if (user === undefined) throw new GraphApiError('GRAPH_REQUEST', 'findUser: Microsoft Graph sent an unexpected user shape')
+        return user
+      } catch (err) {
+        if (err instanceof GraphApiError && err.status === 404) return undefined
+        throw err
+      }
+    },
+
+    async close(): Promise<void> {
+      if (closed) return
+      closed = true
+      await dispatcher?.close()
+    },
+  }
+}
+
+interface ResolvedOptions {
+  tenantId: string
+  clientId: string
+  clientSecret: string
+  authorityHost: string
+  graphBaseUrl: string
+  caPem: string | undefined
+  knownAuthority: boolean
+  authorityMetadata: string | undefined
+  scope: string
+  requestTimeoutMs: number
+  defaultRetryAfterMs: number
+}
+
+/** Refuses bad options up front and lists every problem at once. */
+function validateOptions(o: GraphPresenceClientOptions): ResolvedOptions {
+  const problems: string[] = []
+  const required = (name: string, value: string): void => {
+    if (typeof value !== 'string' || value.trim() === '') problems.push(`${name} is required`)
+  }
+  required('tenantId', o.tenantId)
+  required('clientId', o.clientId)
+  required('clientSecret', o.clientSecret)
+  const httpsUrl = (name: string, value: string): string => {
+    try {
+      const url = new URL(value)
+      if (url.protocol !== 'https:') problems.push(`${name} must be an https URL (got ${value})`)
+    } catch {
+      problems.push(`${name} is not a URL (got ${value})`)
+    }
+    return value.replace(/\/+$/, '')
+  }
+  const authorityHost = httpsUrl('authorityHost', o.authorityHost ?? 'https://login.microsoftonline.com')
+  const graphBaseUrl = httpsUrl('graphBaseUrl', o.graphBaseUrl ?? 'https://graph.microsoft.com')
+  if (o.caPem !== undefined && !o.caPem.includes('BEGIN CERTIFICATE')) problems.push('caPem is not a PEM certificate')
+  if (o.authorityMetadata !== undefined) {
+    try {
+      JSON.parse(o.authorityMetadata)
+    } catch {
+      problems.push('authorityMetadata is not JSON')
+    }
+  }
+  if (problems.length > 0) throw new Error(`invalid Graph client options: ${problems.join('; ')}`)
+  return {
+    tenantId: o.tenantId.trim(),
+    clientId: o.clientId.trim(),
+    clientSecret: o.clientSecret,
+    authorityHost,
+    graphBaseUrl,
+    caPem: o.caPem,
+    knownAuthority: o.knownAuthority ?? false,
+    authorityMetadata: o.authorityMetadata,
+    scope: o.scope ?? 'https://graph.microsoft.com/.default',
+    requestTimeoutMs: o.requestTimeoutMs ?? 15_000,
+    defaultRetryAfterMs: o.defaultRetryAfterMs ?? 5_000,
+  }
+}
+
+/**
+ * graph-client returns the raw body stream when a 2xx has no Content-Type (setPresence/clearPresence answer
+ * 200 with no body); cancel it so the connection goes back to the pool.
+ */
+async function discardBody(body: unknown): Promise<void> {
+  if (body instanceof ReadableStream) await body.cancel()
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+}
+
+/** Values are PascalCase strings today but not enums in Graph's metadata: keep whatever comes. */
+function parsePresences(response: unknown, log: Logger): PresenceReading[] {
+  const value = isRecord(response) ? response['value'] : undefined
+  if (!Array.isArray(value)) throw new GraphApiError('GRAPH_REQUEST', 'getPresencesByUserId: response has no value array')
+  const readings: PresenceReading[] = []
+  for (const item of value) {
+    if (
+      isRecord(item) &&
+      typeof item['id'] === 'string' &&
+      typeof item['availability'] === 'string' &&
+      typeof item['activity'] === 'string'
+    ) {
+      readings.push({ userId: item['id'], availability: item['availability'], activity: item['activity'] })
+    } else {
+      log.warn({ item }, 'presence entry with unexpected shape dropped')
+    }
+  }
+  return readings
+}
+
+function parseUser(response: unknown): GraphUser | undefined {
+  if (!isRecord(response)) return undefined
+  const { id, displayName, mail, userPrincipalName } = response
+  if (typeof id !== 'string' || typeof userPrincipalName !== 'string') return undefined
+  return {
+    id,
+    displayName: typeof displayName === 'string' ? displayName : '',
+    mail: typeof mail === 'string' ? mail : null,
+    userPrincipalName,
+  }
+}
