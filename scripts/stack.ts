@@ -44,6 +44,8 @@ export interface StackOptions {
   /** Port of the embedded broker (0 = any free one). */
   brokerPort?: number
   sync?: Partial<RelayConfig['sync']>
+  /** Log level written into the services' configs (default: the logger's level). */
+  serviceLogLevel?: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
 }
 
 export class Stack {
@@ -103,9 +105,10 @@ export class Stack {
   }
 
   relayConfig(): RelayConfig {
+    if (!this.#brokerUrl) this.#brokerUrl = this.#plannedBrokerUrl()
     const external = this.options.broker !== undefined && this.options.broker !== 'embedded' ? this.options.broker : undefined
     return parseRelayConfig({
-      logLevel: this.options.logger.level,
+      logLevel: this.options.serviceLogLevel ?? this.options.logger.level,
       broker: external
         ? { mode: 'external', url: external.url, relayPassword: this.relayPassword }
         : { mode: 'embedded', host: '127.0.0.1', port: this.options.brokerPort ?? 0, relayPassword: this.relayPassword },
@@ -126,7 +129,7 @@ export class Stack {
       gatewayId: this.gatewayId,
       relay: { url: this.#brokerUrl, username: this.gatewayId, password: this.gatewayPassword },
       dataDir: join(this.options.dataDir, 'gateway'),
-      logLevel: this.options.logger.level,
+      logLevel: this.options.serviceLogLevel ?? this.options.logger.level,
       connectors: [{
         id: 'osbiz-main',
         type: 'osbiz',
@@ -138,6 +141,13 @@ export class Stack {
         users: this.people.map((p) => ({ extension: p.extension, name: p.name, email: p.email })),
       }],
     }, adapterRegistry)
+  }
+
+  /** The broker URL known before the relay starts: an external broker, or a fixed embedded port. */
+  #plannedBrokerUrl(): string {
+    const external = this.options.broker !== undefined && this.options.broker !== 'embedded' ? this.options.broker : undefined
+    if (external) return external.url
+    return this.options.brokerPort ? `mqtt://127.0.0.1:${this.options.brokerPort}` : ''
   }
 
   async startRelay(): Promise<Relay> {
@@ -185,8 +195,9 @@ export class Stack {
     await this.graph?.stop()
   }
 
-  /** Writes both services' config files, for running them as separate processes. */
+  /** Writes both services' config files, for running them as separate processes (needs a fixed brokerPort). */
   async writeConfigFiles(): Promise<{ relay: string; gateway: string }> {
+    if (!this.#plannedBrokerUrl()) throw new Error('writeConfigFiles needs options.brokerPort or an external broker')
     const relayFile = join(this.options.dataDir, 'relay.json')
     const gatewayFile = join(this.options.dataDir, 'gateway.json')
     await writeFile(relayFile, JSON.stringify(this.relayConfig(), null, 2))

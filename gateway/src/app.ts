@@ -189,12 +189,20 @@ export class Gateway {
       this.#log.info({ endpoint: endpointId, reason }, 'kept DND: the person set it, not us')
       return { ok: false, error: { code: 'GW_DND_OWNED_BY_USER', message: `DND on ${endpointId} was set by the person; not clearing it` }, endpoint: current }
     }
+    const tracker = this.#tracker
+    if (!tracker) return { ok: false, error: { code: 'GW_NOT_READY', message: 'gateway is starting' } }
+    if (dnd && tracker.claimDnd(connectorId, endpointId)) await this.#store.setOwnedDnd(tracker.ownedDnd())
     try {
       this.#log.info({ endpoint: endpointId, dnd, reason }, dnd ? 'setting DND on the PBX' : 'releasing DND on the PBX')
       await adapter.setDnd(endpointId, dnd)
-      const after = this.#tracker?.get(connectorId, endpointId)
+      const after = tracker.get(connectorId, endpointId)
+      await this.#store.setOwnedDnd(tracker.ownedDnd())
       return after ? { ok: true, endpoint: after } : { ok: true }
     } catch (err) {
+      if (dnd) {
+        tracker.releaseClaim(connectorId, endpointId)
+        await this.#store.setOwnedDnd(tracker.ownedDnd())
+      }
       const code = err instanceof AdapterError ? err.code : 'GW_ADAPTER_FAILED'
       this.#deps.counters.inc('commands.failed')
       this.#log.warn({ endpoint: endpointId, dnd, code, err: (err as Error).message }, 'setting DND failed')

@@ -46,3 +46,24 @@ t.test('ownership survives a restart through the persisted owned set', async (t)
   t.match(after.apply('c', { kind: 'snapshot', endpointId: '202', calls: [], dnd: false, at: 3 }), { dnd: false, dndOwner: null })
   t.same(after.ownedDnd(), [], 'a snapshot without DND drops ownership')
 })
+
+t.test('a claim made before the command makes the DND ours even if the answer never arrives', async (t) => {
+  const tracker = new EndpointTracker()
+  tracker.apply('c', { kind: 'snapshot', endpointId: '202', calls: [], dnd: false, at: 1 })
+  t.equal(tracker.claimDnd('c', '202'), true)
+  t.same(tracker.ownedDnd(), ['c/202'], 'the claim is in the persisted set before anything is sent')
+  // The PBX event overtakes the answer to our command.
+  t.match(tracker.apply('c', { kind: 'dnd', endpointId: '202', dnd: true, byCommand: false, at: 2 }), { dnd: true, dndOwner: 'gateway' })
+  // After a crash, the snapshot still knows.
+  const restarted = new EndpointTracker(tracker.ownedDnd())
+  t.match(restarted.apply('c', { kind: 'snapshot', endpointId: '202', calls: [], dnd: true, at: 3 }), { dndOwner: 'gateway' })
+
+  const other = new EndpointTracker()
+  other.apply('c', { kind: 'dnd', endpointId: '203', dnd: true, byCommand: false, at: 1 })
+  t.equal(other.claimDnd('c', '203'), false, "nothing is claimed over the person's own DND")
+  t.same(other.ownedDnd(), [])
+  other.apply('c', { kind: 'snapshot', endpointId: '204', calls: [], dnd: false, at: 1 })
+  other.claimDnd('c', '204')
+  other.releaseClaim('c', '204')
+  t.same(other.ownedDnd(), [], 'a failed command drops its claim')
+})

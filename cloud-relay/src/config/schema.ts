@@ -3,7 +3,7 @@ import { Type, type Static } from '@sinclair/typebox'
 const Id = Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$' })
 
 export const RelayConfigSchema = Type.Object({
-  logLevel: Type.Union([Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug'), Type.Literal('trace')], { default: 'info' }),
+  logLevel: Type.Union([Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug'), Type.Literal('trace'), Type.Literal('silent')], { default: 'info' }),
   broker: Type.Object({
     /** embedded: the relay runs its own MQTT broker (aedes). external: connect to Mosquitto/EMQX at `url`. */
     mode: Type.Union([Type.Literal('embedded'), Type.Literal('external')], { default: 'embedded' }),

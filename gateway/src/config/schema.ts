@@ -14,7 +14,7 @@ export const GatewayConfigSchema = Type.Object({
     caFile: Type.Optional(Type.String({ description: 'PEM file with CA certificates to trust for mqtts/wss.' })),
   }, { additionalProperties: false }),
   dataDir: Type.String({ default: '.data/gateway', description: 'Where the gateway keeps its state between runs.' }),
-  logLevel: Type.Union([Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug'), Type.Literal('trace')], { default: 'info' }),
+  logLevel: Type.Union([Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug'), Type.Literal('trace'), Type.Literal('silent')], { default: 'info' }),
   telemetryIntervalS: Type.Integer({ minimum: 5, maximum: 3600, default: 60 }),
   connectors: Type.Array(Type.Intersect([ConnectorBaseSchema, Type.Record(Type.String(), Type.Unknown())]), { default: [] }),
 }, { additionalProperties: false })

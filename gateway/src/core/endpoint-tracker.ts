@@ -40,6 +40,26 @@ export class EndpointTracker {
     return [...this.#ownedDnd].sort()
   }
 
+  /**
+   * Claims DND ownership before our command is sent (write-ahead): if the process dies after the PBX switched
+   * DND on but before its answer arrived, the snapshot after the restart still knows the DND is ours.
+   * Returns false when the person already has DND on (then it stays theirs and nothing is claimed).
+   */
+  claimDnd(connectorId: string, endpointId: string): boolean {
+    const key = EndpointTracker.key(connectorId, endpointId)
+    const record = this.#endpoints.get(key)
+    if (record?.dnd && record.dndOwner === 'user') return false
+    this.#ownedDnd.add(key)
+    return true
+  }
+
+  /** Drops a claim whose command failed, unless the PBX confirmed our DND meanwhile. */
+  releaseClaim(connectorId: string, endpointId: string): void {
+    const key = EndpointTracker.key(connectorId, endpointId)
+    const record = this.#endpoints.get(key)
+    if (!(record?.dnd && record.dndOwner === 'gateway')) this.#ownedDnd.delete(key)
+  }
+
   get(connectorId: string, endpointId: string): EndpointData | undefined {
     const record = this.#endpoints.get(EndpointTracker.key(connectorId, endpointId))
     return record ? toData(record) : undefined
@@ -100,12 +120,14 @@ export class EndpointTracker {
       const personHadIt = record.dnd && record.dndOwner === 'user'
       record.dnd = true
       record.dndOwner = personHadIt ? 'user' : 'gateway'
-      if (!personHadIt) this.#ownedDnd.add(key)
+      if (personHadIt) this.#ownedDnd.delete(key)
+      else this.#ownedDnd.add(key)
       return
     }
     if (record.dnd && !fromSnapshot) return // a repeated event for the same value changes nothing
     record.dnd = true
-    // A snapshot after a reconnect or restart shows DND we set earlier: still ours.
+    // Ours if we set or claimed it: the PBX's event may overtake the answer to our command, and a snapshot
+    // after a reconnect or restart shows DND we set earlier.
     record.dndOwner = this.#ownedDnd.has(key) ? 'gateway' : 'user'
   }
 }
