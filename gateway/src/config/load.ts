@@ -19,16 +19,22 @@ export interface LoadedGatewayConfig extends GatewayConfig {
 /** Validates a value against a schema with defaults applied; returns every problem, not just the first. */
 export function checkWithDefaults<S extends TSchema>(schema: S, input: unknown, prefix = ''): { value: Static<S>; problems: string[] } {
   const value = Value.Default(schema, Value.Clone(input)) as Static<S>
-  const problems = [...Value.Errors(schema, value)].map((e) => `${prefix}${e.path || '/'}: ${e.message}`)
-  return { value, problems }
+  // TypeBox reports a missing property twice ("required", then "Expected string"): keep the first per path.
+  const byPath = new Map<string, string>()
+  for (const e of Value.Errors(schema, value)) if (!byPath.has(e.path)) byPath.set(e.path, `${prefix}${e.path || '/'}: ${e.message}`)
+  return { value, problems: [...byPath.values()] }
 }
 
 export function parseGatewayConfig(input: unknown, registry: ReadonlyMap<string, AdapterDefinition>, source = 'config'): Readonly<LoadedGatewayConfig> {
   const { value, problems } = checkWithDefaults(GatewayConfigSchema, input)
-  if (problems.length) throw new ConfigError(problems, source)
   const seen = new Set<string>()
   const connectors: LoadedGatewayConfig['connectors'] = []
-  value.connectors.forEach((connector, index) => {
+  // Connectors are checked even when the rest has problems: the installer gets every error in one go.
+  const listed: unknown[] = Array.isArray(value.connectors) ? value.connectors : []
+  listed.forEach((item, index) => {
+    if (typeof item !== 'object' || item === null) return
+    const connector = item as { id?: unknown; type?: unknown }
+    if (typeof connector.id !== 'string' || typeof connector.type !== 'string') return
     const prefix = `/connectors/${index} (${connector.id})`
     if (seen.has(connector.id)) problems.push(`${prefix}: duplicate connector id`)
     seen.add(connector.id)
