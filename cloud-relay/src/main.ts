@@ -1,11 +1,11 @@
 #!/usr/bin/env node
 import { readFile } from 'node:fs/promises'
-import { parseArgs } from 'node:util'
 import { systemClock } from '../../gateway/src/core/clock.js'
 import { Counters } from '../../gateway/src/core/counters.js'
 import { createLogger } from '../../gateway/src/logging.js'
 import { Relay } from './app.js'
-import { ConfigError, loadRelayConfig } from './config/load.js'
+import { loadRelayConfig } from './config/load.js'
+import { runService } from '../../gateway/src/run-service.js'
 
 const HELP = `pbx-presence-relay: the cloud side, between the gateways and Microsoft Graph
 
@@ -29,47 +29,20 @@ Exit codes: 0 stopped cleanly, 2 bad command line or config, 1 crashed.
 `
 
 async function main(): Promise<void> {
-  let args
-  try {
-    args = parseArgs({ options: { config: { type: 'string', short: 'c' }, check: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } }).values
-  } catch (err) {
-    process.stderr.write(`${(err as Error).message}\n\n${HELP}`)
-    process.exit(2)
-  }
-  if (args.help) {
-    process.stdout.write(HELP)
-    return
-  }
-  if (!args.config) {
-    process.stderr.write(`missing --config FILE\n\n${HELP}`)
-    process.exit(2)
-  }
-  let config
-  try {
-    config = await loadRelayConfig(args.config)
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`${err.message}\nFix the file and start again; see cloud-relay/examples/relay.example.json.\n`)
-      process.exit(2)
-    }
-    throw err
-  }
-  if (args.check) {
-    process.stdout.write(`${args.config}: OK (${config.tenants.length} tenant(s))\n`)
-    return
-  }
-  const logger = createLogger({ name: 'relay', level: config.logLevel, pretty: process.env.LOG_PRETTY === '1' || (process.env.LOG_PRETTY !== '0' && process.stdout.isTTY) })
-  const graphCaPem = config.graph.caFile ? await readFile(config.graph.caFile, 'utf8') : undefined
-  const relay = new Relay(config, { logger, clock: systemClock, counters: new Counters(), graphCaPem, databaseUrl: process.env.DATABASE_URL || undefined })
-  const shutdown = (signal: string) => {
-    logger.info({ signal }, 'stopping')
-    const deadline = setTimeout(() => process.exit(1), 10_000)
-    deadline.unref()
-    relay.stop().then(() => process.exit(0), () => process.exit(1))
-  }
-  process.once('SIGINT', () => shutdown('SIGINT'))
-  process.once('SIGTERM', () => shutdown('SIGTERM'))
-  await relay.start()
+  await runService({
+    help: HELP,
+    exampleFile: 'cloud-relay/examples/relay.example.json',
+    load: loadRelayConfig,
+    describe: (config) => `${config.tenants.length} tenant(s)`,
+    stopDeadlineMs: 10_000,
+    start: async (config) => {
+      const logger = createLogger({ name: 'relay', level: config.logLevel, pretty: process.env.LOG_PRETTY === '1' || (process.env.LOG_PRETTY !== '0' && process.stdout.isTTY) })
+      const graphCaPem = config.graph.caFile ? await readFile(config.graph.caFile, 'utf8') : undefined
+      const relay = new Relay(config, { logger, clock: systemClock, counters: new Counters(), graphCaPem, databaseUrl: process.env.DATABASE_URL || undefined })
+      await relay.start()
+      return { stop: () => relay.stop(), log: (message) => logger.info(message) }
+    },
+  })
 }
 
 main().catch((err: unknown) => {

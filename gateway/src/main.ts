@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { readFile } from 'node:fs/promises'
-import { parseArgs } from 'node:util'
-import { ConfigError, loadGatewayConfig } from './config/load.js'
+import { loadGatewayConfig } from './config/load.js'
+import { runService } from './run-service.js'
 import { adapterRegistry } from './adapters/registry.js'
 import { Gateway } from './app.js'
 import { systemClock } from './core/clock.js'
@@ -30,47 +30,20 @@ Exit codes: 0 stopped cleanly, 2 bad command line or config, 1 crashed.
 `
 
 async function main(): Promise<void> {
-  let args
-  try {
-    args = parseArgs({ options: { config: { type: 'string', short: 'c' }, check: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } }).values
-  } catch (err) {
-    process.stderr.write(`${(err as Error).message}\n\n${HELP}`)
-    process.exit(2)
-  }
-  if (args.help) {
-    process.stdout.write(HELP)
-    return
-  }
-  if (!args.config) {
-    process.stderr.write(`missing --config FILE\n\n${HELP}`)
-    process.exit(2)
-  }
-  let config
-  try {
-    config = await loadGatewayConfig(args.config, adapterRegistry)
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`${err.message}\nFix the file and start again; see gateway/examples/gateway.example.json.\n`)
-      process.exit(2)
-    }
-    throw err
-  }
-  if (args.check) {
-    process.stdout.write(`${args.config}: OK (${config.connectors.length} connector(s))\n`)
-    return
-  }
-  const logger = createLogger({ name: 'gateway', level: config.logLevel, pretty: process.env.LOG_PRETTY === '1' || (process.env.LOG_PRETTY !== '0' && process.stdout.isTTY) })
-  const relayCaPem = config.relay.caFile ? await readFile(config.relay.caFile, 'utf8') : undefined
-  const gateway = new Gateway(config, { logger, clock: systemClock, counters: new Counters(), registry: adapterRegistry, ...(relayCaPem ? { relayCaPem } : {}) })
-  const shutdown = (signal: string) => {
-    logger.info({ signal }, 'stopping')
-    const deadline = setTimeout(() => process.exit(1), 5000)
-    deadline.unref()
-    gateway.stop(signal).then(() => process.exit(0), () => process.exit(1))
-  }
-  process.once('SIGINT', () => shutdown('SIGINT'))
-  process.once('SIGTERM', () => shutdown('SIGTERM'))
-  await gateway.start()
+  await runService({
+    help: HELP,
+    exampleFile: 'gateway/examples/gateway.example.json',
+    load: (file) => loadGatewayConfig(file, adapterRegistry),
+    describe: (config) => `${config.connectors.length} connector(s)`,
+    stopDeadlineMs: 5000,
+    start: async (config) => {
+      const logger = createLogger({ name: 'gateway', level: config.logLevel, pretty: process.env.LOG_PRETTY === '1' || (process.env.LOG_PRETTY !== '0' && process.stdout.isTTY) })
+      const relayCaPem = config.relay.caFile ? await readFile(config.relay.caFile, 'utf8') : undefined
+      const gateway = new Gateway(config, { logger, clock: systemClock, counters: new Counters(), registry: adapterRegistry, ...(relayCaPem ? { relayCaPem } : {}) })
+      await gateway.start()
+      return { stop: (reason) => gateway.stop(reason), log: (message) => logger.info(message) }
+    },
+  })
 }
 
 main().catch((err: unknown) => {
