@@ -120,7 +120,13 @@ export class Relay {
       logger,
       clock,
       counters,
-      settings: { busyPresence: config.sync.busyPresence, meetingSetsDnd: config.sync.meetingSetsDnd, ringingIsBusy: config.sync.ringingIsBusy },
+      settings: {
+        busyPresence: config.sync.busyPresence,
+        meetingSetsDnd: config.sync.meetingSetsDnd,
+        ringingIsBusy: config.sync.ringingIsBusy,
+        dndOnOtherEndpointsDuringCall: config.sync.dndOnOtherEndpointsDuringCall,
+        reflectDndOnBusyEndpoint: config.sync.reflectDndOnBusyEndpoint,
+      },
       timings: {
         sessionExpirationMinutes: config.sync.sessionExpirationMinutes,
         sessionRefreshMs: config.sync.sessionRefreshMs,

@@ -2,6 +2,7 @@ import t from 'tap'
 import pino from 'pino'
 import { openSqlClient } from '../../cloud-relay/src/store/sql-client.js'
 import { migrate } from '../../cloud-relay/src/store/migrate.js'
+import { MIGRATIONS } from '../../cloud-relay/src/store/migrations.js'
 import { RelayStore } from '../../cloud-relay/src/store/relay-store.js'
 import { createPostgresSchema } from '../helpers/postgres.js'
 
@@ -16,7 +17,7 @@ for (const backend of ['pglite', 'postgres'] as const) {
       await pgSchema?.drop()
     })
     t.equal(db.kind, backend)
-    t.equal(await migrate(db, logger), 1, 'first run applies the migration')
+    t.equal(await migrate(db, logger), MIGRATIONS.length, 'first run applies every migration')
     t.equal(await migrate(db, logger), 0, 'second run applies nothing')
     const store = new RelayStore(db)
     await store.upsertTenant('contoso', 'Contoso')

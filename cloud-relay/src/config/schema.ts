@@ -45,11 +45,24 @@ export const RelayConfigSchema = Type.Object({
     busyPresence: Type.Union([Type.Literal('DoNotDisturb/Presenting'), Type.Literal('Busy/InACall')], { default: 'DoNotDisturb/Presenting' }),
     meetingSetsDnd: Type.Boolean({ default: false }),
     ringingIsBusy: Type.Boolean({ default: false }),
+    dndOnOtherEndpointsDuringCall: Type.Boolean({ default: true, description: 'During a call on one extension, DND on the person\'s other extensions (any PBX)' }),
+    reflectDndOnBusyEndpoint: Type.Boolean({ default: false, description: 'During a call, DND on the busy extension itself (PBXs without busy-on-busy)' }),
     sessionExpirationMinutes: Type.Integer({ minimum: 5, maximum: 240, default: 15 }),
     sessionRefreshMs: Type.Integer({ minimum: 10_000, maximum: 290_000, default: 240_000 }),
     echoHoldMs: Type.Integer({ minimum: 0, default: 15_000 }),
     gatewayOfflineGraceMs: Type.Integer({ minimum: 0, default: 120_000 }),
     commandTimeoutMs: Type.Integer({ minimum: 500, default: 10_000 }),
+  }, { additionalProperties: false, default: {} }),
+  http: Type.Object({
+    /** The admin API and /healthz. Loopback by default: put a TLS reverse proxy in front to expose it. */
+    host: Type.String({ default: '127.0.0.1', description: 'address to listen on' }),
+    port: Type.Integer({ minimum: 0, maximum: 65535, default: 8080, description: 'port to listen on (0 = any free port)' }),
+    /** Bearer token for /api/v1 (a stopgap until the console has its own login). Without it the API answers 503. */
+    apiToken: Type.Optional(Type.String({ minLength: 16, description: 'Bearer token for /api/v1; at least 16 characters. Keep it secret.' })),
+  }, { additionalProperties: false, default: {} }),
+  eventLog: Type.Object({
+    /** Event log rows older than this are deleted (hourly, in batches). */
+    retentionDays: Type.Integer({ minimum: 1, default: 30 }),
   }, { additionalProperties: false, default: {} }),
 }, { additionalProperties: false })
 

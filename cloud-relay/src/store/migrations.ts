@@ -95,4 +95,21 @@ CREATE INDEX event_log_person_at ON event_log (person_id, at);
 CREATE INDEX event_log_at ON event_log (at);
 `,
   },
+  {
+    version: 2,
+    name: 'per-person settings override and per-endpoint stand-back',
+    sql: `
+ALTER TABLE people ADD COLUMN settings_override jsonb;
+ALTER TABLE person_sync ADD COLUMN stand_back_keys text[] NOT NULL DEFAULT '{}';
+ALTER TABLE person_sync DROP COLUMN pbx_stand_back;
+`,
+  },
+  {
+    version: 3,
+    name: 'event log index for tenant-wide queries',
+    sql: `
+-- The admin API's log view reads one tenant's events newest first within a time range.
+CREATE INDEX event_log_tenant_at ON event_log (tenant_id, at);
+`,
+  },
 ]

@@ -1,4 +1,5 @@
 import type { EndpointData, LinkData } from '../../../gateway/protocol/schemas.js'
+import type { SyncSettings } from '../sync/mapping.js'
 import type { SqlClient } from './sql-client.js'
 
 export type SyncMode = 'off' | 'telephony' | 'full'
@@ -20,6 +21,8 @@ export interface PersonRow {
   displayName: string
   graphUserId: string | null
   syncMode: SyncMode
+  /** The person's own sync settings, overriding the tenant's field by field. */
+  settingsOverride: Partial<SyncSettings> | null
 }
 
 export interface EndpointRow extends EndpointData {
@@ -47,7 +50,8 @@ export interface PersonSyncRow {
   teamsObservedAt: Date | null
   teamsTrigger: boolean
   teamsTriggerReason: string | null
-  pbxStandBack: boolean
+  /** Endpoint keys where the person switched off a DND we set. */
+  standBackKeys: string[]
 }
 
 export interface EventLogEntry {
@@ -126,7 +130,7 @@ export class RelayStore {
     const rows = await this.db.query<Record<string, unknown>>(
       `INSERT INTO people (tenant_id, email, display_name) VALUES ($1, $2, $3)
        ON CONFLICT (tenant_id, email) DO UPDATE SET display_name = CASE WHEN EXCLUDED.display_name = '' THEN people.display_name ELSE EXCLUDED.display_name END
-       RETURNING id, tenant_id, email, display_name, graph_user_id, sync_mode`,
+       RETURNING id, tenant_id, email, display_name, graph_user_id, sync_mode, settings_override`,
       [tenantId, email.toLowerCase(), displayName],
     )
     return toPerson(rows[0]!)
@@ -136,12 +140,16 @@ export class RelayStore {
     await this.db.query('UPDATE people SET graph_user_id = $2 WHERE id = $1', [personId, graphUserId])
   }
 
+  async setPersonSettingsOverride(personId: number, override: Partial<SyncSettings> | null): Promise<void> {
+    await this.db.query('UPDATE people SET settings_override = $2 WHERE id = $1', [personId, override ? JSON.stringify(override) : null])
+  }
+
   async setPersonSyncMode(personId: number, mode: SyncMode): Promise<void> {
     await this.db.query('UPDATE people SET sync_mode = $2 WHERE id = $1', [personId, mode])
   }
 
   async listPeople(): Promise<PersonRow[]> {
-    const rows = await this.db.query<Record<string, unknown>>('SELECT id, tenant_id, email, display_name, graph_user_id, sync_mode FROM people ORDER BY id')
+    const rows = await this.db.query<Record<string, unknown>>('SELECT id, tenant_id, email, display_name, graph_user_id, sync_mode, settings_override FROM people ORDER BY id')
     return rows.map(toPerson)
   }
 
@@ -229,12 +237,12 @@ export class RelayStore {
 
   async upsertPersonSync(s: PersonSyncRow): Promise<void> {
     await this.db.query(
-      `INSERT INTO person_sync (person_id, teams_availability, teams_activity, teams_observed_at, teams_trigger, teams_trigger_reason, pbx_stand_back)
+      `INSERT INTO person_sync (person_id, teams_availability, teams_activity, teams_observed_at, teams_trigger, teams_trigger_reason, stand_back_keys)
        VALUES ($1, $2, $3, $4, $5, $6, $7)
        ON CONFLICT (person_id) DO UPDATE SET teams_availability = EXCLUDED.teams_availability, teams_activity = EXCLUDED.teams_activity,
          teams_observed_at = EXCLUDED.teams_observed_at, teams_trigger = EXCLUDED.teams_trigger,
-         teams_trigger_reason = EXCLUDED.teams_trigger_reason, pbx_stand_back = EXCLUDED.pbx_stand_back`,
-      [s.personId, s.teamsAvailability, s.teamsActivity, s.teamsObservedAt, s.teamsTrigger, s.teamsTriggerReason, s.pbxStandBack],
+         teams_trigger_reason = EXCLUDED.teams_trigger_reason, stand_back_keys = EXCLUDED.stand_back_keys`,
+      [s.personId, s.teamsAvailability, s.teamsActivity, s.teamsObservedAt, s.teamsTrigger, s.teamsTriggerReason, s.standBackKeys],
     )
   }
 
@@ -247,7 +255,7 @@ export class RelayStore {
       teamsObservedAt: (r.teams_observed_at as Date | null) ?? null,
       teamsTrigger: r.teams_trigger as boolean,
       teamsTriggerReason: (r.teams_trigger_reason as string | null) ?? null,
-      pbxStandBack: r.pbx_stand_back as boolean,
+      standBackKeys: (r.stand_back_keys as string[] | null) ?? [],
     }))
   }
 
@@ -265,16 +273,76 @@ export class RelayStore {
        ORDER BY id DESC LIMIT $3`,
       [filter.personId ?? null, filter.since ?? null, filter.limit ?? 200],
     )
-    return rows.map((r) => ({
-      id: num(r.id),
-      at: r.at as Date,
-      tenantId: (r.tenant_id as string | null) ?? null,
-      personId: r.person_id === null ? null : num(r.person_id),
-      gatewayId: (r.gateway_id as string | null) ?? null,
-      kind: r.kind as string,
-      message: r.message as string,
-      data: (r.data as Record<string, unknown> | null) ?? null,
-    }))
+    return rows.map(toEvent)
+  }
+
+  /**
+   * The event log for the admin API: newest first (by time, then id), `from` inclusive, `to` exclusive, `kindPrefix`
+   * matched literally (`pbx.` or `teams.set`). `before` is the id of the last row of the previous page: rows after
+   * it in this order follow. A cursor row that no longer exists (removed by retention) yields nothing, which is right:
+   * everything older went with it.
+   */
+  async queryEvents(query: EventQuery): Promise<EventLogRow[]> {
+    const where: string[] = []
+    const params: unknown[] = []
+    const param = (value: unknown): string => {
+      params.push(value)
+      return `$${params.length}`
+    }
+    if (query.tenantId !== undefined) where.push(`tenant_id = ${param(query.tenantId)}`)
+    if (query.personId !== undefined) where.push(`person_id = ${param(query.personId)}`)
+    if (query.from !== undefined) where.push(`at >= ${param(query.from)}`)
+    if (query.to !== undefined) where.push(`at < ${param(query.to)}`)
+    if (query.kindPrefix !== undefined) where.push(`starts_with(kind, ${param(query.kindPrefix)})`)
+    if (query.before !== undefined) where.push(`(at, id) < (SELECT c.at, c.id FROM event_log c WHERE c.id = ${param(query.before)})`)
+    const rows = await this.db.query<Record<string, unknown>>(
+      `SELECT id, at, tenant_id, person_id, gateway_id, kind, message, data FROM event_log
+       ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
+       ORDER BY at DESC, id DESC LIMIT ${param(query.limit)}`,
+      params,
+    )
+    return rows.map(toEvent)
+  }
+
+  /**
+   * Deletes at most `batchSize` event rows older than `cutoff`, oldest first, in one short statement; returns how
+   * many went. Callers repeat until fewer than `batchSize` go, so a large backlog never holds long locks.
+   */
+  async deleteEventsOlderThan(cutoff: Date, batchSize: number): Promise<number> {
+    const rows = await this.db.query<{ removed: number | string }>(
+      `WITH doomed AS (SELECT id FROM event_log WHERE at < $1 ORDER BY at LIMIT $2),
+            removed AS (DELETE FROM event_log WHERE id IN (SELECT id FROM doomed) RETURNING 1)
+       SELECT count(*)::int AS removed FROM removed`,
+      [cutoff, batchSize],
+    )
+    return num(rows[0]?.removed ?? 0)
+  }
+}
+
+export interface EventQuery {
+  tenantId?: string | undefined
+  personId?: number | undefined
+  /** Inclusive. */
+  from?: Date | undefined
+  /** Exclusive. */
+  to?: Date | undefined
+  /** Kinds starting with this text, taken literally. */
+  kindPrefix?: string | undefined
+  /** Id of the last row of the previous page. */
+  before?: number | undefined
+  limit: number
+}
+
+function toEvent(r: Record<string, unknown>): EventLogRow {
+  return {
+    id: num(r.id),
+    at: r.at as Date,
+    tenantId: (r.tenant_id as string | null) ?? null,
+    personId: r.person_id === null ? null : num(r.person_id),
+    gatewayId: (r.gateway_id as string | null) ?? null,
+    kind: r.kind as string,
+    message: r.message as string,
+    data: (r.data as Record<string, unknown> | null) ?? null,
   }
 }
 
@@ -286,5 +354,6 @@ function toPerson(r: Record<string, unknown>): PersonRow {
     displayName: r.display_name as string,
     graphUserId: (r.graph_user_id as string | null) ?? null,
     syncMode: r.sync_mode as SyncMode,
+    settingsOverride: (r.settings_override as Partial<SyncSettings> | null) ?? null,
   }
 }

@@ -12,9 +12,24 @@ export interface SyncSettings {
   meetingSetsDnd: boolean
   /** A ringing extension counts as busy. Default off: ringing is not yet a call. */
   ringingIsBusy: boolean
+  /** During a call on one extension, DND on the person's other extensions (on this or another PBX). Default on. */
+  dndOnOtherEndpointsDuringCall: boolean
+  /** During a call, DND on the busy extension itself, for PBXs without busy-on-busy. Default off. */
+  reflectDndOnBusyEndpoint: boolean
 }
 
-export const DEFAULT_SYNC_SETTINGS: SyncSettings = { busyPresence: 'DoNotDisturb/Presenting', meetingSetsDnd: false, ringingIsBusy: false }
+export const DEFAULT_SYNC_SETTINGS: SyncSettings = {
+  busyPresence: 'DoNotDisturb/Presenting',
+  meetingSetsDnd: false,
+  ringingIsBusy: false,
+  dndOnOtherEndpointsDuringCall: true,
+  reflectDndOnBusyEndpoint: false,
+}
+
+/** A person's own settings override the tenant's, field by field. */
+export function effectiveSettings(tenant: SyncSettings, override: Partial<SyncSettings> | null | undefined): SyncSettings {
+  return override ? { ...tenant, ...override } : tenant
+}
 
 export function teamsPresenceForPbxCall(settings: SyncSettings): SettablePresence {
   return settings.busyPresence === 'Busy/InACall'

@@ -4,8 +4,11 @@ import type { Clock } from '../../../gateway/src/core/clock.js'
 import { backoffDelay } from '../../../gateway/src/core/clock.js'
 import type { Counters } from '../../../gateway/src/core/counters.js'
 import { GraphApiError, type GraphPresenceApi, type PresenceReading, type SettablePresence } from '../graph/types.js'
-import type { EndpointRow, EventLogEntry, PersonRow, RelayStore, TeamsSessionRow } from '../store/relay-store.js'
-import { endpointCountsAsBusy, isOwnSessionEcho, teamsPresenceForPbxCall, teamsWantsPbxDnd, type SyncSettings } from './mapping.js'
+import type { EndpointRow, EventLogEntry, PersonRow, TeamsSessionRow } from '../store/relay-store.js'
+import { decide, dndCommandFor, type Decision, type EndpointFacts, type PersonFacts } from './decide.js'
+import type { PersonExplainer, PersonExplanation } from './explanation.js'
+import { effectiveSettings, type SyncSettings } from './mapping.js'
+import type { SyncStore } from './sync-store.js'
 
 export interface SyncTimings {
   /** Our Teams session's expirationDuration; it always has one, so a dead relay cannot leave it behind. */
@@ -29,7 +32,7 @@ export const DEFAULT_SYNC_TIMINGS: SyncTimings = {
 }
 
 export interface SyncEngineDeps {
-  store: RelayStore
+  store: SyncStore
   logger: Logger
   clock: Clock
   counters: Counters
@@ -53,8 +56,10 @@ interface PersonModel {
   teams: { availability: string; activity: string; at: number } | undefined
   teamsTrigger: boolean
   teamsTriggerReason: string | null
-  /** The person switched off a DND we set: leave the PBX alone until the Teams trigger ends. */
-  standBack: boolean
+  /** Endpoints where the person switched off a DND we set: left alone until the reason for it ends. */
+  standBack: Set<string>
+  /** The last decision, for stand-back detection and the "why" view. */
+  decision: Decision | undefined
   session: TeamsSessionRow | undefined
   lastCleared: { presence: SettablePresence; at: number } | undefined
   pending: Map<string, { dnd: boolean; sentAt: number }>
@@ -68,6 +73,9 @@ interface GatewayModel {
   staled: boolean
 }
 
+/** How long a sent DND command counts as in flight before the same command may be sent again. */
+const PENDING_COMMAND_MS = 15_000
+
 const endpointKey = (gatewayId: string, connectorId: string, endpointId: string) => `${gatewayId}/${connectorId}/${endpointId}`
 const clock24 = (ms: number) => `${new Date(ms).toISOString().slice(11, 19)} UTC`
 
@@ -75,7 +83,7 @@ const clock24 = (ms: number) => `${new Date(ms).toISOString().slice(11, 19)} UTC
  * Desired state, then reconcile (DESIGN §6). Events only update the model and schedule the person; a per-person
  * reconcile computes what each side should show and sends the difference. We only clear what we set.
  */
-export class SyncEngine {
+export class SyncEngine implements PersonExplainer {
   readonly #deps: SyncEngineDeps
   readonly #log: Logger
   readonly #people = new Map<number, PersonModel>()
@@ -117,7 +125,7 @@ export class SyncEngine {
       if (!person) continue
       person.teamsTrigger = row.teamsTrigger
       person.teamsTriggerReason = row.teamsTriggerReason
-      person.standBack = row.pbxStandBack
+      person.standBack = new Set(row.standBackKeys)
       if (row.teamsAvailability && row.teamsActivity) {
         person.teams = { availability: row.teamsAvailability, activity: row.teamsActivity, at: row.teamsObservedAt?.getTime() ?? 0 }
       }
@@ -159,6 +167,53 @@ export class SyncEngine {
     return this.#people.get(id)
   }
 
+  listPeople(tenantId?: string): ReturnType<PersonExplainer['listPeople']> {
+    return [...this.#people.values()]
+      .filter((p) => tenantId === undefined || p.row.tenantId === tenantId)
+      .map((p) => ({ id: p.row.id, tenantId: p.row.tenantId, email: p.row.email, displayName: p.row.displayName, syncMode: p.row.syncMode }))
+  }
+
+  /** "Why am I shown as DND?": both sides as we see them, what we set, and the decision in words. */
+  explain(personId: number): PersonExplanation | undefined {
+    const person = this.#people.get(personId)
+    if (!person) return undefined
+    const now = this.#deps.clock.now()
+    const decision = decide(this.#facts(person, now))
+    const iso = (ms: number | undefined) => (ms ? new Date(ms).toISOString() : null)
+    const who = person.row.displayName || person.row.email
+    const summary: string[] = []
+    if (person.row.syncMode === 'off') summary.push(`Sync is off for ${who}: we set nothing on either side.`)
+    if (person.session) {
+      summary.push(`Teams shows our ${person.session.availability}/${person.session.activity} for ${who} because ${person.session.reason}; it expires ${person.session.expiresAt.toISOString()} unless refreshed.`)
+    } else {
+      summary.push(`We have no presence session in Teams for ${who}; anything Teams shows comes from the person's own Teams clients or status.`)
+    }
+    for (const [key, endpoint] of person.endpoints) {
+      const d = decision.endpoints.get(key)
+      const label = `Extension ${endpoint.endpointId} (${endpoint.gatewayId}/${endpoint.connectorId})`
+      if (endpoint.stale) summary.push(`${label}: its gateway is offline, so its state is unknown and not counted.`)
+      else if (endpoint.dnd && endpoint.dndOwner === 'user') summary.push(`${label}: DND is on, set by the person; we never clear it.`)
+      else if (endpoint.dnd) summary.push(`${label}: DND is on, set by us because ${d?.reason ?? 'of an earlier decision'}; released when that ends.`)
+      else if (d?.wantDnd) summary.push(`${label}: DND is about to be set because ${d.reason}.`)
+      else summary.push(`${label}: ${endpoint.state}, DND off${person.standBack.has(key) ? ' (the person switched our DND off; we stand back until the reason ends)' : ''}.`)
+    }
+    if (!person.row.graphUserId) summary.push(`${person.row.email} is not matched to a Microsoft 365 user, so Teams is not synced.`)
+    return {
+      person: { id: person.row.id, tenantId: person.row.tenantId, email: person.row.email, displayName: person.row.displayName, syncMode: person.row.syncMode, graphUserId: person.row.graphUserId },
+      teams: {
+        observed: person.teams ? { availability: person.teams.availability, activity: person.teams.activity, at: new Date(person.teams.at).toISOString() } : null,
+        ourSession: person.session ? { availability: person.session.availability, activity: person.session.activity, setAt: person.session.setAt.toISOString(), expiresAt: person.session.expiresAt.toISOString(), reason: person.session.reason } : null,
+        wantsPbxDnd: decision.teamsTrigger,
+        reason: decision.teamsTriggerReason,
+        standingBack: person.standBack.size > 0,
+      },
+      endpoints: [...person.endpoints.values()].map((e) => ({
+        gatewayId: e.gatewayId, connectorId: e.connectorId, endpointId: e.endpointId, name: e.name, state: e.state, dnd: e.dnd, dndOwner: e.dndOwner, cause: e.cause, changedAt: iso(e.changedAt), stale: e.stale,
+      })),
+      summary,
+    }
+  }
+
   personByEmail(tenantId: string, email: string): Readonly<PersonModel> | undefined {
     const lower = email.toLowerCase()
     for (const person of this.#people.values()) if (person.row.tenantId === tenantId && person.row.email === lower) return person
@@ -194,13 +249,13 @@ export class SyncEngine {
     person.endpoints.set(key, model)
     const pending = person.pending.get(key)
     if (pending && pending.dnd === data.dnd) person.pending.delete(key)
-    if (previous?.dnd && previous.dndOwner === 'gateway' && !data.dnd && data.cause === 'dnd.user' && person.teamsTrigger) {
-      person.standBack = true
+    if (previous?.dnd && previous.dndOwner === 'gateway' && !data.dnd && data.cause === 'dnd.user' && person.decision?.endpoints.get(key)?.wantDnd) {
+      person.standBack.add(key)
       await this.#persistSync(person)
       await this.#event(person, {
         kind: 'pbx.dnd.stand_back',
         gatewayId,
-        message: `${person.row.displayName || person.row.email} switched off the DND we set on ${data.endpointId} at ${clock24(data.changedAt)}; we leave the PBX alone until the Teams activity ends`,
+        message: `${person.row.displayName || person.row.email} switched off the DND we set on ${data.endpointId} at ${clock24(data.changedAt)}; we leave it off until the reason for it ends`,
       })
     }
     this.schedule(person.row.id)
@@ -332,60 +387,77 @@ export class SyncEngine {
 
   async #reconcile(person: PersonModel): Promise<void> {
     const now = this.#deps.clock.now()
-    await this.#updateTeamsTrigger(person, now)
+    const facts = this.#facts(person, now)
+    const decision = decide(facts)
+    person.decision = decision
+    await this.#recordDecision(person, decision, now)
     // A failing Graph write backs off the Teams side only; the PBX side goes on.
-    if (now >= person.retryAt) await this.#reconcileTeams(person, now)
-    this.#reconcilePbx(person, now)
+    if (now >= person.retryAt) await this.#reconcileTeams(person, decision, now)
+    this.#reconcilePbx(person, facts, decision, now)
   }
 
-  async #updateTeamsTrigger(person: PersonModel, now: number): Promise<void> {
-    const observed = person.teams
-    let trigger = false
-    let reason: string | null = null
-    if (observed) {
-      const ours = person.session ? { availability: person.session.availability, activity: person.session.activity } as SettablePresence : undefined
-      const recentlyCleared = person.lastCleared && now - person.lastCleared.at < this.#deps.timings.echoHoldMs ? person.lastCleared.presence : undefined
-      if (isOwnSessionEcho(observed, ours) || isOwnSessionEcho(observed, recentlyCleared)) {
-        // What Teams shows is our own session (or its fading echo): it says nothing about the person's Teams
-        // activity, so keep the last real conclusion.
-        return
-      }
-      const decision = teamsWantsPbxDnd(observed, person.row.syncMode, this.#deps.settings)
-      trigger = decision.trigger
-      reason = decision.reason
+  #facts(person: PersonModel, now: number): PersonFacts {
+    const endpoints: EndpointFacts[] = []
+    for (const [key, e] of person.endpoints) {
+      endpoints.push({ key, endpointId: e.endpointId, state: e.state, dnd: e.dnd, dndOwner: e.dndOwner, cause: e.cause, stale: e.stale, known: e.lastSeq >= 0 })
     }
-    if (trigger === person.teamsTrigger && reason === person.teamsTriggerReason) return
+    const ours = person.session ? ({ availability: person.session.availability, activity: person.session.activity } as SettablePresence) : undefined
+    const recentlyCleared = person.lastCleared && now - person.lastCleared.at < this.#deps.timings.echoHoldMs ? person.lastCleared.presence : undefined
+    return {
+      syncMode: person.row.syncMode,
+      settings: effectiveSettings(this.#deps.settings, person.row.settingsOverride),
+      endpoints,
+      teams: person.teams,
+      previousTrigger: { trigger: person.teamsTrigger, reason: person.teamsTriggerReason },
+      ourSession: ours,
+      recentlyCleared,
+      standBack: person.standBack,
+    }
+  }
+
+  /** Remembers the Teams conclusion and ends stand-backs whose reason is gone; logs real transitions. */
+  async #recordDecision(person: PersonModel, decision: Decision, now: number): Promise<void> {
+    let changed = false
+    for (const key of person.standBack) {
+      if (!decision.endpoints.get(key)?.wantedIgnoringStandBack) {
+        person.standBack.delete(key)
+        changed = true
+      }
+    }
     const was = person.teamsTrigger
-    person.teamsTrigger = trigger
-    person.teamsTriggerReason = reason
-    if (!trigger) person.standBack = false
-    await this.#persistSync(person)
-    if (was !== trigger) {
+    if (decision.teamsTrigger !== person.teamsTrigger || decision.teamsTriggerReason !== person.teamsTriggerReason) {
+      person.teamsTrigger = decision.teamsTrigger
+      person.teamsTriggerReason = decision.teamsTriggerReason
+      changed = true
+    }
+    if (changed) await this.#persistSync(person)
+    if (was !== decision.teamsTrigger) {
+      const observed = person.teams
       await this.#event(person, {
-        kind: trigger ? 'teams.trigger.on' : 'teams.trigger.off',
-        message: trigger
-          ? `${reason} observed at ${clock24(observed?.at ?? now)}: PBX DND wanted for ${this.#who(person)}`
-          : `${reason ?? 'No Teams presence'} observed at ${clock24(observed?.at ?? now)}: no PBX DND wanted for ${this.#who(person)}`,
+        kind: decision.teamsTrigger ? 'teams.trigger.on' : 'teams.trigger.off',
+        message: decision.teamsTrigger
+          ? `${decision.teamsTriggerReason} observed at ${clock24(observed?.at ?? now)}: PBX DND wanted for ${this.#who(person)}`
+          : `${decision.teamsTriggerReason ?? 'No Teams presence'} observed at ${clock24(observed?.at ?? now)}: no PBX DND wanted for ${this.#who(person)}`,
         data: { availability: observed?.availability, activity: observed?.activity },
       })
     }
   }
 
-  async #reconcileTeams(person: PersonModel, now: number): Promise<void> {
+  async #reconcileTeams(person: PersonModel, decision: Decision, now: number): Promise<void> {
     const graph = this.#deps.graphFor(person.row.tenantId)
     const userId = person.row.graphUserId
     if (!graph || !userId) return
-    const busyEndpoint = person.row.syncMode === 'off'
-      ? undefined
-      : [...person.endpoints.values()].find((e) => !e.stale && endpointCountsAsBusy(e.state, this.#deps.settings))
-    const wanted = teamsPresenceForPbxCall(this.#deps.settings)
+    const busyEndpoint = decision.teamsSession?.because
+    const wanted = decision.teamsSession?.presence ?? ({ availability: 'DoNotDisturb', activity: 'Presenting' } as SettablePresence)
     const session = person.session
     try {
       if (busyEndpoint) {
         const samePresence = session && session.availability === wanted.availability && session.activity === wanted.activity
         if (samePresence && now - session.refreshedAt.getTime() < this.#deps.timings.sessionRefreshMs) return
         const minutes = this.#deps.timings.sessionExpirationMinutes
-        const reason = `extension ${busyEndpoint.endpointId} on ${busyEndpoint.gatewayId}/${busyEndpoint.connectorId} is ${busyEndpoint.state} (${busyEndpoint.cause}) since ${clock24(busyEndpoint.changedAt || now)}`
+        const endpoint = person.endpoints.get(busyEndpoint.key)
+        const where = endpoint ? `${endpoint.gatewayId}/${endpoint.connectorId}` : busyEndpoint.key
+        const reason = `extension ${busyEndpoint.endpointId} on ${where} is ${busyEndpoint.state} (${busyEndpoint.cause}) since ${clock24(endpoint?.changedAt || now)}`
         await graph.setPresence(userId, wanted, minutes)
         const expiresAt = new Date(now + minutes * 60_000)
         const row: TeamsSessionRow = { personId: person.row.id, ...wanted, setAt: samePresence ? session.setAt : new Date(now), refreshedAt: new Date(now), expiresAt, reason }
@@ -398,7 +470,7 @@ export class SyncEngine {
           this.#deps.counters.inc('sync.teams_set')
           await this.#event(person, {
             kind: 'teams.set',
-            gatewayId: busyEndpoint.gatewayId,
+            gatewayId: endpoint?.gatewayId ?? null,
             message: `Teams ${wanted.availability}/${wanted.activity} set for ${this.#who(person)} because ${reason}; set by the relay; expires ${clock24(expiresAt.getTime())} unless refreshed`,
           })
         }
@@ -420,20 +492,19 @@ export class SyncEngine {
     }
   }
 
-  #reconcilePbx(person: PersonModel, now: number): void {
-    const wantDnd = person.row.syncMode !== 'off' && person.teamsTrigger && !person.standBack
-    for (const [key, endpoint] of person.endpoints) {
-      if (endpoint.stale || endpoint.lastSeq < 0) continue // no state known yet: wait for the gateway's snapshot
+  #reconcilePbx(person: PersonModel, facts: PersonFacts, decision: Decision, now: number): void {
+    for (const endpointFacts of facts.endpoints) {
+      const endpointDecision = decision.endpoints.get(endpointFacts.key)
+      const endpoint = person.endpoints.get(endpointFacts.key)
+      if (!endpointDecision || !endpoint) continue
       const gateway = this.#gateways.get(endpoint.gatewayId)
       if (gateway && !gateway.online) continue
-      const pending = person.pending.get(key)
-      if (pending && now - pending.sentAt < 15_000) {
-        if (pending.dnd === wantDnd) continue
-      }
-      if (wantDnd && !endpoint.dnd) this.#sendDnd(person, key, endpoint, true, person.teamsTriggerReason ?? 'Teams activity')
-      else if (!wantDnd && endpoint.dnd && endpoint.dndOwner === 'gateway') {
-        this.#sendDnd(person, key, endpoint, false, person.standBack ? 'the person cleared it' : (person.teamsTriggerReason ?? 'Teams activity ended'))
-      }
+      const command = dndCommandFor(endpointFacts, endpointDecision)
+      if (!command) continue
+      // One command in flight per endpoint and value; a changed mind is sent at once (the gateway orders by seq).
+      const pending = person.pending.get(endpointFacts.key)
+      if (pending && pending.dnd === command.dnd && now - pending.sentAt < PENDING_COMMAND_MS) continue
+      this.#sendDnd(person, endpointFacts.key, endpoint, command.dnd, command.reason)
     }
   }
 
@@ -521,7 +592,7 @@ export class SyncEngine {
   // ---- helpers -----------------------------------------------------------------------------------------------
 
   #newPerson(row: PersonRow): PersonModel {
-    return { row, endpoints: new Map(), teams: undefined, teamsTrigger: false, teamsTriggerReason: null, standBack: false, session: undefined, lastCleared: undefined, pending: new Map(), retryAt: 0, failures: 0 }
+    return { row, endpoints: new Map(), teams: undefined, teamsTrigger: false, teamsTriggerReason: null, standBack: new Set(), decision: undefined, session: undefined, lastCleared: undefined, pending: new Map(), retryAt: 0, failures: 0 }
   }
 
   *#peopleOfGateway(gatewayId: string): Iterable<PersonModel> {
@@ -563,7 +634,7 @@ export class SyncEngine {
       teamsObservedAt: person.teams ? new Date(person.teams.at) : null,
       teamsTrigger: person.teamsTrigger,
       teamsTriggerReason: person.teamsTriggerReason,
-      pbxStandBack: person.standBack,
+      standBackKeys: [...person.standBack].sort(),
     })
   }
 
