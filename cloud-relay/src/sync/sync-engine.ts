@@ -36,7 +36,10 @@ export interface SyncEngineDeps {
   logger: Logger
   clock: Clock
   counters: Counters
+  /** The relay-wide defaults. */
   settings: SyncSettings
+  /** A tenant's settings (defaults merged with the tenant's own), when tenants differ. */
+  settingsFor?: (tenantId: string) => SyncSettings
   timings: SyncTimings
   /** The tenant's Graph access, or undefined when the tenant has no Graph credentials. */
   graphFor(tenantId: string): GraphPresenceApi | undefined
@@ -249,6 +252,15 @@ export class SyncEngine implements PersonExplainer {
     person.endpoints.set(key, model)
     const pending = person.pending.get(key)
     if (pending && pending.dnd === data.dnd) person.pending.delete(key)
+    if (!previous || previous.state !== data.state || previous.dnd !== data.dnd || previous.dndOwner !== data.dndOwner) {
+      const dnd = data.dnd ? `DND on (${data.dndOwner === 'gateway' ? 'ours' : "the person's"})` : 'DND off'
+      await this.#event(person, {
+        kind: 'pbx.observed',
+        gatewayId,
+        message: `Extension ${data.endpointId} (${gatewayId}/${data.connectorId}) ${data.state}, ${dnd}, at ${clock24(data.changedAt)} (${data.cause})`,
+        data: { endpointId: data.endpointId, state: data.state, dnd: data.dnd, dndOwner: data.dndOwner, seq },
+      }, 'debug')
+    }
     if (previous?.dnd && previous.dndOwner === 'gateway' && !data.dnd && data.cause === 'dnd.user' && person.decision?.endpoints.get(key)?.wantDnd) {
       person.standBack.add(key)
       await this.#persistSync(person)
@@ -353,7 +365,14 @@ export class SyncEngine implements PersonExplainer {
       if (!person) continue
       const before = person.teams
       person.teams = { availability: reading.availability, activity: reading.activity, at: now }
-      if (!before || before.availability !== reading.availability || before.activity !== reading.activity) this.schedule(person.row.id)
+      if (!before || before.availability !== reading.availability || before.activity !== reading.activity) {
+        await this.#event(person, {
+          kind: 'teams.observed',
+          message: `Teams shows ${this.#who(person)} as ${reading.availability}/${reading.activity} at ${clock24(now)}`,
+          data: { availability: reading.availability, activity: reading.activity },
+        }, 'debug')
+        this.schedule(person.row.id)
+      }
     }
   }
 
@@ -405,7 +424,7 @@ export class SyncEngine implements PersonExplainer {
     const recentlyCleared = person.lastCleared && now - person.lastCleared.at < this.#deps.timings.echoHoldMs ? person.lastCleared.presence : undefined
     return {
       syncMode: person.row.syncMode,
-      settings: effectiveSettings(this.#deps.settings, person.row.settingsOverride),
+      settings: effectiveSettings(this.#deps.settingsFor?.(person.row.tenantId) ?? this.#deps.settings, person.row.settingsOverride),
       endpoints,
       teams: person.teams,
       previousTrigger: { trigger: person.teamsTrigger, reason: person.teamsTriggerReason },
@@ -644,10 +663,11 @@ export class SyncEngine implements PersonExplainer {
     return () => this.#decisionListeners.delete(listener)
   }
 
-  async #event(person: PersonModel, entry: Omit<EventLogEntry, 'personId' | 'tenantId'>): Promise<void> {
+  /** Writes an event log entry; observations are logged at debug, decisions at info. */
+  async #event(person: PersonModel, entry: Omit<EventLogEntry, 'personId' | 'tenantId'>, level: 'info' | 'debug' = 'info'): Promise<void> {
     const full: EventLogEntry = { ...entry, at: new Date(this.#deps.clock.now()), tenantId: person.row.tenantId, personId: person.row.id }
-    this.#log.info({ person: person.row.email, kind: entry.kind, decision: entry.message }, 'sync decision')
-    for (const listener of this.#decisionListeners) listener(full)
+    this.#log[level]({ person: person.row.email, kind: entry.kind, decision: entry.message }, level === 'info' ? 'sync decision' : 'sync observation')
+    if (level === 'info') for (const listener of this.#decisionListeners) listener(full)
     await this.#deps.store.appendEvent(full).catch((err: unknown) => {
       this.#log.error({ err: (err as Error).message }, 'writing the event log failed')
     })
