@@ -6,10 +6,13 @@ import { hashSecret, verifySecret } from './broker/secrets.js'
 import type { RelayConfig } from './config/schema.js'
 import { createGraphPresenceClient } from './graph/graph-presence-client.js'
 import type { GraphPresenceApi } from './graph/types.js'
+import { buildServer, type ExplanationSource, type HttpServer } from './http/server.js'
 import { RelayLink } from './ingest/relay-link.js'
+import { EventRetention } from './store/event-retention.js'
 import { migrate } from './store/migrate.js'
 import { RelayStore } from './store/relay-store.js'
 import { openSqlClient, type SqlClient } from './store/sql-client.js'
+import { effectiveSettings, type SyncSettings } from './sync/mapping.js'
 import { SyncEngine } from './sync/sync-engine.js'
 import { TeamsPoller } from './sync/teams-poller.js'
 
@@ -23,6 +26,8 @@ export interface RelayDeps {
   graphCaPem?: string | undefined
   /** DATABASE_URL from the environment; overrides the config. */
   databaseUrl?: string | undefined
+  /** The admin API's "why" view; by default the sync engine's live model (StoreExplainer reads the store instead). */
+  explainer?: ExplanationSource | undefined
 }
 
 type GraphClient = GraphPresenceApi & { close(): Promise<void> | void }
@@ -52,6 +57,8 @@ export class Relay {
   #engine: SyncEngine | undefined
   #broker: EmbeddedBroker | undefined
   #link: RelayLink | undefined
+  #http: HttpServer | undefined
+  #retention: EventRetention | undefined
   #started = false
 
   constructor(config: Readonly<RelayConfig>, deps: RelayDeps) {
@@ -75,6 +82,12 @@ export class Relay {
     return this.#broker?.port
   }
 
+  /** The admin API's port once listening (http.port 0 picks a free one). */
+  get httpPort(): number | undefined {
+    const address = this.#http?.server.address()
+    return address && typeof address === 'object' ? address.port : undefined
+  }
+
   /** Polls Teams presence now for every tenant (tests and the demo use it instead of waiting). */
   async pollTeamsNow(): Promise<void> {
     await Promise.all(this.#pollers.map((poller) => poller.pollOnce()))
@@ -90,6 +103,9 @@ export class Relay {
     await migrate(db, logger.child({ component: 'store' }))
     const store = new RelayStore(db)
     this.#store = store
+    const retention = new EventRetention({ retentionDays: config.eventLog.retentionDays }, { store, clock, logger })
+    retention.start()
+    this.#retention = retention
 
     for (const tenant of config.tenants) {
       await store.upsertTenant(tenant.id, tenant.name || tenant.id)
@@ -115,24 +131,29 @@ export class Relay {
     }
     for (const gateway of await store.listGateways()) this.#gatewayTenant.set(gateway.id, gateway.tenantId)
 
+    const relayWide: SyncSettings = {
+      busyPresence: config.sync.busyPresence,
+      meetingSetsDnd: config.sync.meetingSetsDnd,
+      ringingIsBusy: config.sync.ringingIsBusy,
+      dndOnOtherEndpointsDuringCall: config.sync.dndOnOtherEndpointsDuringCall,
+      reflectDndOnBusyEndpoint: config.sync.reflectDndOnBusyEndpoint,
+    }
     const engine = new SyncEngine({
       store,
       logger,
       clock,
       counters,
-      settings: {
-        busyPresence: config.sync.busyPresence,
-        meetingSetsDnd: config.sync.meetingSetsDnd,
-        ringingIsBusy: config.sync.ringingIsBusy,
-        dndOnOtherEndpointsDuringCall: config.sync.dndOnOtherEndpointsDuringCall,
-        reflectDndOnBusyEndpoint: config.sync.reflectDndOnBusyEndpoint,
-      },
+      settings: relayWide,
       timings: {
         sessionExpirationMinutes: config.sync.sessionExpirationMinutes,
         sessionRefreshMs: config.sync.sessionRefreshMs,
         echoHoldMs: config.sync.echoHoldMs,
         gatewayOfflineGraceMs: config.sync.gatewayOfflineGraceMs,
         retryBaseMs: 1000,
+      },
+      settingsFor: (tenantId) => {
+        const tenant = config.tenants.find((t) => t.id === tenantId)
+        return effectiveSettings(relayWide, tenant?.settings ?? null)
       },
       graphFor: (tenantId) => this.#graph.get(tenantId),
       sendSetDnd: (gatewayId, data) => this.#requireLink().sendSetDnd(gatewayId, data),
@@ -193,12 +214,27 @@ export class Relay {
       poller.start()
       this.#pollers.push(poller)
     }
-    this.#log.info({ broker: brokerUrl, store: db.kind, tenants: config.tenants.length }, 'relay started')
+
+    const http = buildServer({
+      store,
+      // The engine's live model is exact (current decision, stand-back, staleness); the store is its persisted shadow.
+      explainer: this.#deps.explainer ?? engine,
+      logger,
+      apiToken: config.http.apiToken,
+      version: RELAY_VERSION,
+      health: () => ({ broker: link.connected, store: db.kind }),
+    })
+    this.#http = http
+    await http.listen({ host: config.http.host, port: config.http.port })
+    if (!config.http.apiToken) this.#log.info('http.apiToken is not set: the admin API answers 503 until it is')
+    this.#log.info({ broker: brokerUrl, store: db.kind, tenants: config.tenants.length, http: `${config.http.host}:${this.httpPort}` }, 'relay started')
   }
 
   async stop(): Promise<void> {
     if (!this.#started) return
     this.#started = false
+    await this.#http?.close()
+    this.#http = undefined
     for (const poller of this.#pollers.splice(0)) poller.stop()
     this.#engine?.stop()
     await this.#engine?.idle()
@@ -206,6 +242,8 @@ export class Relay {
     await this.#broker?.stop()
     for (const graph of this.#graph.values()) await graph.close()
     this.#graph.clear()
+    await this.#retention?.stop()
+    this.#retention = undefined
     await this.#db?.close()
     this.#log.info('relay stopped')
   }

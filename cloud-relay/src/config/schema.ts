@@ -33,6 +33,14 @@ export const RelayConfigSchema = Type.Object({
       clientId: Type.String({ minLength: 1, description: 'App registration (client) id' }),
       clientSecret: Type.String({ minLength: 1 }),
     }, { additionalProperties: false })),
+    /** The tenant's own sync settings, overriding the relay-wide `sync` section field by field. */
+    settings: Type.Optional(Type.Object({
+      busyPresence: Type.Optional(Type.Union([Type.Literal('DoNotDisturb/Presenting'), Type.Literal('Busy/InACall')])),
+      meetingSetsDnd: Type.Optional(Type.Boolean()),
+      ringingIsBusy: Type.Optional(Type.Boolean()),
+      dndOnOtherEndpointsDuringCall: Type.Optional(Type.Boolean()),
+      reflectDndOnBusyEndpoint: Type.Optional(Type.Boolean()),
+    }, { additionalProperties: false })),
     gateways: Type.Array(Type.Object({
       id: Id,
       name: Type.String({ default: '' }),

@@ -17,6 +17,7 @@ export class MemorySyncStore implements SyncStore {
   /** Keep at most this many event log entries (oldest dropped). */
   maxEvents = 10_000
   #nextPersonId = 1
+  readonly #personByEmail = new Map<string, number>()
 
   addGateway(id: string, tenantId: string): void {
     this.gateways.set(id, { id, tenantId, name: id, secretHash: null, status: 'unknown', statusReason: null, lastSeenAt: null })
@@ -63,14 +64,15 @@ export class MemorySyncStore implements SyncStore {
 
   async upsertPerson(tenantId: string, email: string, displayName: string): Promise<PersonRow> {
     const lower = email.toLowerCase()
-    for (const person of this.people.values()) {
-      if (person.tenantId === tenantId && person.email === lower) {
-        if (displayName !== '') person.displayName = displayName
-        return { ...person }
-      }
+    const existingId = this.#personByEmail.get(`${tenantId}\n${lower}`)
+    const existing = existingId === undefined ? undefined : this.people.get(existingId)
+    if (existing) {
+      if (displayName !== '') existing.displayName = displayName
+      return { ...existing }
     }
     const row: PersonRow = { id: this.#nextPersonId++, tenantId, email: lower, displayName, graphUserId: null, syncMode: 'full', settingsOverride: null }
     this.people.set(row.id, row)
+    this.#personByEmail.set(`${tenantId}\n${lower}`, row.id)
     return { ...row }
   }
 
@@ -101,6 +103,7 @@ export class MemorySyncStore implements SyncStore {
 
   async appendEvent(e: EventLogEntry): Promise<void> {
     this.events.push(e)
-    if (this.events.length > this.maxEvents) this.events.splice(0, this.events.length - this.maxEvents)
+    // Trim in chunks: dropping one entry per append would move the whole array every time.
+    if (this.events.length > this.maxEvents * 1.25) this.events.splice(0, this.events.length - this.maxEvents)
   }
 }

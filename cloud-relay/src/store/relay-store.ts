@@ -276,6 +276,12 @@ export class RelayStore {
     return rows.map(toEvent)
   }
 
+  async getPerson(id: number): Promise<PersonRow | undefined> {
+    // SELECT *: toPerson picks the columns it knows.
+    const rows = await this.db.query<Record<string, unknown>>('SELECT * FROM people WHERE id = $1', [id])
+    return rows[0] ? toPerson(rows[0]) : undefined
+  }
+
   /**
    * The event log for the admin API: newest first (by time, then id), `from` inclusive, `to` exclusive, `kindPrefix`
    * matched literally (`pbx.` or `teams.set`). `before` is the id of the last row of the previous page: rows after

@@ -46,6 +46,8 @@ export interface SyncEngineDeps {
   /** Sends a command to a gateway and resolves with its result (rejects on timeout or when it cannot be sent). */
   sendSetDnd(gatewayId: string, data: SetDndData): Promise<ResultData>
   tenantOf(gatewayId: string): string | undefined
+  /** Called with each reconcile's duration in ms (the decision benchmark). */
+  observeReconcile?: (ms: number) => void
 }
 
 interface EndpointModel extends EndpointRow {
@@ -91,6 +93,8 @@ export class SyncEngine implements PersonExplainer {
   readonly #log: Logger
   readonly #people = new Map<number, PersonModel>()
   readonly #personByEndpoint = new Map<string, number>()
+  /** Graph user id (lower case) → person id, for presence readings. */
+  readonly #personByGraphId = new Map<string, number>()
   /** Endpoint states for extensions not (yet) mapped to a person. */
   readonly #unmapped = new Map<string, EndpointModel>()
   readonly #gateways = new Map<string, GatewayModel>()
@@ -109,7 +113,10 @@ export class SyncEngine implements PersonExplainer {
   async load(): Promise<void> {
     const { store } = this.#deps
     const [people, endpoints, sessions, syncRows] = await Promise.all([store.listPeople(), store.listEndpoints(), store.listTeamsSessions(), store.listPersonSync()])
-    for (const row of people) this.#people.set(row.id, this.#newPerson(row))
+    for (const row of people) {
+      this.#people.set(row.id, this.#newPerson(row))
+      if (row.graphUserId) this.#personByGraphId.set(row.graphUserId.toLowerCase(), row.id)
+    }
     for (const endpoint of endpoints) {
       const model: EndpointModel = { ...endpoint, stale: false }
       const key = endpointKey(endpoint.gatewayId, endpoint.connectorId, endpoint.endpointId)
@@ -357,12 +364,11 @@ export class SyncEngine implements PersonExplainer {
 
   /** Presence readings from Graph (polling now; change notifications later). */
   async onTeamsPresence(tenantId: string, readings: readonly PresenceReading[]): Promise<void> {
-    const byGraphId = new Map<string, PersonModel>()
-    for (const person of this.#people.values()) if (person.row.tenantId === tenantId && person.row.graphUserId) byGraphId.set(person.row.graphUserId.toLowerCase(), person)
     const now = this.#deps.clock.now()
     for (const reading of readings) {
-      const person = byGraphId.get(reading.userId.toLowerCase())
-      if (!person) continue
+      const personId = this.#personByGraphId.get(reading.userId.toLowerCase())
+      const person = personId === undefined ? undefined : this.#people.get(personId)
+      if (!person || person.row.tenantId !== tenantId) continue
       const before = person.teams
       person.teams = { availability: reading.availability, activity: reading.activity, at: now }
       if (!before || before.availability !== reading.availability || before.activity !== reading.activity) {
@@ -393,7 +399,11 @@ export class SyncEngine implements PersonExplainer {
       do {
         this.#dirty.delete(personId)
         const person = this.#people.get(personId)
-        if (person) await this.#reconcile(person)
+        if (person) {
+          const started = performance.now()
+          await this.#reconcile(person)
+          this.#deps.observeReconcile?.(performance.now() - started)
+        }
       } while (this.#dirty.has(personId) && !this.#stopped)
     } catch (err) {
       this.#log.error({ personId, err: (err as Error).message }, 'reconcile failed')
@@ -604,7 +614,11 @@ export class SyncEngine implements PersonExplainer {
       const refreshDue = person.session && now - person.session.refreshedAt.getTime() >= this.#deps.timings.sessionRefreshMs
       const retryDue = person.retryAt !== 0 && now >= person.retryAt
       if (retryDue) person.retryAt = 0
-      if (refreshDue || retryDue) this.schedule(person.row.id)
+      // When the echo hold of a cleared session ends, the same Teams reading means something else: it is the
+      // person's own (found by the order-independence property: nothing else would re-read it).
+      const echoHoldOver = person.lastCleared !== undefined && now - person.lastCleared.at >= this.#deps.timings.echoHoldMs
+      if (echoHoldOver) person.lastCleared = undefined
+      if (refreshDue || retryDue || echoHoldOver) this.schedule(person.row.id)
     }
   }
 
@@ -634,6 +648,7 @@ export class SyncEngine implements PersonExplainer {
         return
       }
       person.row = { ...person.row, graphUserId: user.id }
+      this.#personByGraphId.set(user.id.toLowerCase(), person.row.id)
       await this.#deps.store.setPersonGraphUser(person.row.id, user.id)
       await this.#event(person, { kind: 'mapping.matched', message: `${person.row.email} mapped to Microsoft 365 user ${user.displayName} (${user.id})` })
     } catch (err) {

@@ -1,0 +1,229 @@
+import swagger from '@fastify/swagger'
+import type { FastifyPluginAsyncTypebox, TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import Fastify, { LogController, type FastifyError, type FastifyReply, type FastifyRequest } from 'fastify'
+import type { Logger } from 'pino'
+import type { EventLogRow, EventQuery, RelayStore } from '../store/relay-store.js'
+import type { PersonExplainer, PersonExplanation } from '../sync/explanation.js'
+import { createBearerCheck } from './bearer-auth.js'
+import { ErrorBodySchema, errorBody, HttpError } from './errors.js'
+import {
+  DEFAULT_EVENT_LIMIT,
+  EventsPageSchema,
+  EventsQuerySchema,
+  HealthSchema,
+  PeopleQuerySchema,
+  PeopleSchema,
+  PersonEventsQuerySchema,
+  PersonExplanationSchema,
+  PersonIdParamsSchema,
+  type EventsPage,
+} from './schemas.js'
+
+type Awaitable<T> = T | Promise<T>
+
+/**
+ * Where the "why" view comes from. The sync engine answers from its live model (synchronously, as PersonExplainer
+ * says); StoreExplainer answers from the database (asynchronously). The server awaits either.
+ */
+export interface ExplanationSource {
+  explain(personId: number): Awaitable<PersonExplanation | undefined>
+  listPeople(tenantId?: string): Awaitable<ReturnType<PersonExplainer['listPeople']>>
+}
+
+export interface HttpServerDeps {
+  store: Pick<RelayStore, 'queryEvents' | 'getPerson'>
+  explainer: ExplanationSource
+  logger: Logger
+  /** The bearer token for /api/v1; undefined: the API answers 503 until one is configured. */
+  apiToken: string | undefined
+  version: string
+  health: () => { broker: boolean; store: string }
+}
+
+const API_PREFIX = '/api/v1'
+
+/** fastify logs two lines per request at info; an admin API's requests are one line at debug (no query, no headers). */
+class DebugRequestLog extends LogController {
+  override incomingRequest(): void {}
+
+  override requestCompleted(error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
+    if (error) return super.requestCompleted(error, request, reply)
+    request.log.debug({ method: request.method, url: request.url.split('?')[0], statusCode: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'http request')
+  }
+}
+
+/** Error answers every API route can give, for validation of our own replies and for the OpenAPI document. */
+const API_ERRORS = { 400: ErrorBodySchema, 401: ErrorBodySchema, 500: ErrorBodySchema, 503: ErrorBodySchema }
+const SECURITY = [{ bearer: [] }]
+
+/**
+ * The relay's HTTP server: /healthz and the admin API under /api/v1. Built, not listening: the caller listens
+ * (the Relay) or injects requests (tests).
+ */
+export function buildServer(deps: HttpServerDeps) {
+  const app = Fastify({
+    loggerInstance: deps.logger.child({ component: 'http' }),
+    logController: new DebugRequestLog(),
+    // Unknown query parameters are errors (a typo must not silently widen a query); `verbose` gives the failing
+    // schema to the error messages.
+    ajv: { customOptions: { removeAdditional: false, verbose: true } },
+  }).withTypeProvider<TypeBoxTypeProvider>()
+
+  app.setErrorHandler((err: FastifyError, request, reply) => {
+    if (err instanceof HttpError) {
+      if (err.code === 'HTTP_UNAUTHORIZED') void reply.header('www-authenticate', 'Bearer realm="pbx-presence-relay"')
+      return reply.code(err.statusCode).send(errorBody(err.code, err.message))
+    }
+    if (err.validation) return reply.code(400).send(errorBody('HTTP_BAD_REQUEST', describeValidation(err)))
+    const status = err.statusCode ?? 500
+    if (status >= 400 && status < 500) {
+      request.log.debug({ err: err.message, code: err.code }, 'bad request')
+      return reply.code(status).send(errorBody('HTTP_BAD_REQUEST', err.message))
+    }
+    request.log.error({ err }, 'request failed')
+    return reply.code(500).send(errorBody('HTTP_INTERNAL', `The relay could not answer (request ${request.id}); the relay's log has the details.`))
+  })
+
+  app.setNotFoundHandler((request, reply) => {
+    reply.code(404).send(errorBody('HTTP_NOT_FOUND', `No route ${request.method} ${request.url.split('?')[0]}: the relay serves GET /healthz and the admin API under ${API_PREFIX} (GET ${API_PREFIX}/openapi.json lists it).`))
+  })
+
+  void app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: { title: 'PBX presence relay admin API', version: deps.version, description: 'Event log and per-person "why" view of the cloud relay.' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'The relay\'s http.apiToken' } } },
+    },
+  })
+
+  void app.register(healthRoutes, { deps })
+  void app.register(apiRoutes, { deps, prefix: API_PREFIX })
+  return app
+}
+
+export type HttpServer = ReturnType<typeof buildServer>
+
+const healthRoutes: FastifyPluginAsyncTypebox<{ deps: HttpServerDeps }> = async (app, { deps }) => {
+  app.get('/healthz', {
+    schema: { summary: 'Liveness and what the relay is connected to (no authentication)', response: { 200: HealthSchema } },
+  }, async () => ({ status: 'ok' as const, version: deps.version, ...deps.health() }))
+}
+
+const apiRoutes: FastifyPluginAsyncTypebox<{ deps: HttpServerDeps }> = async (app, { deps }) => {
+  const checkBearer = createBearerCheck(deps.apiToken)
+  // Every route in this plugin, and its 404s, need the token: nothing under /api/v1 is visible without it.
+  app.addHook('onRequest', async (request) => checkBearer(request.headers.authorization))
+
+  app.setNotFoundHandler((request, reply) => {
+    reply.code(404).send(errorBody('HTTP_NOT_FOUND', `No route ${request.method} ${request.url.split('?')[0]}: GET ${API_PREFIX}/openapi.json lists the admin API.`))
+  })
+
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
+
+  app.get('/people', {
+    schema: {
+      summary: 'People known to the relay, optionally of one tenant',
+      security: SECURITY,
+      querystring: PeopleQuerySchema,
+      response: { 200: PeopleSchema, ...API_ERRORS },
+    },
+  }, async (request) => ({ people: await deps.explainer.listPeople(request.query.tenant) }))
+
+  app.get('/people/:personId/why', {
+    schema: {
+      summary: 'Why a person is shown as they are in Teams and on the PBX',
+      security: SECURITY,
+      params: PersonIdParamsSchema,
+      response: { 200: PersonExplanationSchema, 404: ErrorBodySchema, ...API_ERRORS },
+    },
+  }, async (request) => {
+    const explanation = await deps.explainer.explain(request.params.personId)
+    if (!explanation) throw unknownPerson(request.params.personId)
+    return explanation
+  })
+
+  app.get('/people/:personId/events', {
+    schema: {
+      summary: 'A person\'s event log, newest first, with a cursor for older pages',
+      security: SECURITY,
+      params: PersonIdParamsSchema,
+      querystring: PersonEventsQuerySchema,
+      response: { 200: EventsPageSchema, 404: ErrorBodySchema, ...API_ERRORS },
+    },
+  }, async (request) => {
+    const { personId } = request.params
+    if (!(await deps.store.getPerson(personId))) throw unknownPerson(personId)
+    return eventsPage(deps.store, { ...eventFilters(request.query), personId })
+  })
+
+  app.get('/events', {
+    schema: {
+      summary: 'The event log across people (and gateway events), newest first, with a cursor for older pages',
+      security: SECURITY,
+      querystring: EventsQuerySchema,
+      response: { 200: EventsPageSchema, ...API_ERRORS },
+    },
+  }, async (request) => eventsPage(deps.store, { ...eventFilters(request.query), tenantId: request.query.tenant }))
+}
+
+function unknownPerson(personId: number): HttpError {
+  return new HttpError('HTTP_NOT_FOUND', `No person with id ${personId}: GET ${API_PREFIX}/people lists the people the relay knows.`)
+}
+
+function eventFilters(query: { from?: string; to?: string; limit?: number; kind?: string; before?: number }): EventQuery {
+  const from = query.from === undefined ? undefined : parseDateTime('from', query.from)
+  const to = query.to === undefined ? undefined : parseDateTime('to', query.to)
+  if (from && to && to.getTime() <= from.getTime()) {
+    throw new HttpError('HTTP_BAD_REQUEST', `Query parameter "to" (${query.to}) must be after "from" (${query.from}): swap them or widen the range.`)
+  }
+  return { from, to, limit: query.limit ?? DEFAULT_EVENT_LIMIT, kindPrefix: query.kind, before: query.before }
+}
+
+function parseDateTime(name: string, value: string): Date {
+  const date = new Date(value)
+  // The schema checked the format; this catches what a calendar cannot hold (e.g. a leap second).
+  if (Number.isNaN(date.getTime())) throw new HttpError('HTTP_BAD_REQUEST', `Query parameter "${name}" (${value}) is not a valid date-time: use ISO 8601 with a time zone, e.g. 2026-11-21T09:00:00Z.`)
+  return date
+}
+
+async function eventsPage(store: HttpServerDeps['store'], query: EventQuery): Promise<EventsPage> {
+  // One row more than asked tells whether an older page exists.
+  const rows = await store.queryEvents({ ...query, limit: query.limit + 1 })
+  const page = rows.slice(0, query.limit)
+  const last = page[page.length - 1]
+  return { events: page.map(toApiEvent), nextBefore: rows.length > query.limit && last ? last.id : null }
+}
+
+function toApiEvent(row: EventLogRow): EventsPage['events'][number] {
+  return {
+    id: row.id,
+    at: row.at.toISOString(),
+    tenantId: row.tenantId,
+    personId: row.personId,
+    gatewayId: row.gatewayId,
+    kind: row.kind,
+    message: row.message,
+    data: row.data,
+  }
+}
+
+const CONTEXT_NAMES: Record<string, string> = { querystring: 'Query parameter', params: 'Path parameter', body: 'Body field', headers: 'Header' }
+
+/** Ajv's first error as a sentence that names the parameter and says what a valid value looks like. */
+function describeValidation(err: FastifyError): string {
+  const first = err.validation?.[0]
+  const where = CONTEXT_NAMES[err.validationContext ?? ''] ?? 'Field'
+  if (!first) return `${where} is not valid: ${err.message}`
+  const parent = (first as { parentSchema?: { description?: string; properties?: Record<string, unknown> } }).parentSchema
+  if (first.keyword === 'additionalProperties') {
+    const name = String((first.params as { additionalProperty?: unknown }).additionalProperty)
+    const known = Object.keys(parent?.properties ?? {})
+    return `${where} "${name}" is not known here${known.length ? `: use ${known.join(', ')}` : ''}.`
+  }
+  if (first.keyword === 'required') {
+    return `${where} "${String((first.params as { missingProperty?: unknown }).missingProperty)}" is required.`
+  }
+  const name = first.instancePath.replace(/^\//, '').replace(/\//g, '.')
+  const expected = parent?.description ? `: expected ${parent.description}` : ''
+  return `${where} "${name}" ${first.message ?? 'is not valid'}${expected}.`
+}
