@@ -44,8 +44,12 @@ export interface StackOptions {
   /** Port of the embedded broker (0 = any free one). */
   brokerPort?: number
   sync?: Partial<RelayConfig['sync']>
+  /** People with an extension on a second PBX (a second OSBiz simulator, connector "osbiz-branch"). */
+  branchPeople?: readonly DemoPerson[]
   /** Log level written into the services' configs (default: the logger's level). */
   serviceLogLevel?: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
+  /** Gateway config fields to replace after validation, so tests can use durations below the schema's minimums. */
+  gatewayOverrides?: Partial<LoadedGatewayConfig>
 }
 
 export class Stack {
@@ -59,6 +63,8 @@ export class Stack {
   readonly gatewayCounters = new Counters()
   graph!: GraphSimulator
   pbx!: OsbizSimulator
+  /** The second PBX, when options.branchPeople is set. */
+  branchPbx: OsbizSimulator | undefined
   relay: Relay | undefined
   gateway: Gateway | undefined
   #brokerUrl = ''
@@ -102,6 +108,14 @@ export class Stack {
       logger: this.options.logger.child({ component: 'osbiz-sim' }),
     })
     await this.pbx.start()
+    if (this.options.branchPeople) {
+      this.branchPbx = new OsbizSimulator({
+        users: this.options.branchPeople.map((p) => ({ extension: p.extension, name: p.name, email: p.email })),
+        credentials: { applicationId: 'presence-gateway', username: 'cstauser', password: 'csta-secret' },
+        logger: this.options.logger.child({ component: 'osbiz-sim-branch' }),
+      })
+      await this.branchPbx.start()
+    }
   }
 
   relayConfig(): RelayConfig {
@@ -121,11 +135,12 @@ export class Stack {
         gateways: [{ id: this.gatewayId, name: 'Head office', password: this.gatewayPassword }],
       }],
       sync: { pollIntervalMs: 1000, ...this.options.sync },
+      http: { port: 0 },
     })
   }
 
   gatewayConfig(): Readonly<LoadedGatewayConfig> {
-    return parseGatewayConfig({
+    const config = parseGatewayConfig({
       gatewayId: this.gatewayId,
       relay: { url: this.#brokerUrl, username: this.gatewayId, password: this.gatewayPassword },
       dataDir: join(this.options.dataDir, 'gateway'),
@@ -139,8 +154,18 @@ export class Stack {
         username: 'cstauser',
         password: 'csta-secret',
         users: this.people.map((p) => ({ extension: p.extension, name: p.name, email: p.email })),
-      }],
+      }, ...(this.branchPbx && this.options.branchPeople ? [{
+        id: 'osbiz-branch',
+        type: 'osbiz',
+        host: '127.0.0.1',
+        port: this.branchPbx.port,
+        applicationId: 'presence-gateway',
+        username: 'cstauser',
+        password: 'csta-secret',
+        users: this.options.branchPeople.map((p) => ({ extension: p.extension, name: p.name, email: p.email })),
+      }] : [])],
     }, adapterRegistry)
+    return this.options.gatewayOverrides ? Object.freeze({ ...config, ...this.options.gatewayOverrides }) : config
   }
 
   /** The broker URL known before the relay starts: an external broker, or a fixed embedded port. */
@@ -192,6 +217,7 @@ export class Stack {
     await this.stopGateway()
     await this.stopRelay()
     await this.pbx?.stop()
+    await this.branchPbx?.stop()
     await this.graph?.stop()
   }
 

@@ -6,6 +6,7 @@ import { AdapterError, type AdapterDefinition, type PbxAdapter, type PbxObservat
 import type { LoadedGatewayConfig } from './config/load.js'
 import type { Clock } from './core/clock.js'
 import type { Counters } from './core/counters.js'
+import { CutoffGuard, type OwnedDndEndpoint } from './core/cutoff-guard.js'
 import { EndpointTracker } from './core/endpoint-tracker.js'
 import { GatewayStore } from './core/gateway-store.js'
 import { MqttUplink, type CommandEnvelope } from './mqtt/uplink.js'
@@ -39,6 +40,7 @@ export class Gateway {
   readonly #unsubscribe: Array<() => void> = []
   #tracker: EndpointTracker | undefined
   #uplink: MqttUplink | undefined
+  #cutoffGuard: CutoffGuard | undefined
   #telemetryTimer: ReturnType<Clock['setTimeout']> | undefined
   #started = false
   readonly #startedAt: number
@@ -101,6 +103,17 @@ export class Gateway {
       this.#unsubscribe.push(adapter.onObservation((observation) => this.#onObservation(connector.id, observation)))
     }
 
+    const cutoffGuard = new CutoffGuard({ graceMs: this.#config.ownedDndGraceS * 1000 }, {
+      logger: logger.child({ component: 'cutoff-guard', gatewayId: this.#config.gatewayId }),
+      clock,
+      counters,
+      link: uplink,
+      ownedDnd: () => (this.#tracker?.all() ?? []).filter((e) => e.dnd && e.dndOwner === 'gateway'),
+      release: (endpoint) => this.#releaseOwnedDnd(endpoint),
+    })
+    this.#cutoffGuard = cutoffGuard
+    cutoffGuard.start()
+
     uplink.start()
     for (const [id, adapter] of this.#adapters) {
       // One failing driver must not take the gateway down.
@@ -114,6 +127,8 @@ export class Gateway {
     if (!this.#started) return
     this.#started = false
     this.#deps.clock.clearTimeout(this.#telemetryTimer)
+    this.#cutoffGuard?.stop()
+    this.#cutoffGuard = undefined
     for (const off of this.#unsubscribe.splice(0)) off()
     await Promise.all([...this.#adapters.values()].map((adapter) => adapter.stop().catch(() => undefined)))
     this.#adapters.clear()
@@ -208,6 +223,18 @@ export class Gateway {
       this.#log.warn({ endpoint: endpointId, dnd, code, err: (err as Error).message }, 'setting DND failed')
       return { ok: false, error: { code, message: (err as Error).message.slice(0, 1000) } }
     }
+  }
+
+  /** For the cut-off guard: switches off a DND we own, if it is still on and still ours. */
+  async #releaseOwnedDnd({ connectorId, endpointId }: OwnedDndEndpoint): Promise<boolean> {
+    const tracker = this.#tracker
+    const current = tracker?.get(connectorId, endpointId)
+    if (!tracker || !current?.dnd || current.dndOwner !== 'gateway') return false
+    const adapter = this.#adapters.get(connectorId)
+    if (!adapter) throw new AdapterError('GW_UNKNOWN_CONNECTOR', `no connector "${connectorId}" on this gateway`)
+    await adapter.setDnd(endpointId, false)
+    await this.#store.setOwnedDnd(tracker.ownedDnd())
+    return true
   }
 
   #scheduleTelemetry(): void {

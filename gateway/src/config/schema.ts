@@ -16,6 +16,12 @@ export const GatewayConfigSchema = Type.Object({
   dataDir: Type.String({ default: '.data/gateway', description: 'Where the gateway keeps its state between runs.' }),
   logLevel: Type.Union([Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug'), Type.Literal('trace'), Type.Literal('silent')], { default: 'info' }),
   telemetryIntervalS: Type.Integer({ minimum: 5, maximum: 3600, default: 60 }),
+  ownedDndGraceS: Type.Integer({
+    minimum: 10,
+    maximum: 86_400,
+    default: 600,
+    description: 'Seconds the relay link may be down before the gateway releases every PBX DND it switched on (never one the person set).',
+  }),
   connectors: Type.Array(Type.Intersect([ConnectorBaseSchema, Type.Record(Type.String(), Type.Unknown())]), { default: [] }),
 }, { additionalProperties: false })
 

@@ -43,6 +43,9 @@ export class MqttUplink {
   #attempt = 0
   #commandHandler: CommandHandler | undefined
   readonly #connectListeners = new Set<() => void>()
+  readonly #disconnectListeners = new Set<() => void>()
+  /** Whether the link was up at the last connect/close: 'close' also follows every failed reconnect attempt. */
+  #linkUp = false
   #lastError = ''
 
   constructor(options: UplinkOptions, deps: UplinkDeps) {
@@ -58,6 +61,12 @@ export class MqttUplink {
   onConnect(listener: () => void): () => void {
     this.#connectListeners.add(listener)
     return () => this.#connectListeners.delete(listener)
+  }
+
+  /** Called once when an established link is lost (not on each failed reconnect attempt, not on stop()). */
+  onDisconnect(listener: () => void): () => void {
+    this.#disconnectListeners.add(listener)
+    return () => this.#disconnectListeners.delete(listener)
   }
 
   onCommand(handler: CommandHandler): void {
@@ -86,7 +95,10 @@ export class MqttUplink {
 
     client.on('connect', () => {
       this.#attempt = 0
+      // The next outage starts its backoff from the beginning again.
+      client.options.reconnectPeriod = 1000
       this.#lastError = ''
+      this.#linkUp = true
       log.info({ url: this.#options.url }, 'relay link up')
       this.publishRetained('status', { state: 'online', version: this.#options.version, startedAt: this.#options.startedAt })
       client.subscribe(topics.commandFilter(gatewayId), { qos: 1 }, (err) => {
@@ -100,7 +112,11 @@ export class MqttUplink {
       client.options.will = this.#will()
     })
     client.on('close', () => {
-      if (this.#client === client && this.#attempt === 0) log.warn({ url: this.#options.url }, 'relay link down; reconnecting')
+      const wasUp = this.#linkUp
+      this.#linkUp = false
+      if (this.#client !== client) return // stop(): not a loss
+      if (this.#attempt === 0) log.warn({ url: this.#options.url }, 'relay link down; reconnecting')
+      if (wasUp) for (const listener of this.#disconnectListeners) listener()
     })
     client.on('error', (err: Error & { code?: number | string }) => {
       const message = explainMqttError(err)
@@ -132,7 +148,8 @@ export class MqttUplink {
       })
       await client.publishAsync(topics.status(this.#options.gatewayId), encodeEnvelope(envelope), { qos: 1, retain: true }).catch(() => undefined)
     }
-    await client.endAsync(false).catch(() => undefined)
+    // Cut off, publishes queued in memory can never be acknowledged: a graceful end would wait for them forever.
+    await client.endAsync(!client.connected).catch(() => undefined)
   }
 
   #send(type: MessageType, data: unknown, topic: string, retain: boolean): void {
