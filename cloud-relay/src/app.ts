@@ -219,6 +219,7 @@ export class Relay {
       store,
       // The engine's live model is exact (current decision, stand-back, staleness); the store is its persisted shadow.
       explainer: this.#deps.explainer ?? engine,
+      people: engine,
       logger,
       apiToken: config.http.apiToken,
       version: RELAY_VERSION,

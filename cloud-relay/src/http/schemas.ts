@@ -63,6 +63,22 @@ export const PersonSummarySchema = Type.Object({
 
 export const PeopleSchema = Type.Object({ people: Type.Array(PersonSummarySchema) }, { additionalProperties: false })
 
+/** A person's own mapping settings: any subset of the tenant's; omitted fields follow the tenant. */
+export const PersonSettingsSchema = Type.Object({
+  busyPresence: Type.Optional(Type.Union([Type.Literal('DoNotDisturb/Presenting'), Type.Literal('Busy/InACall')])),
+  meetingSetsDnd: Type.Optional(Type.Boolean()),
+  ringingIsBusy: Type.Optional(Type.Boolean()),
+  dndOnOtherEndpointsDuringCall: Type.Optional(Type.Boolean()),
+  reflectDndOnBusyEndpoint: Type.Optional(Type.Boolean()),
+}, { additionalProperties: false })
+
+export const PersonSyncBodySchema = Type.Object({
+  syncMode: Type.Optional(SyncModeSchema),
+  /** null removes the person's own settings. */
+  settings: Type.Optional(Nullable(PersonSettingsSchema)),
+}, { additionalProperties: false, minProperties: 1 })
+export type PersonSyncBody = Static<typeof PersonSyncBodySchema>
+
 export const PersonExplanationSchema = Type.Object({
   person: Type.Object({
     id: Type.Integer(),

@@ -2,7 +2,7 @@ import swagger from '@fastify/swagger'
 import type { FastifyPluginAsyncTypebox, TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Fastify, { LogController, type FastifyError, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
-import type { EventLogRow, EventQuery, RelayStore } from '../store/relay-store.js'
+import type { EventLogRow, EventQuery, RelayStore, SyncMode } from '../store/relay-store.js'
 import type { PersonExplainer, PersonExplanation } from '../sync/explanation.js'
 import { createBearerCheck } from './bearer-auth.js'
 import { ErrorBodySchema, errorBody, HttpError } from './errors.js'
@@ -16,7 +16,9 @@ import {
   PersonEventsQuerySchema,
   PersonExplanationSchema,
   PersonIdParamsSchema,
+  PersonSyncBodySchema,
   type EventsPage,
+  type PersonSyncBody,
 } from './schemas.js'
 
 type Awaitable<T> = T | Promise<T>
@@ -30,9 +32,16 @@ export interface ExplanationSource {
   listPeople(tenantId?: string): Awaitable<ReturnType<PersonExplainer['listPeople']>>
 }
 
+/** Changes a person's sync mode or own settings; false for an unknown person. The sync engine implements it. */
+export interface PersonSyncWriter {
+  updatePerson(personId: number, change: { syncMode?: SyncMode; settingsOverride?: PersonSyncBody['settings'] }, by: string): Promise<boolean>
+}
+
 export interface HttpServerDeps {
   store: Pick<RelayStore, 'queryEvents' | 'getPerson'>
   explainer: ExplanationSource
+  /** Without it the settings route is not offered. */
+  people?: PersonSyncWriter
   logger: Logger
   /** The bearer token for /api/v1; undefined: the API answers 503 until one is configured. */
   apiToken: string | undefined
@@ -141,6 +150,27 @@ const apiRoutes: FastifyPluginAsyncTypebox<{ deps: HttpServerDeps }> = async (ap
     if (!explanation) throw unknownPerson(request.params.personId)
     return explanation
   })
+
+  const people = deps.people
+  if (people) {
+    app.put('/people/:personId/sync', {
+      schema: {
+        summary: 'Set a person\'s sync mode (off, telephony, full) and/or own mapping settings; answers the new "why" view',
+        security: SECURITY,
+        params: PersonIdParamsSchema,
+        body: PersonSyncBodySchema,
+        response: { 200: PersonExplanationSchema, 404: ErrorBodySchema, ...API_ERRORS },
+      },
+    }, async (request) => {
+      const { personId } = request.params
+      const { syncMode, settings } = request.body
+      const change = { ...(syncMode !== undefined ? { syncMode } : {}), ...(settings !== undefined ? { settingsOverride: settings } : {}) }
+      if (!(await people.updatePerson(personId, change, 'an admin (API)'))) throw unknownPerson(personId)
+      const explanation = await deps.explainer.explain(personId)
+      if (!explanation) throw unknownPerson(personId)
+      return explanation
+    })
+  }
 
   app.get('/people/:personId/events', {
     schema: {

@@ -1,6 +1,7 @@
 import type { EndpointData } from '../../../gateway/protocol/schemas.js'
+import type { SyncSettings } from '../sync/mapping.js'
 import type { SyncStore } from '../sync/sync-store.js'
-import type { EndpointRow, EventLogEntry, GatewayRow, PersonRow, PersonSyncRow, TeamsSessionRow } from './relay-store.js'
+import type { EndpointRow, EventLogEntry, GatewayRow, PersonRow, PersonSyncRow, SyncMode, TeamsSessionRow } from './relay-store.js'
 
 /**
  * The sync engine's store in memory: same behaviour as RelayStore (seq ordering, e-mail case, upserts), no
@@ -79,6 +80,16 @@ export class MemorySyncStore implements SyncStore {
   async setPersonGraphUser(personId: number, graphUserId: string | null): Promise<void> {
     const person = this.people.get(personId)
     if (person) person.graphUserId = graphUserId
+  }
+
+  async setPersonSyncMode(personId: number, mode: SyncMode): Promise<void> {
+    const person = this.people.get(personId)
+    if (person) person.syncMode = mode
+  }
+
+  async setPersonSettingsOverride(personId: number, override: Partial<SyncSettings> | null): Promise<void> {
+    const person = this.people.get(personId)
+    if (person) person.settingsOverride = override ? { ...override } : null
   }
 
   async upsertEndpointDirectory(e: { gatewayId: string; connectorId: string; endpointId: string; name: string; email: string | null; personId: number | null }): Promise<void> {

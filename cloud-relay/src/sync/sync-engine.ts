@@ -4,7 +4,7 @@ import type { Clock } from '../../../gateway/src/core/clock.js'
 import { backoffDelay } from '../../../gateway/src/core/clock.js'
 import type { Counters } from '../../../gateway/src/core/counters.js'
 import { GraphApiError, type GraphPresenceApi, type PresenceReading, type SettablePresence } from '../graph/types.js'
-import type { EndpointRow, EventLogEntry, PersonRow, TeamsSessionRow } from '../store/relay-store.js'
+import type { EndpointRow, EventLogEntry, PersonRow, SyncMode, TeamsSessionRow } from '../store/relay-store.js'
 import { decide, dndCommandFor, type Decision, type EndpointFacts, type PersonFacts } from './decide.js'
 import type { PersonExplainer, PersonExplanation } from './explanation.js'
 import { effectiveSettings, type SyncSettings } from './mapping.js'
@@ -29,6 +29,12 @@ export const DEFAULT_SYNC_TIMINGS: SyncTimings = {
   echoHoldMs: 15_000,
   gatewayOfflineGraceMs: 120_000,
   retryBaseMs: 1000,
+}
+
+export interface PersonSyncChange {
+  syncMode?: SyncMode
+  /** The person's own mapping settings; null or {} removes them (the tenant's apply). */
+  settingsOverride?: Partial<SyncSettings> | null
 }
 
 export interface SyncEngineDeps {
@@ -222,6 +228,32 @@ export class SyncEngine implements PersonExplainer {
       })),
       summary,
     }
+  }
+
+  /**
+   * An admin changes a person's sync mode or own settings. Takes effect at once (the person is re-decided) and is
+   * logged with who did it. Returns false for an unknown person.
+   */
+  async updatePerson(personId: number, change: PersonSyncChange, by: string): Promise<boolean> {
+    const person = this.#people.get(personId)
+    if (!person) return false
+    const said: string[] = []
+    if (change.syncMode !== undefined && change.syncMode !== person.row.syncMode) {
+      await this.#deps.store.setPersonSyncMode(personId, change.syncMode)
+      person.row = { ...person.row, syncMode: change.syncMode }
+      said.push(`sync mode ${change.syncMode}`)
+    }
+    if (change.settingsOverride !== undefined) {
+      const override = change.settingsOverride && Object.keys(change.settingsOverride).length ? change.settingsOverride : null
+      await this.#deps.store.setPersonSettingsOverride(personId, override)
+      person.row = { ...person.row, settingsOverride: override }
+      said.push(override ? `own settings ${JSON.stringify(override)}` : 'tenant settings (own settings removed)')
+    }
+    if (said.length) {
+      await this.#event(person, { kind: 'person.settings', message: `${by} set ${said.join(' and ')} for ${this.#who(person)}` })
+      this.schedule(personId)
+    }
+    return true
   }
 
   personByEmail(tenantId: string, email: string): Readonly<PersonModel> | undefined {

@@ -20,4 +20,6 @@ export type SyncStore = Pick<
   | 'deleteTeamsSession'
   | 'upsertPersonSync'
   | 'appendEvent'
+  | 'setPersonSyncMode'
+  | 'setPersonSettingsOverride'
 >
