@@ -2,7 +2,7 @@
  * Sync engine throughput: decisions per second and decision latency for many people on one relay process, with
  * a realistic event mix. The engine runs for real (decide + reconcile, event log, ownership); Graph is the
  * simulator's presence rules in process and gateways answer commands at once, so the figure is the engine's
- * own cost. `--store pglite` puts the relay's SQL store under it to show what persistence costs.
+ * own cost. `--store pglite` puts the relay's SQL store under it, as the relay runs it (write-behind batches).
  *
  *   npm run bench:decisions -- --people 50000 --events 200000
  *
@@ -16,6 +16,7 @@ import type { GraphUser } from '../cloud-relay/src/graph/types.js'
 import { MemorySyncStore } from '../cloud-relay/src/store/memory-sync-store.js'
 import { migrate } from '../cloud-relay/src/store/migrate.js'
 import { RelayStore } from '../cloud-relay/src/store/relay-store.js'
+import { WriteBehindSyncStore } from '../cloud-relay/src/store/write-behind-store.js'
 import { openSqlClient } from '../cloud-relay/src/store/sql-client.js'
 import { DEFAULT_SYNC_SETTINGS } from '../cloud-relay/src/sync/mapping.js'
 import { DEFAULT_SYNC_TIMINGS, SyncEngine } from '../cloud-relay/src/sync/sync-engine.js'
@@ -51,8 +52,12 @@ if (values.store === 'pglite') {
   const relayStore = new RelayStore(db)
   await relayStore.upsertTenant('t1', 'T1')
   for (let g = 0; g < gatewayCount; g++) await relayStore.upsertGateway({ id: `gw${g}`, tenantId: 't1', name: '', secretHash: null })
-  store = relayStore
-  close = () => db.close()
+  const writeBehind = new WriteBehindSyncStore(relayStore, { flushMs: 20 }, logger)
+  store = writeBehind
+  close = async () => {
+    await writeBehind.flush()
+    await db.close()
+  }
 } else {
   const memory = new MemorySyncStore()
   memory.maxEvents = 100_000

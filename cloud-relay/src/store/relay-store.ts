@@ -188,6 +188,65 @@ export class RelayStore {
     return rows.length
   }
 
+  /** The stored seq of one endpoint, or undefined when it is not stored yet. */
+  async listEndpointSeq(gatewayId: string, connectorId: string, endpointId: string): Promise<number | undefined> {
+    const rows = await this.db.query<{ last_seq: string | number }>(
+      'SELECT last_seq FROM endpoints WHERE gateway_id = $1 AND connector_id = $2 AND endpoint_id = $3',
+      [gatewayId, connectorId, endpointId],
+    )
+    return rows[0] ? num(rows[0].last_seq) : undefined
+  }
+
+  /**
+   * The sync engine's queued writes in a few multi-row statements (arrays unnested server-side), so a busy relay
+   * makes a handful of round trips per flush instead of several per decision. Endpoint rows keep the seq rule.
+   */
+  async writeBatch(batch: {
+    endpoints: Array<{ gatewayId: string; data: EndpointData; seq: number }>
+    sessionUpserts: TeamsSessionRow[]
+    sessionDeletes: number[]
+    personSync: PersonSyncRow[]
+    events: EventLogEntry[]
+  }): Promise<void> {
+    const iso = (d: Date) => d.toISOString()
+    if (batch.endpoints.length) {
+      const e = batch.endpoints
+      await this.db.query(
+        `INSERT INTO endpoints (gateway_id, connector_id, endpoint_id, state, calls, dnd, dnd_owner, cause, last_seq, changed_at)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::bool[], $7::text[], $8::text[], $9::bigint[], $10::timestamptz[])
+         ON CONFLICT (gateway_id, connector_id, endpoint_id) DO UPDATE SET state = EXCLUDED.state, calls = EXCLUDED.calls, dnd = EXCLUDED.dnd,
+           dnd_owner = EXCLUDED.dnd_owner, cause = EXCLUDED.cause, last_seq = EXCLUDED.last_seq, changed_at = EXCLUDED.changed_at
+         WHERE endpoints.last_seq < EXCLUDED.last_seq`,
+        [e.map((x) => x.gatewayId), e.map((x) => x.data.connectorId), e.map((x) => x.data.endpointId), e.map((x) => x.data.state), e.map((x) => x.data.calls),
+          e.map((x) => x.data.dnd), e.map((x) => x.data.dndOwner), e.map((x) => x.data.cause), e.map((x) => x.seq), e.map((x) => new Date(x.data.changedAt).toISOString())],
+      )
+    }
+    if (batch.sessionDeletes.length) {
+      await this.db.query('DELETE FROM teams_sessions WHERE person_id = ANY($1::bigint[])', [batch.sessionDeletes])
+    }
+    if (batch.sessionUpserts.length) {
+      const u = batch.sessionUpserts
+      await this.db.query(
+        `INSERT INTO teams_sessions (person_id, availability, activity, set_at, refreshed_at, expires_at, reason)
+         SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::timestamptz[], $7::text[])
+         ON CONFLICT (person_id) DO UPDATE SET availability = EXCLUDED.availability, activity = EXCLUDED.activity, set_at = EXCLUDED.set_at,
+           refreshed_at = EXCLUDED.refreshed_at, expires_at = EXCLUDED.expires_at, reason = EXCLUDED.reason`,
+        [u.map((x) => x.personId), u.map((x) => x.availability), u.map((x) => x.activity), u.map((x) => iso(x.setAt)), u.map((x) => iso(x.refreshedAt)), u.map((x) => iso(x.expiresAt)), u.map((x) => x.reason)],
+      )
+    }
+    for (const s of batch.personSync) await this.upsertPersonSync(s) // few per flush; text[] of text[] does not unnest
+    if (batch.events.length) {
+      const ev = batch.events
+      await this.db.query(
+        `INSERT INTO event_log (at, tenant_id, person_id, gateway_id, kind, message, data)
+         SELECT at, tenant_id, person_id, gateway_id, kind, message, data::jsonb
+         FROM unnest($1::timestamptz[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[]) AS t(at, tenant_id, person_id, gateway_id, kind, message, data)`,
+        [ev.map((x) => iso(x.at ?? new Date())), ev.map((x) => x.tenantId ?? null), ev.map((x) => x.personId ?? null), ev.map((x) => x.gatewayId ?? null),
+          ev.map((x) => x.kind), ev.map((x) => x.message), ev.map((x) => (x.data ? JSON.stringify(x.data) : null))],
+      )
+    }
+  }
+
   async listEndpoints(): Promise<EndpointRow[]> {
     const rows = await this.db.query<Record<string, unknown>>(
       'SELECT gateway_id, connector_id, endpoint_id, person_id, name, email, state, calls, dnd, dnd_owner, cause, last_seq, changed_at FROM endpoints',
