@@ -2,7 +2,7 @@
 import { readFile } from 'node:fs/promises'
 import { systemClock } from '../../gateway/src/core/clock.js'
 import { Counters } from '../../gateway/src/core/counters.js'
-import { createLogger } from '../../gateway/src/logging.js'
+import { createLogger, prettyByDefault } from '../../gateway/src/logging.js'
 import { Relay } from './app.js'
 import { loadRelayConfig } from './config/load.js'
 import { runService } from '../../gateway/src/run-service.js'
@@ -36,7 +36,7 @@ async function main(): Promise<void> {
     describe: (config) => `${config.tenants.length} tenant(s)`,
     stopDeadlineMs: 10_000,
     start: async (config) => {
-      const logger = createLogger({ name: 'relay', level: config.logLevel, pretty: process.env.LOG_PRETTY === '1' || (process.env.LOG_PRETTY !== '0' && process.stdout.isTTY) })
+      const logger = createLogger({ name: 'relay', level: config.logLevel, pretty: prettyByDefault() })
       const graphCaPem = config.graph.caFile ? await readFile(config.graph.caFile, 'utf8') : undefined
       const relay = new Relay(config, { logger, clock: systemClock, counters: new Counters(), graphCaPem, databaseUrl: process.env.DATABASE_URL || undefined })
       await relay.start()

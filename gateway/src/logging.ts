@@ -6,6 +6,11 @@ export const REDACT_PATHS = [
   'token', '*.token', 'authorization', '*.authorization', 'headers.authorization',
 ]
 
+/** Human-readable logs when asked (LOG_PRETTY=1) or when a person is watching (a terminal), JSON otherwise. */
+export function prettyByDefault(): boolean {
+  return process.env.LOG_PRETTY === '1' || (process.env.LOG_PRETTY !== '0' && process.stdout.isTTY === true)
+}
+
 export function createLogger(options: { level?: string; name: string; pretty?: boolean; destination?: pino.DestinationStream }): Logger {
   const base: LoggerOptions = {
     name: options.name,

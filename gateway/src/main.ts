@@ -6,7 +6,7 @@ import { adapterRegistry } from './adapters/registry.js'
 import { Gateway } from './app.js'
 import { systemClock } from './core/clock.js'
 import { Counters } from './core/counters.js'
-import { createLogger } from './logging.js'
+import { createLogger, prettyByDefault } from './logging.js'
 
 const HELP = `pbx-presence-gateway: the box next to the PBX
 
@@ -37,7 +37,7 @@ async function main(): Promise<void> {
     describe: (config) => `${config.connectors.length} connector(s)`,
     stopDeadlineMs: 5000,
     start: async (config) => {
-      const logger = createLogger({ name: 'gateway', level: config.logLevel, pretty: process.env.LOG_PRETTY === '1' || (process.env.LOG_PRETTY !== '0' && process.stdout.isTTY) })
+      const logger = createLogger({ name: 'gateway', level: config.logLevel, pretty: prettyByDefault() })
       const relayCaPem = config.relay.caFile ? await readFile(config.relay.caFile, 'utf8') : undefined
       const gateway = new Gateway(config, { logger, clock: systemClock, counters: new Counters(), registry: adapterRegistry, ...(relayCaPem ? { relayCaPem } : {}) })
       await gateway.start()
