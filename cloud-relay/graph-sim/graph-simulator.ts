@@ -45,6 +45,12 @@ import {
   type SimulatedUserInput,
   type SimulatorClock,
 } from './simulator-types.js'
+import {
+  JWT_BEARER_ASSERTION_TYPE,
+  uploadCertificate,
+  verifyClientAssertion,
+  type UploadedCertificate,
+} from './client-assertion.js'
 import { GRAPH_AUDIENCE, TokenRejected, TokenService, type VerifiedAppToken } from './token-service.js'
 import {
   aadErrorBody,
@@ -122,6 +128,7 @@ const GRAPH_DEFAULT_SCOPES = new Set([`${GRAPH_AUDIENCE}/.default`, '00000003-00
 export class GraphSimulator extends EventEmitter<GraphSimulatorEvents> {
   readonly tenantId: string
   private readonly appsById = new Map<string, SimulatedApp>()
+  private readonly certificates = new Map<string, UploadedCertificate>()
   private readonly usersById = new Map<string, SimulatedUser>()
   private readonly log: Logger
   private readonly clock: SimulatorClock
@@ -255,12 +262,16 @@ export class GraphSimulator extends EventEmitter<GraphSimulatorEvents> {
     const app: SimulatedApp = {
       clientId,
       // Entra secrets are 40 characters from a URL-safe alphabet; the exact shape does not matter here.
-      clientSecret: input.clientSecret ?? `sim~${randomUUID().replaceAll('-', '')}`,
+      clientSecret:
+        input.clientSecret ?? (input.certificatePem === undefined ? `sim~${randomUUID().replaceAll('-', '')}` : ''),
+      certificatePem: input.certificatePem,
       displayName: input.displayName ?? 'PBX presence relay',
       roles: [...(input.roles ?? DEFAULT_APP_ROLES)],
       secretExpired: input.secretExpired ?? false,
       servicePrincipalId: randomUUID(),
     }
+    // Parsed now so a malformed certificate fails at set-up, not as a puzzling token error later.
+    if (input.certificatePem !== undefined) this.certificates.set(clientId, uploadCertificate(input.certificatePem))
     this.appsById.set(clientId, app)
     return app
   }
@@ -607,12 +618,27 @@ export class GraphSimulator extends EventEmitter<GraphSimulatorEvents> {
         clientId,
       )
     }
-    if (field('client_assertion') !== undefined) {
-      // Certificate credentials are on the research checklist (§10.1) but not simulated yet.
-      return reject(401, 'invalid_client', 700027, 'Client assertions are not supported by the Graph simulator.', clientId)
-    }
+    const assertion = field('client_assertion')
     const secret = field('client_secret')
-    if (secret === undefined) {
+    if (assertion !== undefined) {
+      const assertionType = field('client_assertion_type')
+      if (assertionType !== JWT_BEARER_ASSERTION_TYPE) {
+        return reject(
+          400,
+          'invalid_request',
+          50027,
+          `Invalid client_assertion_type '${assertionType ?? ''}': expected '${JWT_BEARER_ASSERTION_TYPE}'.`,
+          clientId,
+        )
+      }
+      const rejection = await verifyClientAssertion(assertion, {
+        clientId,
+        audience: `${this.url}/${this.tenantId}/oauth2/v2.0/token`,
+        certificate: this.certificates.get(clientId),
+        nowMs: this.clock.now(),
+      })
+      if (rejection !== undefined) return reject(401, 'invalid_client', rejection.code, rejection.description, clientId)
+    } else if (secret === undefined) {
       return reject(
         401,
         'invalid_client',
@@ -620,8 +646,7 @@ export class GraphSimulator extends EventEmitter<GraphSimulatorEvents> {
         "'client_assertion', 'client_secret' or 'request' is required for the 'client_credentials' grant type.",
         clientId,
       )
-    }
-    if (secret !== app.clientSecret) {
+    } else if (app.clientSecret === '' || secret !== app.clientSecret) {
       return reject(
         401,
         'invalid_client',
@@ -630,8 +655,7 @@ export class GraphSimulator extends EventEmitter<GraphSimulatorEvents> {
           `not the client secret ID, for a secret added to app '${clientId}'.`,
         clientId,
       )
-    }
-    if (app.secretExpired) {
+    } else if (app.secretExpired) {
       return reject(401, 'invalid_client', 7000222, `The provided client secret keys for app '${clientId}' are expired.`, clientId)
     }
     const scopes = (field('scope') ?? '').split(' ').filter((s) => s !== '' && !OIDC_SCOPES.has(s.toLowerCase()))

@@ -25,7 +25,10 @@ export interface SimulatedUserInput {
 
 export interface SimulatedApp {
   clientId: string
+  /** '' for a certificate-only app (certificatePem given, clientSecret not): no secret is accepted then. */
   clientSecret: string
+  /** The public certificate (PEM) uploaded to the app's "Certificates & secrets", if any. */
+  certificatePem: string | undefined
   displayName: string
   /** Application permissions granted by admin consent; they end up in the token's `roles`. */
   roles: readonly string[]
@@ -37,7 +40,10 @@ export interface SimulatedApp {
 
 export interface SimulatedAppInput {
   clientId?: string
+  /** Default: a random secret, unless certificatePem is given (then the app has no secret). */
   clientSecret?: string
+  /** Public X.509 certificate (PEM) accepted for client assertions (private_key_jwt). */
+  certificatePem?: string
   displayName?: string
   /** Default: the permissions the relay needs. Pass [] to model "admin consent not granted". */
   roles?: readonly string[]

@@ -1,10 +1,11 @@
+import { readFile } from 'node:fs/promises'
 import type { Logger } from 'pino'
 import type { Clock } from '../../gateway/src/core/clock.js'
 import type { Counters } from '../../gateway/src/core/counters.js'
 import { EmbeddedBroker } from './broker/embedded-broker.js'
 import { hashSecret, verifySecret } from './broker/secrets.js'
 import type { RelayConfig } from './config/schema.js'
-import { createGraphPresenceClient } from './graph/graph-presence-client.js'
+import { createGraphPresenceClient, type ClientCertificate } from './graph/graph-presence-client.js'
 import type { GraphPresenceApi } from './graph/types.js'
 import { buildServer, type ExplanationSource, type HttpServer } from './http/server.js'
 import { RelayLink } from './ingest/relay-link.js'
@@ -34,6 +35,31 @@ export interface RelayDeps {
 type GraphClient = GraphPresenceApi & { close(): Promise<void> | void }
 
 const COMMAND_SEQ_BLOCK = 1000
+
+type TenantGraphConfig = NonNullable<RelayConfig['tenants'][number]['graph']>
+
+/** The tenant's Graph credential: the secret, or the certificate and key read from their PEM files. */
+async function graphCredential(
+  tenantId: string,
+  graph: TenantGraphConfig,
+): Promise<{ clientSecret: string } | { clientCertificate: ClientCertificate }> {
+  if (graph.certificateFile === undefined || graph.privateKeyFile === undefined) {
+    return { clientSecret: graph.clientSecret ?? '' }
+  }
+  const read = async (what: string, file: string): Promise<string> => {
+    try {
+      return await readFile(file, 'utf8')
+    } catch (err) {
+      throw new Error(`tenant ${tenantId}: cannot read the Graph ${what} file ${file}: ${(err as Error).message}`)
+    }
+  }
+  return {
+    clientCertificate: {
+      certificatePem: await read('certificateFile', graph.certificateFile),
+      privateKeyPem: await read('privateKeyFile', graph.privateKeyFile),
+    },
+  }
+}
 
 function isMicrosoftAuthority(authorityHost: string): boolean {
   return /^https:\/\/login\.(microsoftonline\.(com|us)|chinacloudapi\.cn|partner\.microsoftonline\.cn)\/?$/i.test(authorityHost)
@@ -125,7 +151,7 @@ export class Relay {
         this.#graph.set(tenant.id, createGraphPresenceClient({
           tenantId: tenant.graph.tenantId,
           clientId: tenant.graph.clientId,
-          clientSecret: tenant.graph.clientSecret,
+          ...(await graphCredential(tenant.id, tenant.graph)),
           authorityHost: config.graph.authorityHost,
           graphBaseUrl: config.graph.graphBaseUrl,
           // Any authority that is not a Microsoft cloud (the simulator, a proxy) must skip instance discovery.

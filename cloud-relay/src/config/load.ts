@@ -9,6 +9,18 @@ export function parseRelayConfig(input: unknown, source = 'config'): Readonly<Re
   if (value.broker?.mode === 'external' && !value.broker.url) problems.push('/broker/url: required when broker.mode is "external"')
   const gatewayIds = new Set<string>()
   for (const tenant of value.tenants ?? []) {
+    const graph = tenant.graph
+    if (graph) {
+      const where = `/tenants/${tenant.id}/graph`
+      const certificate = graph.certificateFile !== undefined || graph.privateKeyFile !== undefined
+      if (graph.clientSecret !== undefined && certificate) {
+        problems.push(`${where}: give either clientSecret or certificateFile + privateKeyFile, not both`)
+      } else if (graph.clientSecret === undefined && !certificate) {
+        problems.push(`${where}: a credential is required: clientSecret, or certificateFile + privateKeyFile`)
+      } else if (certificate && (graph.certificateFile === undefined || graph.privateKeyFile === undefined)) {
+        problems.push(`${where}: certificateFile and privateKeyFile go together (got only ${graph.certificateFile === undefined ? 'privateKeyFile' : 'certificateFile'})`)
+      }
+    }
     for (const gateway of tenant.gateways) {
       if (gatewayIds.has(gateway.id)) problems.push(`/tenants/${tenant.id}/gateways: gateway id "${gateway.id}" is used twice`)
       gatewayIds.add(gateway.id)

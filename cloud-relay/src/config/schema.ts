@@ -31,7 +31,10 @@ export const RelayConfigSchema = Type.Object({
     graph: Type.Optional(Type.Object({
       tenantId: Type.String({ minLength: 1, description: 'Entra ID tenant (directory) id' }),
       clientId: Type.String({ minLength: 1, description: 'App registration (client) id' }),
-      clientSecret: Type.String({ minLength: 1 }),
+      /** Exactly one credential: clientSecret, or certificateFile + privateKeyFile (checked in load.ts). */
+      clientSecret: Type.Optional(Type.String({ minLength: 1 })),
+      certificateFile: Type.Optional(Type.String({ minLength: 1, description: 'PEM file of the certificate uploaded to the app registration' })),
+      privateKeyFile: Type.Optional(Type.String({ minLength: 1, description: 'PEM file of the certificate\'s private key (RSA). Keep it secret.' })),
     }, { additionalProperties: false })),
     /** The tenant's own sync settings, overriding the relay-wide `sync` section field by field. */
     settings: Type.Optional(Type.Object({

@@ -11,6 +11,8 @@ export interface ErrorContext {
   /** Used when a 429 carries no Retry-After. */
   defaultRetryAfterMs: number
   nowMs: number
+  /** Thumbprints (hex) of the certificate credential, when the client uses one. */
+  certificate?: { thumbprintSha1: string; thumbprintSha256: string } | undefined
 }
 
 const APP = (ctx: ErrorContext): string => `Entra ID → App registrations → the app with client id ${ctx.clientId}`
@@ -29,6 +31,14 @@ function explainAadsts(code: string, ctx: ErrorContext): string | undefined {
       )
     case '7000222':
       return `the client secret has expired: create a new secret in ${APP(ctx)} → Certificates & secrets and update the relay config`
+    case '700027':
+      return ctx.certificate === undefined
+        ? `the client assertion was rejected: check the certificate credential of ${APP(ctx)}`
+        : `the certificate was rejected: upload the certificate with thumbprint ${ctx.certificate.thumbprintSha1} ` +
+            `(SHA-256 ${ctx.certificate.thumbprintSha256}) to the app registration's Certificates & secrets ` +
+            `(${APP(ctx)} → Certificates & secrets → Certificates), or check the private key matches the certificate`
+    case '700024':
+      return 'the client assertion was outside its valid time range: check the relay host\'s clock (NTP)'
     case '7000216':
       return 'no client secret is configured: add the app\'s client secret to the relay config'
     case '700016':

@@ -3,6 +3,7 @@
  * real @microsoft/microsoft-graph-client. Pointing authorityHost/graphBaseUrl at the Graph simulator and
  * passing its CA is all a test needs; nothing below knows it might be talking to a simulator.
  */
+import { X509Certificate, createPrivateKey } from 'node:crypto'
 import { createSecureContext, rootCertificates } from 'node:tls'
 import { ConfidentialClientApplication, LogLevel, type Configuration } from '@azure/msal-node'
 import {
@@ -29,7 +30,13 @@ export interface GraphPresenceClientOptions {
   tenantId: string
   /** Application (client) id of the relay's app registration. */
   clientId: string
-  clientSecret: string
+  /** The app's client secret. Exactly one of clientSecret and clientCertificate. */
+  clientSecret?: string | undefined
+  /**
+   * A certificate credential (private_key_jwt): the public certificate uploaded to the app registration and
+   * its private key, both PEM. Exactly one of clientSecret and clientCertificate.
+   */
+  clientCertificate?: ClientCertificate | undefined
   /** Default https://login.microsoftonline.com. */
   authorityHost?: string
   /** Default https://graph.microsoft.com. Must be https: graph-client only sends the token over https. */
@@ -49,6 +56,13 @@ export interface GraphPresenceClientOptions {
   requestTimeoutMs?: number
   /** Used when a 429 has no Retry-After. Default 5 s. */
   defaultRetryAfterMs?: number
+}
+
+export interface ClientCertificate {
+  /** PKCS#8 (BEGIN PRIVATE KEY) or PKCS#1 (BEGIN RSA PRIVATE KEY) PEM. */
+  privateKeyPem: string
+  /** The X.509 certificate, PEM. */
+  certificatePem: string
 }
 
 export interface GraphPresenceClientDeps {
@@ -82,7 +96,16 @@ export function createGraphPresenceClient(
   const msalConfig: Configuration = {
     auth: {
       clientId: config.clientId,
-      clientSecret: config.clientSecret,
+      ...(config.credential.kind === 'secret'
+        ? { clientSecret: config.credential.secret }
+        : {
+            // SHA-256 thumbprint: msal signs with PS256 and sends x5t#S256; x5c lets the server see the cert.
+            clientCertificate: {
+              thumbprintSha256: config.credential.thumbprintSha256,
+              privateKey: config.credential.privateKeyPem,
+              x5c: config.credential.certificatePem,
+            },
+          }),
       authority: `${config.authorityHost}/${config.tenantId}`,
       ...(config.knownAuthority ? { knownAuthorities: [new URL(config.authorityHost).host] } : {}),
       ...(config.authorityMetadata === undefined ? {} : { authorityMetadata: config.authorityMetadata }),
@@ -102,12 +125,21 @@ export function createGraphPresenceClient(
     },
   }
   const msal = new ConfidentialClientApplication(msalConfig)
+  if (config.credential.kind === 'certificate' && !config.credential.keyMatches) {
+    log.warn(
+      { thumbprint: config.credential.thumbprintSha1 },
+      'the configured private key does not belong to the configured certificate: Entra ID will reject the token request',
+    )
+  }
 
   const errorContext = (): ErrorContext => ({
     tenantId: config.tenantId,
     clientId: config.clientId,
     defaultRetryAfterMs: config.defaultRetryAfterMs,
     nowMs: Date.now(),
+    ...(config.credential.kind === 'certificate'
+      ? { certificate: { thumbprintSha1: config.credential.thumbprintSha1, thumbprintSha256: config.credential.thumbprintSha256 } }
+      : {}),
   })
 
   /**
@@ -256,10 +288,22 @@ export function createGraphPresenceClient(
   }
 }
 
+type ResolvedCredential =
+  | { kind: 'secret'; secret: string }
+  | {
+      kind: 'certificate'
+      privateKeyPem: string
+      certificatePem: string
+      /** Hex, no colons (msal's format; Entra's portal shows the SHA-1 one). */
+      thumbprintSha256: string
+      thumbprintSha1: string
+      keyMatches: boolean
+    }
+
 interface ResolvedOptions {
   tenantId: string
   clientId: string
-  clientSecret: string
+  credential: ResolvedCredential
   authorityHost: string
   graphBaseUrl: string
   caPem: string | undefined
@@ -278,7 +322,7 @@ function validateOptions(o: GraphPresenceClientOptions): ResolvedOptions {
   }
   required('tenantId', o.tenantId)
   required('clientId', o.clientId)
-  required('clientSecret', o.clientSecret)
+  const credential = resolveCredential(o, problems)
   const httpsUrl = (name: string, value: string): string => {
     try {
       const url = new URL(value)
@@ -302,7 +346,8 @@ function validateOptions(o: GraphPresenceClientOptions): ResolvedOptions {
   return {
     tenantId: o.tenantId.trim(),
     clientId: o.clientId.trim(),
-    clientSecret: o.clientSecret,
+    // Only undefined when a problem was recorded, and then we threw above.
+    credential: credential as ResolvedCredential,
     authorityHost,
     graphBaseUrl,
     caPem: o.caPem,
@@ -311,6 +356,51 @@ function validateOptions(o: GraphPresenceClientOptions): ResolvedOptions {
     scope: o.scope ?? 'https://graph.microsoft.com/.default',
     requestTimeoutMs: o.requestTimeoutMs ?? 15_000,
     defaultRetryAfterMs: o.defaultRetryAfterMs ?? 5_000,
+  }
+}
+
+/** Exactly one credential; the certificate and key must parse (whether they match is Entra's call). */
+function resolveCredential(o: GraphPresenceClientOptions, problems: string[]): ResolvedCredential | undefined {
+  const hasSecret = o.clientSecret !== undefined
+  const cert = o.clientCertificate
+  if (hasSecret && cert !== undefined) {
+    problems.push('give either clientSecret or clientCertificate, not both')
+    return undefined
+  }
+  if (!hasSecret && cert === undefined) {
+    problems.push('a credential is required: clientSecret or clientCertificate')
+    return undefined
+  }
+  if (cert === undefined) {
+    if (typeof o.clientSecret !== 'string' || o.clientSecret.trim() === '') {
+      problems.push('clientSecret is required')
+      return undefined
+    }
+    return { kind: 'secret', secret: o.clientSecret }
+  }
+  let x509: X509Certificate | undefined
+  try {
+    x509 = new X509Certificate(cert.certificatePem)
+  } catch (err) {
+    problems.push(`clientCertificate.certificatePem is not a PEM X.509 certificate (${(err as Error).message})`)
+  }
+  let keyMatches = false
+  try {
+    const key = createPrivateKey(cert.privateKeyPem)
+    if (key.asymmetricKeyType !== 'rsa') problems.push(`clientCertificate.privateKeyPem must be an RSA key (got ${String(key.asymmetricKeyType)})`)
+    keyMatches = x509?.checkPrivateKey(key) ?? false
+  } catch (err) {
+    problems.push(`clientCertificate.privateKeyPem is not a PEM private key (${(err as Error).message})`)
+  }
+  if (x509 === undefined) return undefined
+  return {
+    kind: 'certificate',
+    privateKeyPem: cert.privateKeyPem,
+    certificatePem: cert.certificatePem,
+    // fingerprint256 is colon-separated upper-case hex; msal decodes plain hex.
+    thumbprintSha256: x509.fingerprint256.replaceAll(':', ''),
+    thumbprintSha1: x509.fingerprint.replaceAll(':', ''),
+    keyMatches,
   }
 }
 
