@@ -100,11 +100,6 @@ export class Relay {
     return this.#engine
   }
 
-  /** Writes what the sync engine has queued (tests read the store right after an outcome). */
-  async flushStore(): Promise<void> {
-    await this.#syncStore?.flush()
-  }
-
   get store(): RelayStore {
     if (!this.#store) throw new Error('relay not started')
     return this.#store
@@ -119,11 +114,6 @@ export class Relay {
   get httpPort(): number | undefined {
     const address = this.#http?.server.address()
     return address && typeof address === 'object' ? address.port : undefined
-  }
-
-  /** Polls Teams presence now for every tenant (tests and the demo use it instead of waiting). */
-  async pollTeamsNow(): Promise<void> {
-    await Promise.all(this.#pollers.map((poller) => poller.pollOnce()))
   }
 
   async start(): Promise<void> {
