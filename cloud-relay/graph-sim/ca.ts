@@ -16,6 +16,8 @@ export interface SimulatorPki {
   certPem: string
   /** PKCS#8 PEM of the server key. */
   keyPem: string
+  /** PKCS#8 PEM of the CA key, so more server certificates can be issued (e.g. for a test's webhook receiver). */
+  caKeyPem?: string
 }
 
 export interface SimulatorPkiOptions {
@@ -36,8 +38,6 @@ export async function createSimulatorPki(options: SimulatorPkiOptions = {}): Pro
   const x509 = await import('@peculiar/x509')
   // Pass the provider explicitly so @peculiar/x509 never needs a process-wide cryptoProvider.set().
   const crypto = webcrypto
-  const dnsNames = options.dnsNames ?? ['localhost']
-  const ipAddresses = options.ipAddresses ?? ['127.0.0.1', '::1']
   const validityMs = (options.validityDays ?? 2) * 24 * 3600 * 1000
   // Backdate a little: a client whose clock is slightly behind must not see "not yet valid".
   const notBefore = new Date(Date.now() - 60 * 60 * 1000)
@@ -61,16 +61,44 @@ export async function createSimulatorPki(options: SimulatorPkiOptions = {}): Pro
     crypto,
   )
 
-  const serverKeys = (await crypto.subtle.generateKey(EC_KEY, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair
-  const serverCert = await x509.X509CertificateGenerator.create(
+  const caKeyPem = KeyObject.from(caKeys.privateKey as webcrypto.CryptoKey)
+    .export({ type: 'pkcs8', format: 'pem' })
+    .toString()
+  const caPem = caCert.toString('pem')
+  // The simulator's own certificate is issued like any other from this CA.
+  const server = await issueServerCertificate({ caPem, caKeyPem, certPem: '', keyPem: '' }, options)
+  return { caPem, certPem: server.certPem, keyPem: server.keyPem, caKeyPem }
+}
+
+/**
+ * Another server certificate from the same CA (default SAN: localhost, 127.0.0.1, ::1), e.g. for a webhook
+ * receiver the simulator must trust. Needs a PKI made by createSimulatorPki (with its CA key).
+ */
+export async function issueServerCertificate(
+  pki: SimulatorPki,
+  options: SimulatorPkiOptions = {},
+): Promise<{ certPem: string; keyPem: string; caPem: string }> {
+  if (pki.caKeyPem === undefined) throw new Error('this PKI has no CA key: it cannot issue certificates')
+  ensureReflectMetadata()
+  const x509 = await import('@peculiar/x509')
+  const crypto = webcrypto
+  const caCert = new x509.X509Certificate(pki.caPem)
+  const caDer = Buffer.from(pki.caKeyPem.replace(/-----[^-]+-----/g, '').replace(/\s+/g, ''), 'base64')
+  const caKey = await crypto.subtle.importKey('pkcs8', caDer, EC_KEY, true, ['sign'])
+  const dnsNames = options.dnsNames ?? ['localhost']
+  const ipAddresses = options.ipAddresses ?? ['127.0.0.1', '::1']
+  const notBefore = new Date(Date.now() - 60 * 60 * 1000)
+  const notAfter = new Date(Date.now() + (options.validityDays ?? 2) * 24 * 3600 * 1000)
+  const keys = (await crypto.subtle.generateKey(EC_KEY, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair
+  const cert = await x509.X509CertificateGenerator.create(
     {
       serialNumber: randomSerial(),
-      subject: `CN=${dnsNames[0] ?? 'localhost'}`,
+      subject: `CN=${dnsNames[0] ?? ipAddresses[0] ?? 'localhost'}`,
       issuer: caCert.subject,
       notBefore,
       notAfter,
-      publicKey: serverKeys.publicKey,
-      signingKey: caKeys.privateKey,
+      publicKey: keys.publicKey,
+      signingKey: caKey,
       signingAlgorithm: SIGNING,
       extensions: [
         new x509.BasicConstraintsExtension(false, undefined, true),
@@ -80,17 +108,15 @@ export async function createSimulatorPki(options: SimulatorPkiOptions = {}): Pro
           ...dnsNames.map((value) => ({ type: 'dns' as const, value })),
           ...ipAddresses.map((value) => ({ type: 'ip' as const, value })),
         ]),
-        await x509.SubjectKeyIdentifierExtension.create(serverKeys.publicKey, false, crypto),
-        await x509.AuthorityKeyIdentifierExtension.create(caKeys.publicKey, false, crypto),
+        await x509.AuthorityKeyIdentifierExtension.create(caCert, false, crypto),
       ],
     },
     crypto,
   )
-
-  const keyPem = KeyObject.from(serverKeys.privateKey as webcrypto.CryptoKey)
+  const keyPem = KeyObject.from(keys.privateKey as webcrypto.CryptoKey)
     .export({ type: 'pkcs8', format: 'pem' })
     .toString()
-  return { caPem: caCert.toString('pem'), certPem: serverCert.toString('pem'), keyPem }
+  return { certPem: cert.toString('pem'), keyPem, caPem: pki.caPem }
 }
 
 /** 16 random bytes with the top bit cleared, so the DER INTEGER stays positive. */

@@ -32,6 +32,10 @@ Commands on stdin (user = alice | bob | carol | a UPN | an object id):
   dnd <user>         manual Do not disturb     -> DoNotDisturb/DoNotDisturb (user-preferred)
   reset <user>       reset status (drop the manual status)
   end <user>         activity ended            -> Available/Available
+  codes              device codes waiting for a sign-in
+  approve <code> <user>  sign in as <user> for a device code (decline <code> refuses it)
+  subs               live presence subscriptions
+  reauth <sub-id>    send reauthorizationRequired now
   available <user>   signed in, status reset   -> Available/Available
   signout <user>     close Teams
   show [user]        aggregate presence and sessions
@@ -102,6 +106,10 @@ async function main(): Promise<void> {
     console.log(`${time()} relay setPresence ${upnOf(e.userId)} ${e.availability}/${e.activity} for ${e.expirationMs / 60_000} min`),
   )
   sim.on('clearPresence', (e) => console.log(`${time()} relay clearPresence ${upnOf(e.userId)} -> ${e.result}`))
+  sim.on('subscription', (e) => console.log(`${time()} subscription ${e.action} ${e.subscriptionId ?? ''} ${e.reason ?? ''}`))
+  sim.on('notification', (e) =>
+    console.log(`${time()} ${e.kind} notification ${e.outcome} (${e.items.join(', ')}) -> ${e.url} ${e.reason ?? ''}`),
+  )
   sim.on('presenceChanged', (e) =>
     console.log(`${time()} ${upnOf(e.userId)}: ${e.previous.availability}/${e.previous.activity} -> ${e.current.availability}/${e.current.activity}`),
   )
@@ -181,6 +189,26 @@ async function main(): Promise<void> {
       case 'fail':
         sim.faults.failNext(Number(arg ?? 1) || 1, Number(arg2 ?? 503) || 503)
         console.log('ok')
+        break
+      case 'codes':
+        for (const c of sim.pendingDeviceCodes()) console.log(`${c.userCode}  app ${c.clientId}  scopes ${c.scopes.join(' ')}`)
+        break
+      case 'approve':
+      case 'decline':
+      case 'reauth':
+        try {
+          if (command === 'approve') sim.approveDeviceCode(arg ?? '', resolveUser(arg2) ?? arg2 ?? '')
+          else if (command === 'decline') sim.declineDeviceCode(arg ?? '')
+          else sim.requestReauthorization(arg ?? '')
+          console.log('ok')
+        } catch (err) {
+          console.log((err as Error).message)
+        }
+        break
+      case 'subs':
+        for (const s of sim.getSubscriptions()) {
+          console.log(`${s.id}  ${s.userIds.length} users  until ${new Date(s.expiresAt).toISOString()}  -> ${s.notificationUrl}`)
+        }
         break
       case 'help':
         console.log(HELP)

@@ -13,6 +13,15 @@ export interface SimulatedUser {
   displayName: string
   mail: string | null
   userPrincipalName: string
+  /** Directory attributes used by user import (not returned unless $select names them, like Graph). */
+  accountEnabled: boolean
+  department: string | null
+  jobTitle: string | null
+  companyName: string | null
+  officeLocation: string | null
+  /** 'SMTP:primary@…' (upper-case prefix: primary) and 'smtp:alias@…' entries. */
+  proxyAddresses: string[]
+  otherMails: string[]
 }
 
 export interface SimulatedUserInput {
@@ -21,6 +30,28 @@ export interface SimulatedUserInput {
   userPrincipalName: string
   /** Defaults to the UPN; pass null for a user without a mailbox. */
   mail?: string | null
+  /** Default true. */
+  accountEnabled?: boolean
+  department?: string | null
+  jobTitle?: string | null
+  companyName?: string | null
+  officeLocation?: string | null
+  /** Default: ['SMTP:<mail>'] when the user has a mail, else []. */
+  proxyAddresses?: readonly string[]
+  otherMails?: readonly string[]
+}
+
+/** A security or Microsoft 365 group; members are user or group object ids (nested groups allowed). */
+export interface SimulatedGroup {
+  id: string
+  displayName: string
+  memberIds: string[]
+}
+
+export interface SimulatedGroupInput {
+  id?: string
+  displayName: string
+  memberIds?: readonly string[]
 }
 
 export interface SimulatedApp {
@@ -36,6 +67,10 @@ export interface SimulatedApp {
   secretExpired: boolean
   /** Object id of the app's service principal (token `oid`). */
   servicePrincipalId: string
+  /** Delegated permissions consented for the tenant (short names, e.g. 'Presence.Read.All'). */
+  delegatedScopes: readonly string[]
+  /** "Allow public client flows": device code and refresh without a client credential. */
+  allowPublicClient: boolean
 }
 
 export interface SimulatedAppInput {
@@ -48,12 +83,24 @@ export interface SimulatedAppInput {
   /** Default: the permissions the relay needs. Pass [] to model "admin consent not granted". */
   roles?: readonly string[]
   secretExpired?: boolean
+  /** Default DEFAULT_DELEGATED_SCOPES. Pass [] to model "no delegated consent" (AADSTS65001). */
+  delegatedScopes?: readonly string[]
+  /** Default true (Entra's default is "No"; the relay's admin must switch it on for device code sign-in). */
+  allowPublicClient?: boolean
 }
+
+export const DEFAULT_DELEGATED_SCOPES: readonly string[] = ['Presence.Read.All', 'User.Read']
 
 export const DEFAULT_APP_ROLES: readonly string[] = ['Presence.ReadWrite.All', 'User.Read.All']
 
+/**
+ * Time source (epoch ms). With setTimeout/clearTimeout (e.g. createScaledClock) the simulator's own timers
+ * (delivery retries, sweeps, lifecycle) run on it too; without them they fall back to real timers.
+ */
 export interface SimulatorClock {
   now(): number
+  setTimeout?(fn: () => void, ms: number): unknown
+  clearTimeout?(timer: never): void
 }
 
 export interface RateLimit {
@@ -74,8 +121,32 @@ export interface GraphSimulatorOptions {
   tokenLifetimeSeconds?: number
   /** getPresencesByUserId limit per app per tenant. Default 1500 requests / 30 s (research §2). */
   presenceRateLimit?: RateLimit
+  /**
+   * Presence writes (setPresence, clearPresence, set/clearUserPreferredPresence) per app per tenant, each inner
+   * request of a $batch counted on its own. Default 10,000 requests / 30 s (research §4).
+   */
+  presenceWriteRateLimit?: RateLimit
   /** Time source (epoch ms). Default Date.now. advance() adds on top of it for presence, not for tokens. */
   clock?: SimulatorClock
+  /**
+   * Clock for access-token lifetimes (iat/exp and their checks). Default: `clock`. Give the real clock
+   * when `clock` is compressed: msal caches tokens on the real clock.
+   */
+  tokenClock?: SimulatorClock
+  /** expires_in of delegated (device code / refresh) access tokens. Default tokenLifetimeSeconds. */
+  delegatedTokenLifetimeSeconds?: number
+  /** Refresh tokens unused for longer than this (simulator clock) fail with AADSTS700082. Default 90 days. */
+  refreshTokenInactiveMs?: number
+  /** Device code lifetime (expires_in). Default 900 s. */
+  deviceCodeLifetimeSeconds?: number
+  /** Polling interval msal is told to use, in seconds (fractions allowed for tests). Default 5. */
+  deviceCodeIntervalSeconds?: number
+  /** Extra CA certificates (PEM) trusted for outbound webhook calls; the simulator's own CA is always trusted. */
+  webhookCaPem?: string | readonly string[]
+  /** Accept presence subscriptions from app-only tokens (Graph answers 403). Default false. */
+  allowAppOnlyPresenceSubscriptions?: boolean
+  /** Notification and lifecycle delivery tuning (see SubscriptionTuning). */
+  subscriptions?: Partial<SubscriptionTuning>
   /** Reuse a CA (e.g. across a restart, so clients keep trusting it). Default: a fresh one per start(). */
   pki?: SimulatorPki
   logger?: Logger
@@ -95,6 +166,8 @@ export interface RequestEvent {
   appId: string | undefined
   /** True when a fault knob answered instead of the real handler. */
   injected: boolean
+  /** True for a request inside a $batch (it is a Graph request, not an HTTP request of its own). */
+  batchItem?: boolean
 }
 
 export interface SetPresenceEvent {
@@ -137,9 +210,15 @@ export interface GraphSimulatorEvents {
   clearPresence: [ClearPresenceEvent]
   presenceChanged: [PresenceChangedEvent]
   token: [TokenEvent]
+  notification: [NotificationEvent]
+  subscription: [SubscriptionEvent]
 }
 
-export type FaultTarget = 'graph' | 'identity' | 'any'
+/**
+ * 'graph' and 'identity' match HTTP requests to those hosts' paths, 'any' both; 'batch-item' matches only
+ * requests inside a $batch (the fault then shows as that item's inner status).
+ */
+export type FaultTarget = 'graph' | 'identity' | 'any' | 'batch-item'
 
 export interface FaultKnobs {
   /** The next `count` matching requests get 429 with Retry-After (seconds, may be fractional). */
@@ -151,9 +230,23 @@ export interface FaultKnobs {
 }
 
 export interface RequestStats {
+  /** HTTP requests (a $batch is one), token requests included. */
   total: number
+  /** Per operation as Graph counts them: each inner request of a $batch under its own operation, the envelope as 'batch'. */
   byOperation: Readonly<Record<string, number>>
+  /** Per HTTP status of HTTP requests. */
   byStatus: Readonly<Record<string, number>>
+  /** Graph requests as Graph counts them for throttling: direct Graph calls plus every inner request (envelopes not counted). */
+  graphRequests: number
+  /** HTTP requests to Graph (/v1.0), a $batch counted once. */
+  graphHttpRequests: number
+  /** $batch envelopes, and how many had each number of inner requests. */
+  batches: number
+  batchSizes: Readonly<Record<string, number>>
+  /** Per inner status of batch items. */
+  byInnerStatus: Readonly<Record<string, number>>
+  /** The most Graph requests, and presence writes, of one app in any 30 s window (simulator clock). */
+  peak30s: { graphRequests: number; presenceWrites: number }
 }
 
 /** Acts as the person's own Teams client (one Teams session per user) and the status menu. */
@@ -182,3 +275,84 @@ export interface SimulatedTeamsClient {
   /** Closes Teams: the Teams session disappears. */
   signOut(): void
 }
+
+// ----- delegated sign-in, subscriptions and notifications ----------------------------------------------
+
+export interface SubscriptionTuning {
+  /** A delivery is good when a 2xx arrives within this (real ms; network time is never compressed). Default 3000. */
+  deliveryTimeoutMs: number
+  /** The validation handshake must answer within this (real ms). Default 10000. */
+  validationTimeoutMs: number
+  /** First retry delay after a failed delivery (simulator ms); doubles each attempt. Default 10000. */
+  retryFirstDelayMs: number
+  /** Longest retry delay (simulator ms). Default 30 min. */
+  retryMaxDelayMs: number
+  /** A notification not delivered within this (simulator ms) of its first attempt is dropped. Default 4 h. */
+  retryWindowMs: number
+  /** How often subscribed users' presence is re-read, expiry and reauthorization checked (simulator ms). Default 30 s. */
+  sweepIntervalMs: number
+  /** reauthorizationRequired is sent this long before the access token behind a subscription expires (token clock ms). Default 5 min. */
+  reauthorizationLeadMs: number
+  /** Several notifications for one URL noticed within this (real ms) share one POST. Default 10. */
+  batchWindowMs: number
+}
+
+export interface SimulatedSubscription {
+  id: string
+  resource: string
+  /** Lower-case user ids the resource covers. */
+  userIds: readonly string[]
+  applicationId: string
+  /** Delegated user who created it, or undefined for an app-only subscription. */
+  creatorUserId: string | undefined
+  changeType: string
+  clientState: string | null
+  notificationUrl: string
+  lifecycleNotificationUrl: string | null
+  /** Epoch ms on the simulator clock. */
+  expiresAt: number
+  includeResourceData: boolean
+  encryptionCertificate: string | null
+  encryptionCertificateId: string | null
+  latestSupportedTlsVersion: string
+  /** exp of the access token that created or last reauthorized/renewed it (token clock, epoch ms). */
+  authorizedUntil: number | undefined
+}
+
+export type LifecycleEventName = 'reauthorizationRequired' | 'subscriptionRemoved' | 'missed'
+
+export interface NotificationEvent {
+  kind: 'change' | 'lifecycle'
+  /** delivered: 2xx in time; failed: one attempt failed (a retry follows); dropped: given up or lost on purpose. */
+  outcome: 'delivered' | 'failed' | 'dropped'
+  url: string
+  subscriptionIds: readonly string[]
+  /** User ids (change) or lifecycle event names (lifecycle) carried. */
+  items: readonly string[]
+  attempt: number
+  status?: number
+  reason?: string
+  at: number
+}
+
+export interface SubscriptionEvent {
+  action: 'created' | 'rejected' | 'renewed' | 'reauthorized' | 'deleted' | 'expired' | 'removed'
+  subscriptionId: string | undefined
+  status?: number
+  reason?: string
+  at: number
+}
+
+export interface NotificationStats {
+  validations: number
+  validationFailures: number
+  delivered: number
+  failedAttempts: number
+  dropped: number
+  lifecycleDelivered: number
+  /** Notifications currently waiting for a (re)try. */
+  pending: number
+}
+
+/** Which notification items a drop/miss knob takes: the next N, or those a predicate picks. */
+export type NotificationSelector = number | ((item: { subscriptionId: string; userId: string }) => boolean)

@@ -17,6 +17,21 @@ export interface VerifiedAppToken {
   appId: string
   tenantId: string
   roles: readonly string[]
+  /** Delegated scopes (`scp`); empty for app-only tokens. */
+  scopes: readonly string[]
+  /** The signed-in user (`oid`) of a delegated token; undefined for app-only tokens. */
+  userId: string | undefined
+  /** Token expiry, epoch ms. */
+  expiresAt: number
+}
+
+export interface DelegatedTokenClaims {
+  tenantId: string
+  appId: string
+  userId: string
+  userPrincipalName: string
+  displayName: string
+  scopes: readonly string[]
 }
 
 /** Why a token was rejected, phrased like Graph's InvalidAuthenticationToken messages. */
@@ -74,6 +89,59 @@ export class TokenService {
       .sign(keys.privateKey)
   }
 
+  /** A delegated Graph access token: `scp`, the user's `oid`, no `roles`. */
+  async issueDelegated(claims: DelegatedTokenClaims, nowMs: number, lifetimeSeconds: number): Promise<string> {
+    const iat = Math.floor(nowMs / 1000)
+    const payload: JWTPayload & Record<string, unknown> = {
+      appid: claims.appId,
+      azp: claims.appId,
+      appidacr: '0',
+      idtyp: 'user',
+      oid: claims.userId,
+      sub: claims.userId,
+      tid: claims.tenantId,
+      upn: claims.userPrincipalName,
+      unique_name: claims.userPrincipalName,
+      name: claims.displayName,
+      scp: claims.scopes.join(' '),
+      ver: '1.0',
+      uti: randomUUID(),
+    }
+    return this.sign(payload, GRAPH_AUDIENCE, iat, iat + lifetimeSeconds)
+  }
+
+  /** The OpenID id_token msal needs to build an account (it does not verify it). */
+  async issueIdToken(claims: DelegatedTokenClaims, nowMs: number, lifetimeSeconds: number): Promise<string> {
+    const iat = Math.floor(nowMs / 1000)
+    return this.sign(
+      {
+        oid: claims.userId,
+        sub: claims.userId,
+        tid: claims.tenantId,
+        preferred_username: claims.userPrincipalName,
+        name: claims.displayName,
+        ver: '2.0',
+      },
+      claims.appId,
+      iat,
+      iat + lifetimeSeconds,
+    )
+  }
+
+  /** Any claims with this key (validation tokens of rich notifications). */
+  async sign(payload: JWTPayload & Record<string, unknown>, audience: string, iat: number, exp: number): Promise<string> {
+    const keys = this.requireKeys()
+    return new SignJWT(payload)
+      .setProtectedHeader({ alg: 'RS256', typ: 'JWT', kid: this.kid })
+      .setIssuer(this.issuer())
+      .setAudience(audience)
+      .setIssuedAt(iat)
+      .setNotBefore(iat)
+      .setExpirationTime(exp)
+      .setJti(randomUUID())
+      .sign(keys.privateKey)
+  }
+
   async verify(token: string, nowMs: number, tenantId: string): Promise<VerifiedAppToken> {
     const keys = this.requireKeys()
     let payload: JWTPayload
@@ -100,7 +168,11 @@ export class TokenService {
     const roles = Array.isArray(payload['roles'])
       ? payload['roles'].filter((r): r is string => typeof r === 'string')
       : []
-    return { appId, tenantId, roles }
+    const scp = payload['scp']
+    const scopes = typeof scp === 'string' ? scp.split(' ').filter((x) => x !== '') : []
+    const oid = payload['oid']
+    const userId = payload['idtyp'] === 'user' && typeof oid === 'string' ? oid : undefined
+    return { appId, tenantId, roles, scopes, userId, expiresAt: (payload.exp ?? 0) * 1000 }
   }
 
   private requireKeys(): SigningKeys {

@@ -117,7 +117,15 @@ export function projectUser(user: SimulatedUser, select: readonly string[] | und
     surname: null,
     userPrincipalName: user.userPrincipalName,
     id: user.id,
+    // Not default properties: returned only when $select names them (research §5).
+    accountEnabled: user.accountEnabled,
+    department: user.department,
+    companyName: user.companyName,
+    proxyAddresses: [...user.proxyAddresses],
+    otherMails: [...user.otherMails],
   }
+  full['jobTitle'] = user.jobTitle
+  full['officeLocation'] = user.officeLocation
   const fields = select ?? USER_DEFAULT_PROPERTIES
   const out: Record<string, unknown> = {}
   for (const field of fields) {

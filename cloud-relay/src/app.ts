@@ -5,18 +5,21 @@ import type { Counters } from '../../gateway/src/core/counters.js'
 import { EmbeddedBroker } from './broker/embedded-broker.js'
 import { hashSecret, verifySecret } from './broker/secrets.js'
 import type { RelayConfig } from './config/schema.js'
+import { DirectoryService } from './directory/directory-service.js'
 import { createGraphPresenceClient, type ClientCertificate } from './graph/graph-presence-client.js'
-import type { GraphPresenceApi } from './graph/types.js'
+import { isMicrosoftAuthority } from './graph/graph-transport.js'
+import type { GraphDirectoryApi, GraphPresenceApi, PresenceReading } from './graph/types.js'
 import { buildServer, type ExplanationSource, type HttpServer } from './http/server.js'
 import { RelayLink } from './ingest/relay-link.js'
 import { EventRetention } from './store/event-retention.js'
 import { migrate } from './store/migrate.js'
+import { DirectoryStore } from './store/directory-store.js'
 import { RelayStore } from './store/relay-store.js'
 import { WriteBehindSyncStore } from './store/write-behind-store.js'
 import { openSqlClient, type SqlClient } from './store/sql-client.js'
 import { effectiveSettings, type SyncSettings } from './sync/mapping.js'
 import { SyncEngine } from './sync/sync-engine.js'
-import { TeamsPoller } from './sync/teams-poller.js'
+import { PresenceObservation } from './notifications/presence-observation.js'
 
 export const RELAY_VERSION = '0.1.0'
 
@@ -30,9 +33,15 @@ export interface RelayDeps {
   databaseUrl?: string | undefined
   /** The admin API's "why" view; by default the sync engine's live model (StoreExplainer reads the store instead). */
   explainer?: ExplanationSource | undefined
+  /** RELAY_SEAL_KEY from the environment; overrides secrets.sealKeyFile. */
+  sealKey?: string | undefined
+  /** Subscription timings for tests (shorter debounce, fixed jitter). */
+  subscriptionTuning?: { replanDebounceMs?: number; renewJitterMs?: number; retryBaseMs?: number; maxShardSize?: number; peopleCheckMs?: number } | undefined
+  /** Sees every Teams presence reading with its source (tests and benchmarks). */
+  observePresence?: ((source: 'notification' | 'read' | 'superseded', tenantId: string, readings: readonly PresenceReading[]) => void) | undefined
 }
 
-type GraphClient = GraphPresenceApi & { close(): Promise<void> | void }
+type GraphClient = GraphPresenceApi & GraphDirectoryApi & { close(): Promise<void> | void }
 
 const COMMAND_SEQ_BLOCK = 1000
 
@@ -61,10 +70,6 @@ async function graphCredential(
   }
 }
 
-function isMicrosoftAuthority(authorityHost: string): boolean {
-  return /^https:\/\/login\.(microsoftonline\.(com|us)|chinacloudapi\.cn|partner\.microsoftonline\.cn)\/?$/i.test(authorityHost)
-}
-
 /**
  * The cloud relay: broker (embedded or external) → validated gateway messages → sync engine → Graph and
  * gateway commands. Built from a validated config and explicit deps; nothing happens until start().
@@ -78,7 +83,7 @@ export class Relay {
   readonly #graph = new Map<string, GraphClient>()
   readonly #commandSeq = new Map<string, { next: number; end: number }>()
   readonly #commandSeqLock = new Map<string, Promise<number>>()
-  readonly #pollers: TeamsPoller[] = []
+  #observation: PresenceObservation | undefined
   #db: SqlClient | undefined
   #store: RelayStore | undefined
   #engine: SyncEngine | undefined
@@ -87,6 +92,7 @@ export class Relay {
   #link: RelayLink | undefined
   #http: HttpServer | undefined
   #retention: EventRetention | undefined
+  #directory: DirectoryService | undefined
   #started = false
 
   constructor(config: Readonly<RelayConfig>, deps: RelayDeps) {
@@ -98,6 +104,18 @@ export class Relay {
   get engine(): SyncEngine {
     if (!this.#engine) throw new Error('relay not started')
     return this.#engine
+  }
+
+  /** User import, mapping and seats. */
+  get directory(): DirectoryService {
+    if (!this.#directory) throw new Error('relay not started')
+    return this.#directory
+  }
+
+  /** Teams presence observation: notifications, subscriptions, service accounts, reconciliation. */
+  get observation(): PresenceObservation {
+    if (!this.#observation) throw new Error('relay not started')
+    return this.#observation
   }
 
   get store(): RelayStore {
@@ -165,7 +183,7 @@ export class Relay {
     // capped a relay on PGlite at ~850 decisions/s.
     const syncStore = new WriteBehindSyncStore(store, { flushMs: 20 }, logger.child({ component: 'store' }))
     this.#syncStore = syncStore
-    const engine = new SyncEngine({
+    const engine: SyncEngine = new SyncEngine({
       store: syncStore,
       logger,
       clock,
@@ -183,11 +201,30 @@ export class Relay {
         return effectiveSettings(relayWide, tenant?.settings ?? null)
       },
       graphFor: (tenantId) => this.#graph.get(tenantId),
+      presenceWriter: { rateLimit: config.graph.writeRateLimit, maxConcurrentRequests: config.graph.maxConcurrentWrites },
       sendSetDnd: (gatewayId, data) => this.#requireLink().sendSetDnd(gatewayId, data),
       tenantOf: (gatewayId) => this.#gatewayTenant.get(gatewayId),
+      resolveDirectoryEntry: (tenantId, gatewayId, connectorId, entry) => directory.resolveDirectoryEntry(tenantId, gatewayId, connectorId, entry),
     })
     this.#engine = engine
+    const directory: DirectoryService = new DirectoryService({
+      store: new DirectoryStore(db),
+      relayStore: syncStore,
+      people: engine,
+      graphFor: (tenantId) => this.#graph.get(tenantId),
+      settingsFor: (tenantId) => {
+        const tenant = config.tenants.find((t) => t.id === tenantId)
+        if (!tenant) return undefined
+        const d = tenant.directory
+        return { enabledOnly: d?.enabledOnly ?? true, domains: d?.domains ?? [], departments: d?.departments ?? [], groups: d?.groups ?? [], onNoLongerMatching: d?.onNoLongerMatching ?? 'deactivate', dailyAt: d?.dailyAt, seats: d?.seats }
+      },
+      gatewaysOf: (tenantId) => [...this.#gatewayTenant].filter(([, t]) => t === tenantId).map(([g]) => g),
+      logger,
+      clock,
+    })
+    this.#directory = directory
     await engine.load()
+    await directory.start(config.tenants.map((t) => t.id))
 
     let brokerUrl = config.broker.url ?? ''
     if (config.broker.mode === 'embedded') {
@@ -224,36 +261,52 @@ export class Relay {
       },
       onLink: (gatewayId, data) => store.upsertLink(gatewayId, data),
       onEndpoint: (gatewayId, data, seq) => engine.onEndpoint(gatewayId, data, seq),
-      onDirectory: (gatewayId, data) => engine.onDirectory(gatewayId, data),
+      onDirectory: async (gatewayId, data) => {
+        await engine.onDirectory(gatewayId, data)
+        // People a PBX directory adds count against the tenant's seats like imported ones.
+        const tenantId = this.#gatewayTenant.get(gatewayId)
+        if (tenantId !== undefined && directory.seatLimit(tenantId) !== undefined) await directory.enforceSeats(tenantId)
+      },
       nextCommandSeq: (gatewayId) => this.#nextCommandSeq(gatewayId),
     }, { logger: logger.child({ component: 'relay-link' }), counters })
     this.#link = link
     await link.start()
     engine.start()
 
-    for (const [tenantId, graph] of this.#graph) {
-      const poller = new TeamsPoller(tenantId, graph, config.sync.pollIntervalMs, {
-        logger: logger.child({ component: 'teams-poller', tenant: tenantId }),
-        clock,
-        userIds: () => engine.graphUserIds(tenantId),
-        onReadings: (tenant, readings) => engine.onTeamsPresence(tenant, readings),
-      })
-      poller.start()
-      this.#pollers.push(poller)
-    }
+    const observation = new PresenceObservation(config, {
+      db,
+      logger,
+      clock,
+      counters,
+      graphFor: (tenantId) => this.#graph.get(tenantId),
+      people: (tenantId) => engine.graphUserIds(tenantId),
+      onReadings: (tenantId, readings) => engine.onTeamsPresence(tenantId, readings),
+      appendEvent: (entry) => store.appendEvent({ at: new Date(clock.now()), ...entry }),
+      graphCaPem: this.#deps.graphCaPem,
+      sealKey: this.#deps.sealKey,
+      subscriptionTuning: this.#deps.subscriptionTuning,
+      observe: this.#deps.observePresence,
+    })
+    this.#observation = observation
+    await observation.prepare()
 
     const http = buildServer({
       store,
       // The engine's live model is exact (current decision, stand-back, staleness); the store is its persisted shadow.
       explainer: this.#deps.explainer ?? engine,
       people: engine,
+      directory,
       logger,
       apiToken: config.http.apiToken,
       version: RELAY_VERSION,
       health: () => ({ broker: link.connected, store: db.kind }),
+      publicRoutes: observation.publicRoutes,
+      apiRoutes: observation.apiRoutes,
     })
     this.#http = http
     await http.listen({ host: config.http.host, port: config.http.port })
+    // After listen: creating a subscription makes Graph call the webhook (validation handshake).
+    await observation.start()
     if (!config.http.apiToken) this.#log.info('http.apiToken is not set: the admin API answers 503 until it is')
     this.#log.info({ broker: brokerUrl, store: db.kind, tenants: config.tenants.length, http: `${config.http.host}:${this.httpPort}` }, 'relay started')
   }
@@ -263,7 +316,8 @@ export class Relay {
     this.#started = false
     await this.#http?.close()
     this.#http = undefined
-    for (const poller of this.#pollers.splice(0)) poller.stop()
+    await this.#directory?.stop()
+    await this.#observation?.stop()
     this.#engine?.stop()
     await this.#engine?.idle()
     await this.#link?.stop()

@@ -18,11 +18,14 @@ Usage:
 The config is JSON; cloud-relay/examples/relay.example.json documents every field:
   broker        embedded MQTT broker (host, port) or an external one (mode "external", url)
   database      PostgreSQL url, or PGlite in database.pgliteDir when no url is set
+  graph         authority and Graph URLs; graph.notifications (https publicUrl, ...) turns on
+                presence change notifications through sync service accounts
   tenants[]     each with Graph app credentials (tenantId, clientId, clientSecret) and its gateways
   sync          mapping options (busyPresence, meetingSetsDnd, ...) and timings
 
 Environment:
   DATABASE_URL  PostgreSQL connection URL; overrides database.url
+  RELAY_SEAL_KEY  key (32 bytes, base64 or hex) sealing secrets at rest; overrides secrets.sealKeyFile
   LOG_PRETTY=1  human-readable logs (default when stdout is a terminal)
 
 Exit codes: 0 stopped cleanly, 2 bad command line or config, 1 crashed.
@@ -38,7 +41,8 @@ async function main(): Promise<void> {
     start: async (config) => {
       const logger = createLogger({ name: 'relay', level: config.logLevel, pretty: prettyByDefault() })
       const graphCaPem = config.graph.caFile ? await readFile(config.graph.caFile, 'utf8') : undefined
-      const relay = new Relay(config, { logger, clock: systemClock, counters: new Counters(), graphCaPem, databaseUrl: process.env.DATABASE_URL || undefined })
+      const sealKey = process.env.RELAY_SEAL_KEY || undefined
+      const relay = new Relay(config, { logger, clock: systemClock, counters: new Counters(), graphCaPem, sealKey, databaseUrl: process.env.DATABASE_URL || undefined })
       await relay.start()
       return { stop: () => relay.stop(), log: (message) => logger.info(message) }
     },

@@ -11,6 +11,7 @@ import { RelayStore } from '../../cloud-relay/src/store/relay-store.js'
 import { openSqlClient, type SqlClient } from '../../cloud-relay/src/store/sql-client.js'
 import { captureLogger } from '../helpers/capture-logger.js'
 import { createPostgresSchema } from '../helpers/postgres.js'
+import { eventually } from '../helpers/eventually.js'
 
 const logger = pino({ level: 'silent' })
 const TOKEN = 'test-token-0123456789abcdef'
@@ -410,8 +411,10 @@ t.test('the Relay serves the API on its configured port and stops it', async (t)
   t.match(await changed.json(), { person: { syncMode: 'telephony' } })
   t.same(relay.engine.person(person.id)?.row.settingsOverride, { busyPresence: 'Busy/InACall' }, 'the engine uses it at once')
   t.same((await relay.store.getPerson(person.id))?.syncMode, 'telephony', 'and it is stored')
-  const logged = await relay.store.listEvents({ personId: person.id })
-  t.match(logged[0]?.message, /an admin \(API\) set sync mode telephony and own settings/, 'the change is in the event log')
+  // Event log lines reach the store through the write-behind batch (every 20 ms), so the read waits for it.
+  const adminLine = /an admin \(API\) set sync mode telephony and own settings/
+  const logged = await eventually(async () => (await relay.store.listEvents({ personId: person.id })).find((e) => adminLine.test(e.message)), 'the admin change in the event log')
+  t.match(logged.message, adminLine, 'the change is in the event log')
   t.equal((await put(person.id, { syncMode: 'sometimes' })).status, 400, 'an unknown sync mode is refused')
   t.equal((await put(person.id, {})).status, 400, 'an empty change is refused')
   t.equal((await put(person.id, { settings: { colour: 'red' } })).status, 400, 'an unknown setting is refused')

@@ -7,6 +7,10 @@ export { ConfigError }
 export function parseRelayConfig(input: unknown, source = 'config'): Readonly<RelayConfig> {
   const { value, problems } = checkWithDefaults(RelayConfigSchema, input)
   if (value.broker?.mode === 'external' && !value.broker.url) problems.push('/broker/url: required when broker.mode is "external"')
+  const publicUrl = value.graph?.notifications?.publicUrl
+  if (publicUrl !== undefined && !/^https:\/\/[^/]+/i.test(publicUrl)) {
+    problems.push(`/graph/notifications/publicUrl: must be an https URL (Graph delivers notifications over https only), got ${publicUrl}`)
+  }
   const gatewayIds = new Set<string>()
   for (const tenant of value.tenants ?? []) {
     const graph = tenant.graph

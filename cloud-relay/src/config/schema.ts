@@ -24,6 +24,29 @@ export const RelayConfigSchema = Type.Object({
     graphBaseUrl: Type.String({ default: 'https://graph.microsoft.com' }),
     /** PEM file of an extra CA to trust (the Graph simulator's). */
     caFile: Type.Optional(Type.String()),
+    /** Presence writes per tenant: a sliding-window budget below Graph's 10,000 requests / 30 s per app per tenant. */
+    writeRateLimit: Type.Object({
+      requests: Type.Integer({ minimum: 1, maximum: 10_000, default: 8000, description: 'presence writes (each $batch item counts) per window' }),
+      windowMs: Type.Integer({ minimum: 1000, default: 30_000 }),
+    }, { additionalProperties: false, default: {} }),
+    maxConcurrentWrites: Type.Integer({ minimum: 1, maximum: 64, default: 4, description: 'presence write HTTP requests in flight per tenant' }),
+    /**
+     * Presence change notifications (needs sync service accounts, signed in through the admin API). Without this
+     * section Teams presence is polled. publicUrl is where Graph reaches the relay's HTTP server: https, normally a
+     * TLS reverse proxy in front of http.port; the relay serves {publicUrl}/graph/notifications and /graph/lifecycle.
+     */
+    notifications: Type.Optional(Type.Object({
+      publicUrl: Type.String({ minLength: 9, description: 'https URL Graph posts notifications to (a reverse proxy in front of the relay)' }),
+      reconcileIntervalMs: Type.Integer({ minimum: 1000, default: 300_000, description: 'subscribed people are re-read this often (missed notifications)' }),
+      subscriptionLifetimeMinutes: Type.Integer({ minimum: 45, maximum: 60, default: 55 }),
+      renewBeforeMinutes: Type.Integer({ minimum: 1, maximum: 40, default: 15 }),
+      readBudgetPer30s: Type.Integer({ minimum: 10, maximum: 1500, default: 1200, description: 'getPresencesByUserId requests per 30 s per tenant (Graph allows 1,500)' }),
+      verifyValidationTokens: Type.Boolean({ default: true, description: 'check the validationTokens of every notification POST against the authority\'s keys' }),
+    }, { additionalProperties: false })),
+  }, { additionalProperties: false, default: {} }),
+  secrets: Type.Object({
+    /** The seal key (AES-256) for secrets at rest; RELAY_SEAL_KEY overrides it. Created with mode 0600 if missing. */
+    sealKeyFile: Type.String({ default: '.data/relay/seal.key' }),
   }, { additionalProperties: false, default: {} }),
   tenants: Type.Array(Type.Object({
     id: Id,
@@ -43,6 +66,16 @@ export const RelayConfigSchema = Type.Object({
       ringingIsBusy: Type.Optional(Type.Boolean()),
       dndOnOtherEndpointsDuringCall: Type.Optional(Type.Boolean()),
       reflectDndOnBusyEndpoint: Type.Optional(Type.Boolean()),
+    }, { additionalProperties: false })),
+    /** User import from Entra ID, auto-mapping and seats (cloud-relay/src/directory). Filters combine with AND. */
+    directory: Type.Optional(Type.Object({
+      enabledOnly: Type.Boolean({ default: true, description: 'import only accounts that are enabled (accountEnabled)' }),
+      domains: Type.Array(Type.String({ pattern: '^@?[A-Za-z0-9.-]+\\.[A-Za-z]{2,}$' }), { default: [], description: 'mail or UPN domains, e.g. contoso.com (any of them)' }),
+      departments: Type.Array(Type.String({ minLength: 1 }), { default: [], description: 'Entra department values (any of them)' }),
+      groups: Type.Array(Type.String({ pattern: '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$' }), { default: [], description: 'group object ids; members of any of them, nested groups included' }),
+      onNoLongerMatching: Type.Union([Type.Literal('deactivate'), Type.Literal('remove'), Type.Literal('keep')], { default: 'deactivate' }),
+      dailyAt: Type.Optional(Type.String({ pattern: '^([01][0-9]|2[0-3]):[0-5][0-9]$', description: 'daily import time HH:MM (UTC)' })),
+      seats: Type.Optional(Type.Integer({ minimum: 0, description: 'at most this many people synced' })),
     }, { additionalProperties: false })),
     gateways: Type.Array(Type.Object({
       id: Id,

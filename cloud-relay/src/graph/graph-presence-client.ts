@@ -8,6 +8,7 @@ import { createSecureContext, rootCertificates } from 'node:tls'
 import { ConfidentialClientApplication, LogLevel, type Configuration } from '@azure/msal-node'
 import {
   AuthenticationHandlerOptions,
+  BatchRequestContent,
   Client,
   RetryHandlerOptions,
   type AuthenticationProvider,
@@ -19,9 +20,15 @@ import { createFetchNetworkClient } from './fetch-network-client.js'
 import { fromGraphError, fromTokenError, type ErrorContext } from './graph-errors.js'
 import {
   GraphApiError,
+  type DirectoryUser,
+  type GraphDirectoryApi,
+  type UserListProgress,
+  type UserListQuery,
   type GraphPresenceApi,
   type GraphUser,
   type PresenceReading,
+  type PresenceWrite,
+  type PresenceWriteResult,
   type SettablePresence,
 } from './types.js'
 
@@ -69,7 +76,7 @@ export interface GraphPresenceClientDeps {
   logger: Logger
 }
 
-export interface GraphPresenceClient extends GraphPresenceApi {
+export interface GraphPresenceClient extends GraphPresenceApi, GraphDirectoryApi {
   /** Releases the HTTP connection pool. Idempotent; calls after close() fail with GRAPH_UNAVAILABLE. */
   close(): Promise<void>
 }
@@ -78,6 +85,8 @@ export interface GraphPresenceClient extends GraphPresenceApi {
 export const PRESENCE_IDS_PER_REQUEST = 650
 
 const USER_FIELDS = ['id', 'displayName', 'mail', 'userPrincipalName']
+const DIRECTORY_PAGE_RETRIES = 3
+const DIRECTORY_USER_FIELDS = ['id', 'displayName', 'mail', 'userPrincipalName', 'accountEnabled', 'department', 'proxyAddresses']
 
 export function createGraphPresenceClient(
   options: GraphPresenceClientOptions,
@@ -222,18 +231,61 @@ export function createGraphPresenceClient(
     throw failure
   }
 
+  function setPresenceBody(presence: SettablePresence, expirationMinutes: number): Record<string, string> {
+    if (!Number.isInteger(expirationMinutes) || expirationMinutes < 5 || expirationMinutes > 240) {
+      throw new GraphApiError('GRAPH_REQUEST', `setPresence: expirationMinutes must be an integer 5..240, got ${expirationMinutes}`)
+    }
+    return {
+      // Graph wants the calling app's id as the session id: one session per app per user.
+      sessionId: config.clientId,
+      availability: presence.availability,
+      activity: presence.activity,
+      expirationDuration: `PT${expirationMinutes}M`,
+    }
+  }
+
+  /**
+   * A long listing (thousands of users) should not fail as a whole for one throttled or failed page: the page is
+   * asked again after Retry-After (capped), a few times. Unlike presence writes, nothing newer replaces a page.
+   */
+  async function pageWithRetry<T>(operation: string, run: () => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await run()
+      } catch (err) {
+        const retryable = err instanceof GraphApiError && (err.code === 'GRAPH_THROTTLED' || (err.code === 'GRAPH_UNAVAILABLE' && err.status !== undefined))
+        if (!retryable || closed || attempt > DIRECTORY_PAGE_RETRIES) throw err
+        const waitMs = Math.min(err.retryAfterMs ?? config.defaultRetryAfterMs, 30_000)
+        log.info({ operation, attempt, waitMs, code: err.code }, 'directory page refused; asking again after Retry-After')
+        await new Promise((resolve) => setTimeout(resolve, waitMs))
+      }
+    }
+  }
+
   return {
+    async writePresenceBatch(writes: readonly PresenceWrite[]): Promise<PresenceWriteResult[]> {
+      if (writes.length === 0) return []
+      // BatchRequestContent enforces Graph's limits (20 requests, unique ids, Content-Type with a body).
+      const content = new BatchRequestContent(
+        writes.map((write, index) => {
+          const action = write.kind === 'set' ? 'setPresence' : 'clearPresence'
+          const body = write.kind === 'set' ? setPresenceBody(write.presence, write.expirationMinutes) : { sessionId: config.clientId }
+          // Only the path survives into the batch (BatchRequestContent strips scheme and host).
+          const request = new Request(`https://graph.microsoft.com/users/${encodeURIComponent(write.userId)}/presence/${action}`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify(body),
+          })
+          return { id: String(index + 1), request }
+        }),
+      )
+      const payload = await content.getContent()
+      const response: unknown = await execute(`$batch of ${writes.length} presence writes`, '/$batch', (r) => r.post(payload))
+      return parseBatchResults(writes, response, errorContext())
+    },
+
     async setPresence(userId: string, presence: SettablePresence, expirationMinutes: number): Promise<void> {
-      if (!Number.isInteger(expirationMinutes) || expirationMinutes < 5 || expirationMinutes > 240) {
-        throw new GraphApiError('GRAPH_REQUEST', `setPresence: expirationMinutes must be an integer 5..240, got ${expirationMinutes}`)
-      }
-      const body = {
-        // Graph wants the calling app's id as the session id: one session per app per user.
-        sessionId: config.clientId,
-        availability: presence.availability,
-        activity: presence.activity,
-        expirationDuration: `PT${expirationMinutes}M`,
-      }
+      const body = setPresenceBody(presence, expirationMinutes)
       await execute('setPresence', `/users/${encodeURIComponent(userId)}/presence/setPresence`, async (r) =>
         discardBody(await r.post(body)),
       )
@@ -278,6 +330,77 @@ export function createGraphPresenceClient(
         if (err instanceof GraphApiError && err.status === 404) return undefined
         throw err
       }
+    },
+
+    async listUsers(query: UserListQuery, onPage?: (progress: UserListProgress) => void): Promise<DirectoryUser[]> {
+      const pageSize = query.pageSize ?? 999
+      if (!Number.isInteger(pageSize) || pageSize < 1 || pageSize > 999) {
+        throw new GraphApiError('GRAPH_REQUEST', `listUsers: pageSize must be an integer 1..999, got ${pageSize}`)
+      }
+      const users: DirectoryUser[] = []
+      let total: number | undefined
+      let pages = 0
+      // Always an advanced query: endsWith (domains) needs it, and it brings @odata.count for progress.
+      let path: string | undefined = '/users'
+      while (path !== undefined) {
+        const first = pages === 0
+        const pagePath: string = path
+        const response: unknown = await pageWithRetry('listUsers', () => execute('listUsers', pagePath, (r) => {
+          const request = r.header('ConsistencyLevel', 'eventual')
+          if (!first) return request.get()
+          // graph-client puts query values into the URL as they are, so the filter is encoded here.
+          const withQuery = request.query({ $count: 'true' }).select(DIRECTORY_USER_FIELDS).top(pageSize)
+          return (query.filter ? withQuery.filter(encodeURIComponent(query.filter)) : withQuery).get()
+        }))
+        if (!isRecord(response) || !Array.isArray(response['value'])) {
+          throw new GraphApiError('GRAPH_REQUEST', 'listUsers: Microsoft Graph sent a page without a value array')
+        }
+        for (const item of response['value']) {
+          const user = parseDirectoryUser(item)
+          if (user) users.push(user)
+          else log.warn({ item }, 'directory user with unexpected shape dropped')
+        }
+        const count = response['@odata.count']
+        if (typeof count === 'number') total = count
+        pages++
+        onPage?.({ pages, fetched: users.length, total })
+        const next = response['@odata.nextLink']
+        path = typeof next === 'string' ? next : undefined
+      }
+      return users
+    },
+
+    async listGroupUserIds(groupId: string): Promise<string[]> {
+      const ids: string[] = []
+      let path: string | undefined = `/groups/${encodeURIComponent(groupId)}/transitiveMembers?$select=id&$top=999`
+      try {
+        while (path !== undefined) {
+          const pagePath: string = path
+          const response: unknown = await pageWithRetry('listGroupMembers', () => execute('listGroupMembers', pagePath, (r) => r.get()))
+          const value = isRecord(response) ? response['value'] : undefined
+          if (!Array.isArray(value)) throw new GraphApiError('GRAPH_REQUEST', 'listGroupMembers: Microsoft Graph sent a page without a value array')
+          for (const item of value) {
+            // Nested groups, devices and contacts appear too; only users can be people.
+            if (isRecord(item) && item['@odata.type'] === '#microsoft.graph.user' && typeof item['id'] === 'string') ids.push(item['id'])
+          }
+          const next = isRecord(response) ? response['@odata.nextLink'] : undefined
+          path = typeof next === 'string' ? next : undefined
+        }
+      } catch (err) {
+        if (err instanceof GraphApiError && err.status === 404) {
+          throw new GraphApiError('GRAPH_REQUEST', `the group ${groupId} does not exist in tenant ${config.tenantId}: check the group's Object ID in Entra ID → Groups and correct the import filter`, 404)
+        }
+        if (err instanceof GraphApiError && err.status === 403) {
+          throw new GraphApiError(
+            'GRAPH_AUTH',
+            `reading the members of group ${groupId} was denied: in Entra ID → App registrations → the app with client id ${config.clientId} → API permissions, ` +
+              'add GroupMember.Read.All (type: Application) and click "Grant admin consent"',
+            403,
+          )
+        }
+        throw err
+      }
+      return ids
     },
 
     async close(): Promise<void> {
@@ -436,6 +559,34 @@ function parsePresences(response: unknown, log: Logger): PresenceReading[] {
   return readings
 }
 
+/** One result per write from `{responses:[{id,status,headers,body}]}` (any order; ids are the writes' positions + 1). */
+function parseBatchResults(writes: readonly PresenceWrite[], response: unknown, ctx: ErrorContext): PresenceWriteResult[] {
+  const list = isRecord(response) ? response['responses'] : undefined
+  if (!Array.isArray(list)) throw new GraphApiError('GRAPH_REQUEST', '$batch: Microsoft Graph sent no responses array')
+  const byId = new Map<string, Record<string, unknown>>()
+  for (const item of list) if (isRecord(item) && typeof item['id'] === 'string') byId.set(item['id'], item)
+  return writes.map((write, index): PresenceWriteResult => {
+    const operation = write.kind === 'set' ? 'setPresence' : 'clearPresence'
+    const item = byId.get(String(index + 1))
+    const status = typeof item?.['status'] === 'number' ? item['status'] : undefined
+    if (item === undefined || status === undefined) {
+      return { ok: false, error: new GraphApiError('GRAPH_UNAVAILABLE', `${operation}: the $batch response has no answer for this write`) }
+    }
+    if (status >= 200 && status < 300) return { ok: true, outcome: write.kind === 'set' ? 'set' : 'cleared' }
+    // 404 on clearPresence: our session does not exist, nothing to clear.
+    if (status === 404 && write.kind === 'clear') return { ok: true, outcome: 'absent' }
+    const headers = new Headers()
+    if (isRecord(item['headers'])) {
+      for (const [name, value] of Object.entries(item['headers'])) if (typeof value === 'string') headers.set(name, value)
+    }
+    const error = isRecord(item['body']) && isRecord(item['body']['error']) ? item['body']['error'] : {}
+    const code = typeof error['code'] === 'string' ? error['code'] : undefined
+    const message = typeof error['message'] === 'string' ? error['message'] : `HTTP ${status}`
+    const like = Object.assign(new Error(message), { statusCode: status, code, headers })
+    return { ok: false, error: fromGraphError(like, operation, ctx) }
+  })
+}
+
 function parseUser(response: unknown): GraphUser | undefined {
   if (!isRecord(response)) return undefined
   const { id, displayName, mail, userPrincipalName } = response
@@ -445,5 +596,18 @@ function parseUser(response: unknown): GraphUser | undefined {
     displayName: typeof displayName === 'string' ? displayName : '',
     mail: typeof mail === 'string' ? mail : null,
     userPrincipalName,
+  }
+}
+
+function parseDirectoryUser(item: unknown): DirectoryUser | undefined {
+  const base = parseUser(item)
+  if (base === undefined || !isRecord(item)) return undefined
+  const proxies = item['proxyAddresses']
+  return {
+    ...base,
+    // Absent when not selected; a user Graph returns is enabled unless it says otherwise.
+    accountEnabled: item['accountEnabled'] !== false,
+    department: typeof item['department'] === 'string' ? item['department'] : null,
+    proxyAddresses: Array.isArray(proxies) ? proxies.filter((p): p is string => typeof p === 'string') : [],
   }
 }

@@ -4,6 +4,8 @@ import Fastify, { LogController, type FastifyError, type FastifyReply, type Fast
 import type { Logger } from 'pino'
 import type { EventLogRow, EventQuery, RelayStore, SyncMode } from '../store/relay-store.js'
 import type { PersonExplainer, PersonExplanation } from '../sync/explanation.js'
+import { directoryRoutes } from '../directory/directory-routes.js'
+import type { DirectoryService } from '../directory/directory-service.js'
 import { createBearerCheck } from './bearer-auth.js'
 import { ErrorBodySchema, errorBody, HttpError } from './errors.js'
 import {
@@ -42,11 +44,17 @@ export interface HttpServerDeps {
   explainer: ExplanationSource
   /** Without it the settings route is not offered. */
   people?: PersonSyncWriter
+  /** User import, mapping report, manual mappings and seats; without it those routes are not offered. */
+  directory?: DirectoryService
   logger: Logger
   /** The bearer token for /api/v1; undefined: the API answers 503 until one is configured. */
   apiToken: string | undefined
   version: string
   health: () => { broker: boolean; store: string }
+  /** Routes outside /api/v1 and its bearer check (the Graph webhook: Graph authenticates by clientState and signatures). */
+  publicRoutes?: FastifyPluginAsyncTypebox | undefined
+  /** More bearer-protected routes under /api/v1. */
+  apiRoutes?: readonly FastifyPluginAsyncTypebox[] | undefined
 }
 
 const API_PREFIX = '/api/v1'
@@ -107,6 +115,7 @@ export function buildServer(deps: HttpServerDeps) {
 
   void app.register(healthRoutes, { deps })
   void app.register(apiRoutes, { deps, prefix: API_PREFIX })
+  if (deps.publicRoutes) void app.register(deps.publicRoutes)
   return app
 }
 
@@ -128,6 +137,9 @@ const apiRoutes: FastifyPluginAsyncTypebox<{ deps: HttpServerDeps }> = async (ap
   })
 
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
+  for (const plugin of deps.apiRoutes ?? []) await app.register(plugin)
+
+  if (deps.directory) await app.register(directoryRoutes, { directory: deps.directory })
 
   app.get('/people', {
     schema: {
@@ -143,7 +155,7 @@ const apiRoutes: FastifyPluginAsyncTypebox<{ deps: HttpServerDeps }> = async (ap
       summary: 'Why a person is shown as they are in Teams and on the PBX',
       security: SECURITY,
       params: PersonIdParamsSchema,
-      response: { 200: PersonExplanationSchema, 404: ErrorBodySchema, ...API_ERRORS },
+      response: { 200: PersonExplanationSchema, 404: ErrorBodySchema, 409: ErrorBodySchema, ...API_ERRORS },
     },
   }, async (request) => {
     const explanation = await deps.explainer.explain(request.params.personId)
@@ -165,6 +177,12 @@ const apiRoutes: FastifyPluginAsyncTypebox<{ deps: HttpServerDeps }> = async (ap
       const { personId } = request.params
       const { syncMode, settings } = request.body
       const change = { ...(syncMode !== undefined ? { syncMode } : {}), ...(settings !== undefined ? { settingsOverride: settings } : {}) }
+      const inactive = syncMode === undefined ? null : await deps.directory?.inactiveReason(personId)
+      if (inactive) {
+        throw new HttpError('HTTP_CONFLICT', inactive === 'seats'
+          ? `person ${personId} is over the tenant's seat limit and not synced; raise the limit (PUT /api/v1/tenants/{tenant}/seats) to sync them again, their sync mode comes back with them`
+          : `person ${personId} no longer matches the tenant's user import and is not synced; change the import filters and import again to sync them, their sync mode comes back with them`)
+      }
       if (!(await people.updatePerson(personId, change, 'an admin (API)'))) throw unknownPerson(personId)
       const explanation = await deps.explainer.explain(personId)
       if (!explanation) throw unknownPerson(personId)

@@ -112,4 +112,105 @@ ALTER TABLE person_sync DROP COLUMN pbx_stand_back;
 CREATE INDEX event_log_tenant_at ON event_log (tenant_id, at);
 `,
   },
+  {
+    version: 4,
+    name: 'user import from Entra ID, manual mappings and seats',
+    sql: `
+-- Where a person came from (pbx: a PBX directory e-mail; import: Entra user import), whether the relay syncs them,
+-- and why not (import: no longer matches the import filters; seats: over the tenant's seat limit).
+ALTER TABLE people ADD COLUMN source text NOT NULL DEFAULT 'pbx';
+ALTER TABLE people ADD COLUMN active boolean NOT NULL DEFAULT true;
+ALTER TABLE people ADD COLUMN inactive_reason text;
+ALTER TABLE people ADD COLUMN inactive_since timestamptz;
+-- The sync mode to restore when an inactive person becomes active again (inactive people run with sync mode off).
+ALTER TABLE people ADD COLUMN sync_mode_when_active text;
+ALTER TABLE people ADD COLUMN imported_at timestamptz;
+ALTER TABLE people ADD COLUMN last_imported_at timestamptz;
+ALTER TABLE people ADD COLUMN entra jsonb;
+CREATE INDEX people_tenant_graph_user ON people (tenant_id, lower(graph_user_id));
+-- The tenant's imported directory: the Entra users that matched the last import, for mapping without Graph calls.
+CREATE TABLE directory_users (
+  tenant_id text NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+  graph_user_id text NOT NULL,
+  display_name text NOT NULL DEFAULT '',
+  mail text,
+  user_principal_name text NOT NULL,
+  account_enabled boolean NOT NULL DEFAULT true,
+  department text,
+  proxy_addresses text[] NOT NULL DEFAULT '{}',
+  imported_at timestamptz NOT NULL,
+  PRIMARY KEY (tenant_id, graph_user_id)
+);
+-- An admin's choice of person for one PBX extension; wins over automatic mapping and survives imports.
+CREATE TABLE manual_mappings (
+  gateway_id text NOT NULL REFERENCES gateways(id) ON DELETE CASCADE,
+  connector_id text NOT NULL,
+  endpoint_id text NOT NULL,
+  person_id bigint NOT NULL REFERENCES people(id) ON DELETE CASCADE,
+  set_by text NOT NULL,
+  set_at timestamptz NOT NULL,
+  PRIMARY KEY (gateway_id, connector_id, endpoint_id)
+);
+CREATE TABLE directory_imports (
+  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  tenant_id text NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+  dry_run boolean NOT NULL,
+  trigger text NOT NULL,
+  state text NOT NULL,
+  started_at timestamptz NOT NULL,
+  finished_at timestamptz,
+  progress jsonb,
+  result jsonb,
+  error text
+);
+CREATE INDEX directory_imports_tenant ON directory_imports (tenant_id, id);
+`,
+  },
+  {
+    version: 5,
+    name: 'service accounts, presence subscriptions, notification certificates',
+    sql: `
+-- Sign-in state of the delegated service accounts that own presence subscriptions. token_cache is msal's
+-- serialized cache (refresh token inside), sealed with the relay's seal key.
+CREATE TABLE service_accounts (
+  id text PRIMARY KEY,
+  tenant_id text NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+  username text NOT NULL,
+  home_account_id text NOT NULL,
+  state text NOT NULL CHECK (state IN ('ok', 'needs-sign-in')),
+  reason text,
+  action text,
+  token_cache text NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  updated_at timestamptz NOT NULL DEFAULT now(),
+  UNIQUE (tenant_id, home_account_id)
+);
+-- One row per Graph presence subscription: one per service account (Graph allows one per app per user).
+CREATE TABLE presence_subscriptions (
+  id text PRIMARY KEY,
+  tenant_id text NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+  account_id text NOT NULL REFERENCES service_accounts(id) ON DELETE CASCADE,
+  members text[] NOT NULL,
+  client_state text NOT NULL,
+  certificate_id text NOT NULL,
+  expires_at timestamptz NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  renewed_at timestamptz NOT NULL DEFAULT now(),
+  UNIQUE (account_id)
+);
+-- The certificate Graph encrypts resource data with; the private key is sealed.
+CREATE TABLE notification_certificates (
+  id text PRIMARY KEY,
+  certificate_pem text NOT NULL,
+  private_key text NOT NULL,
+  not_after timestamptz NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT now()
+);
+-- A value sealed with the seal key at first use: a different key is detected at start, not at the first token.
+CREATE TABLE seal_check (
+  id integer PRIMARY KEY CHECK (id = 1),
+  sealed text NOT NULL
+);
+`,
+  },
 ]

@@ -411,7 +411,8 @@ function toEvent(r: Record<string, unknown>): EventLogRow {
   }
 }
 
-function toPerson(r: Record<string, unknown>): PersonRow {
+/** A people row as the sync engine sees it (the directory store adds its own columns on top). */
+export function toPerson(r: Record<string, unknown>): PersonRow {
   return {
     id: num(r.id),
     tenantId: r.tenant_id as string,

@@ -4,6 +4,7 @@ import type { Clock } from '../../../gateway/src/core/clock.js'
 import { backoffDelay } from '../../../gateway/src/core/clock.js'
 import type { Counters } from '../../../gateway/src/core/counters.js'
 import { GraphApiError, type GraphPresenceApi, type PresenceReading, type SettablePresence } from '../graph/types.js'
+import { PresenceWriter, type PresenceWriterOptions, type WriteOutcome } from '../graph/presence-writer.js'
 import type { EndpointRow, EventLogEntry, PersonRow, SyncMode, TeamsSessionRow } from '../store/relay-store.js'
 import { decide, dndCommandFor, type Decision, type EndpointFacts, type PersonFacts } from './decide.js'
 import type { PersonExplainer, PersonExplanation } from './explanation.js'
@@ -54,7 +55,20 @@ export interface SyncEngineDeps {
   tenantOf(gatewayId: string): string | undefined
   /** Called with each reconcile's duration in ms (the decision benchmark). */
   observeReconcile?: (ms: number) => void
+  /** Limits of each tenant's presence writer (rate, concurrency, batch size); defaults below Graph's limits. */
+  presenceWriter?: Partial<PresenceWriterOptions>
+  /**
+   * The imported directory's answer for a PBX directory entry (manual mapping, or auto-mapping through the tenant's
+   * imported Entra users, without Graph requests): a person, null for nobody, undefined when the tenant has neither
+   * (then the entry's e-mail makes a person and Graph resolves it, as before user import existed).
+   */
+  resolveDirectoryEntry?: (tenantId: string, gatewayId: string, connectorId: string, entry: { endpointId: string; email: string | null }) => Promise<PersonRow | null | undefined>
 }
+
+/** A Teams write handed to the tenant's writer, kept until its outcome is applied. */
+type SubmittedWrite =
+  | { ticket: number; kind: 'set'; presence: SettablePresence; minutes: number; reason: string; gatewayId: string | null }
+  | { ticket: number; kind: 'clear' }
 
 interface EndpointModel extends EndpointRow {
   /** Its gateway has been offline past the grace period: treated as idle, no commands sent. */
@@ -76,6 +90,11 @@ interface PersonModel {
   pending: Map<string, { dnd: boolean; sentAt: number }>
   retryAt: number
   failures: number
+  /** Teams writes handed to the writer and not yet answered, by ticket; the newest is what we want. */
+  writes: Map<number, SubmittedWrite>
+  latestWrite: number | undefined
+  /** Writer outcomes waiting to be applied inside the person's reconcile. */
+  outcomes: WriteOutcome[]
 }
 
 interface GatewayModel {
@@ -108,6 +127,7 @@ export class SyncEngine implements PersonExplainer {
   readonly #dirty = new Set<number>()
   readonly #idle = new Set<() => void>()
   readonly #decisionListeners = new Set<(entry: EventLogEntry) => void>()
+  readonly #writers = new Map<string, PresenceWriter>()
   #tickTimer: ReturnType<Clock['setTimeout']> | undefined
   #stopped = false
 
@@ -162,12 +182,31 @@ export class SyncEngine implements PersonExplainer {
   stop(): void {
     this.#stopped = true
     this.#deps.clock.clearTimeout(this.#tickTimer)
+    for (const writer of this.#writers.values()) writer.stop()
+    this.#writers.clear()
   }
 
-  /** Resolves when no reconcile is running or queued (tests and orderly shutdown). */
-  idle(): Promise<void> {
-    if (this.#running.size === 0 && this.#dirty.size === 0) return Promise.resolve()
-    return new Promise((resolve) => this.#idle.add(resolve))
+  /**
+   * Resolves when no reconcile is running or queued and no Teams write is in flight or sendable (tests and
+   * orderly shutdown). Writes held back by Retry-After or the rate limit do not count.
+   */
+  async idle(): Promise<void> {
+    for (;;) {
+      if (this.#running.size > 0 || this.#dirty.size > 0) await new Promise<void>((resolve) => this.#idle.add(resolve))
+      const busy = [...this.#writers.values()].filter((w) => !w.isIdle)
+      if (busy.length === 0) {
+        // Outcomes delivered just now schedule reconciles; give them one turn to register.
+        await Promise.resolve()
+        if (this.#running.size === 0 && this.#dirty.size === 0) return
+        continue
+      }
+      await Promise.all(busy.map((w) => w.idle()))
+    }
+  }
+
+  /** The tenant's presence writer (created on first use), for its statistics. */
+  presenceWriter(tenantId: string): PresenceWriter | undefined {
+    return this.#writerFor(tenantId)
   }
 
   /** People with a Graph user id in a tenant: what the Teams poller reads. */
@@ -321,7 +360,17 @@ export class SyncEngine implements PersonExplainer {
       const key = endpointKey(gatewayId, data.connectorId, entry.endpointId)
       const email = entry.email?.trim().toLowerCase() || null
       let person: PersonModel | undefined
-      if (email) {
+      const resolved = await this.#deps.resolveDirectoryEntry?.(tenantId, gatewayId, data.connectorId, { endpointId: entry.endpointId, email })
+      if (resolved !== undefined) {
+        if (resolved) {
+          person = this.#people.get(resolved.id)
+          if (!person) {
+            person = this.#newPerson(resolved)
+            this.#people.set(resolved.id, person)
+          } else person.row = { ...person.row, displayName: resolved.displayName, graphUserId: resolved.graphUserId }
+          if (resolved.graphUserId) this.#personByGraphId.set(resolved.graphUserId.toLowerCase(), resolved.id)
+        }
+      } else if (email) {
         const row = await this.#deps.store.upsertPerson(tenantId, email, entry.name)
         person = this.#people.get(row.id)
         if (!person) {
@@ -452,8 +501,9 @@ export class SyncEngine implements PersonExplainer {
     const decision = decide(facts)
     person.decision = decision
     await this.#recordDecision(person, decision, now)
+    await this.#applyWriteOutcomes(person, now)
     // A failing Graph write backs off the Teams side only; the PBX side goes on.
-    if (now >= person.retryAt) await this.#reconcileTeams(person, decision, now)
+    if (now >= person.retryAt) this.#reconcileTeams(person, decision, now)
     this.#reconcilePbx(person, facts, decision, now)
   }
 
@@ -504,53 +554,121 @@ export class SyncEngine implements PersonExplainer {
     }
   }
 
-  async #reconcileTeams(person: PersonModel, decision: Decision, now: number): Promise<void> {
-    const graph = this.#deps.graphFor(person.row.tenantId)
+  /**
+   * Hands the wanted Teams session to the tenant's writer without waiting for Graph: a newer decision for the
+   * person then replaces a write still queued. The writer's answer comes back as an outcome, applied by
+   * #applyWriteOutcomes inside the person's next reconcile.
+   */
+  #reconcileTeams(person: PersonModel, decision: Decision, now: number): void {
     const userId = person.row.graphUserId
-    if (!graph || !userId) return
+    const writer = userId ? this.#writerFor(person.row.tenantId) : undefined
+    if (!writer || !userId) return
     const busyEndpoint = decision.teamsSession?.because
     const wanted = decision.teamsSession?.presence ?? ({ availability: 'DoNotDisturb', activity: 'Presenting' } as SettablePresence)
     const session = person.session
-    try {
-      if (busyEndpoint) {
-        const samePresence = session && session.availability === wanted.availability && session.activity === wanted.activity
-        if (samePresence && now - session.refreshedAt.getTime() < this.#deps.timings.sessionRefreshMs) return
-        const minutes = this.#deps.timings.sessionExpirationMinutes
-        const endpoint = person.endpoints.get(busyEndpoint.key)
-        const where = endpoint ? `${endpoint.gatewayId}/${endpoint.connectorId}` : busyEndpoint.key
-        const reason = `extension ${busyEndpoint.endpointId} on ${where} is ${busyEndpoint.state} (${busyEndpoint.cause}) since ${clock24(endpoint?.changedAt || now)}`
-        await graph.setPresence(userId, wanted, minutes)
-        const expiresAt = new Date(now + minutes * 60_000)
-        const row: TeamsSessionRow = { personId: person.row.id, ...wanted, setAt: samePresence ? session.setAt : new Date(now), refreshedAt: new Date(now), expiresAt, reason }
-        person.session = row
-        person.failures = 0
-        await this.#deps.store.upsertTeamsSession(row)
-        if (samePresence) {
-          this.#deps.counters.inc('sync.teams_refreshed')
-        } else {
-          this.#deps.counters.inc('sync.teams_set')
-          await this.#event(person, {
-            kind: 'teams.set',
-            gatewayId: endpoint?.gatewayId ?? null,
-            message: `Teams ${wanted.availability}/${wanted.activity} set for ${this.#who(person)} because ${reason}; set by the relay; expires ${clock24(expiresAt.getTime())} unless refreshed`,
-          })
-        }
-        return
-      }
-      if (!session) return
-      const outcome = await graph.clearPresence(userId)
-      person.session = undefined
-      person.lastCleared = { presence: { availability: session.availability, activity: session.activity } as SettablePresence, at: now }
-      person.failures = 0
-      await this.#deps.store.deleteTeamsSession(person.row.id)
-      this.#deps.counters.inc('sync.teams_cleared')
-      await this.#event(person, {
-        kind: 'teams.cleared',
-        message: `Teams session cleared for ${this.#who(person)}: no PBX call any more${outcome === 'absent' ? ' (Graph had already dropped it)' : ''}`,
-      })
-    } catch (err) {
-      this.#onWriteFailed(person, err, now)
+    const latest = person.latestWrite === undefined ? undefined : person.writes.get(person.latestWrite)
+    const believed = session
+      ? { kind: 'set' as const, presence: { availability: session.availability, activity: session.activity } as SettablePresence, expirationMinutes: this.#deps.timings.sessionExpirationMinutes }
+      : { kind: 'clear' as const }
+    if (busyEndpoint) {
+      const samePresence = session !== undefined && session.availability === wanted.availability && session.activity === wanted.activity
+      if (latest) {
+        // Already on its way.
+        if (latest.kind === 'set' && latest.presence.availability === wanted.availability && latest.presence.activity === wanted.activity) return
+      } else if (samePresence && now - session.refreshedAt.getTime() < this.#deps.timings.sessionRefreshMs) return
+      const minutes = this.#deps.timings.sessionExpirationMinutes
+      const endpoint = person.endpoints.get(busyEndpoint.key)
+      const where = endpoint ? `${endpoint.gatewayId}/${endpoint.connectorId}` : busyEndpoint.key
+      const reason = `extension ${busyEndpoint.endpointId} on ${where} is ${busyEndpoint.state} (${busyEndpoint.cause}) since ${clock24(endpoint?.changedAt || now)}`
+      // Same presence and nothing else pending: a keep-alive, sent although Graph has it already.
+      const ticket = writer.submit(userId, { kind: 'set', presence: wanted, expirationMinutes: minutes }, { refresh: samePresence && !latest, believed })
+      person.writes.set(ticket, { ticket, kind: 'set', presence: wanted, minutes, reason, gatewayId: endpoint?.gatewayId ?? null })
+      person.latestWrite = ticket
+      return
     }
+    if (latest ? latest.kind === 'clear' : !session) return
+    const ticket = writer.submit(userId, { kind: 'clear' }, { believed })
+    person.writes.set(ticket, { ticket, kind: 'clear' })
+    person.latestWrite = ticket
+  }
+
+  /** Applies what Graph answered: the session row, events, counters, and back-off on failure. */
+  async #applyWriteOutcomes(person: PersonModel, now: number): Promise<void> {
+    while (person.outcomes.length > 0) {
+      const outcome = person.outcomes.shift() as WriteOutcome
+      const write = person.writes.get(outcome.ticket)
+      person.writes.delete(outcome.ticket)
+      if (person.latestWrite === outcome.ticket) person.latestWrite = undefined
+      if (!write) continue
+      switch (outcome.result) {
+        case 'set': {
+          if (write.kind !== 'set') break
+          const session = person.session
+          const samePresence = session !== undefined && session.availability === write.presence.availability && session.activity === write.presence.activity
+          const expiresAt = new Date(now + write.minutes * 60_000)
+          const row: TeamsSessionRow = { personId: person.row.id, ...write.presence, setAt: samePresence ? session.setAt : new Date(now), refreshedAt: new Date(now), expiresAt, reason: write.reason }
+          person.session = row
+          person.failures = 0
+          await this.#deps.store.upsertTeamsSession(row)
+          if (samePresence) {
+            this.#deps.counters.inc('sync.teams_refreshed')
+          } else {
+            this.#deps.counters.inc('sync.teams_set')
+            await this.#event(person, {
+              kind: 'teams.set',
+              gatewayId: write.gatewayId,
+              message: `Teams ${write.presence.availability}/${write.presence.activity} set for ${this.#who(person)} because ${write.reason}; set by the relay; expires ${clock24(expiresAt.getTime())} unless refreshed`,
+            })
+          }
+          break
+        }
+        case 'cleared':
+        case 'absent': {
+          person.failures = 0
+          const session = person.session
+          if (!session) break
+          person.session = undefined
+          person.lastCleared = { presence: { availability: session.availability, activity: session.activity } as SettablePresence, at: now }
+          await this.#deps.store.deleteTeamsSession(person.row.id)
+          this.#deps.counters.inc('sync.teams_cleared')
+          await this.#event(person, {
+            kind: 'teams.cleared',
+            message: `Teams session cleared for ${this.#who(person)}: no PBX call any more${outcome.result === 'absent' ? ' (Graph had already dropped it)' : ''}`,
+          })
+          break
+        }
+        case 'failed':
+          // A newer write is already on its way: this failure says nothing about it.
+          if (person.latestWrite === undefined) this.#onWriteFailed(person, outcome.error, now)
+          break
+        case 'unchanged':
+        case 'superseded':
+          break
+      }
+    }
+  }
+
+  #writerFor(tenantId: string): PresenceWriter | undefined {
+    const existing = this.#writers.get(tenantId)
+    if (existing) return existing
+    if (this.#stopped) return undefined
+    const graph = this.#deps.graphFor(tenantId)
+    if (!graph) return undefined
+    const writer = new PresenceWriter(this.#deps.presenceWriter ?? {}, {
+      graph,
+      clock: this.#deps.clock,
+      logger: this.#log.child({ tenant: tenantId }),
+      counters: this.#deps.counters,
+      onOutcome: (outcome) => {
+        const personId = this.#personByGraphId.get(outcome.userId.toLowerCase())
+        const person = personId === undefined ? undefined : this.#people.get(personId)
+        if (!person) return
+        person.outcomes.push(outcome)
+        this.schedule(person.row.id)
+      },
+    })
+    this.#writers.set(tenantId, writer)
+    return writer
   }
 
   #reconcilePbx(person: PersonModel, facts: PersonFacts, decision: Decision, now: number): void {
@@ -657,7 +775,7 @@ export class SyncEngine implements PersonExplainer {
   // ---- helpers -----------------------------------------------------------------------------------------------
 
   #newPerson(row: PersonRow): PersonModel {
-    return { row, endpoints: new Map(), teams: undefined, teamsTrigger: false, teamsTriggerReason: null, standBack: new Set(), decision: undefined, session: undefined, lastCleared: undefined, pending: new Map(), retryAt: 0, failures: 0 }
+    return { row, endpoints: new Map(), teams: undefined, teamsTrigger: false, teamsTriggerReason: null, standBack: new Set(), decision: undefined, session: undefined, lastCleared: undefined, pending: new Map(), retryAt: 0, failures: 0, writes: new Map(), latestWrite: undefined, outcomes: [] }
   }
 
   *#peopleOfGateway(gatewayId: string): Iterable<PersonModel> {
