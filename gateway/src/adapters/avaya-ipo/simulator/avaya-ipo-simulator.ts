@@ -39,6 +39,11 @@ export interface AvayaIpoSimulatorOptions {
   maxLinks?: number
   /** Test hook: answer the upgrade with this subprotocol (null: none) instead of "openapi". */
   subprotocolAnswer?: string | null
+  /**
+   * Whether a Send All Calls update switches DND (default true, the research's best candidate [I]). false
+   * models an IP Office where it does not: the update is accepted and nothing changes.
+   */
+  sacTogglesDnd?: boolean
   /** Largest frame accepted from a client. Default 1 MiB. */
   maxPayload?: number
   logger?: Logger
@@ -460,7 +465,7 @@ export class AvayaIpoSimulator {
       const user = this.#users.get(sub.guidText ?? '')
       if (user === undefined) return this.#respond(link, command.requestid, SIM_RESULT.UNKNOWN_USER, 'user deleted')
       this.#respond(link, command.requestid, 0)
-      this.#setDnd(user, (command.user.sac.set ?? 0) !== 0)
+      if (this.#options.sacTogglesDnd !== false) this.#setDnd(user, (command.user.sac.set ?? 0) !== 0)
       return
     }
     this.#respond(link, command.requestid, SIM_RESULT.UNSUPPORTED, 'unsupported SubscribeCmd')
