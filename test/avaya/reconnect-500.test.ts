@@ -39,6 +39,8 @@ t.test(`after a drop, ${PEOPLE} users get all subscriptions and the right state 
   t.equal(harness.sim.subscriptionCount('user'), PEOPLE, 'every user subscription is live on the PBX')
   t.equal(harness.sim.subscriptionCount('lines'), 1)
   t.equal(harness.sim.stats.subscribes - subscribesBefore, PEOPLE + 1, 'one Subscribe per user plus the user list, no repeats')
+  // Measured where the PBX receives them: a loaded machine can bunch requests the adapter spaced out, so allow a
+  // quarter above the rate. Without the throttle all 501 arrive within a fraction of a second.
   const peak = harness.sim.peakSubscribeRate(1000)
-  t.ok(peak <= RATE + RATE / 10, `Subscribe requests within any second (${peak}) stay within the rate ${RATE}/s plus its 100 ms burst`)
+  t.ok(peak <= RATE * 1.25, `Subscribe requests within any second (${peak}) stay near the rate ${RATE}/s`)
 })
