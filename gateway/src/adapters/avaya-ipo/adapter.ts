@@ -1,0 +1,821 @@
+import { readFile } from 'node:fs/promises'
+import type { LinkState } from '../../../protocol/schemas.js'
+import { backoffDelay, type ClockTimer } from '../../core/clock.js'
+import {
+  AdapterError,
+  type AdapterDeps,
+  type CallLegState,
+  type PbxAdapter,
+  type PbxObservation,
+  type PbxObservationListener,
+} from '../types.js'
+import { normaliseFingerprint, type AvayaIpoConfig } from './config.js'
+import { AvayaIpoDriver, type DriverClosed } from './driver.js'
+import { MtctiLinkError } from './link-error.js'
+import { formatGuid } from './mtcti3/codec.js'
+import type { LinesUser, Notify, NotifyCallControl, NotifyLines, NotifyUser, SubscribeTerminated } from './mtcti3/model.js'
+import { applyNotifyUser, directoryEntry, legStateOf, lostCall, type UserData } from './normalise.js'
+
+const BACKOFF_BASE_MS = 1000
+const BACKOFF_MAX_MS = 30000
+/** After wrong credentials, wait long: repeated failed logins may lock the service user [I]. */
+const AUTH_RETRY_MS = 60000
+/** A subscription that dies sooner than this after it started counts as a failure and backs off. */
+const SHORT_LIVED_SUBSCRIPTION_MS = 10000
+const SUBSCRIPTION_RETRY_MAX_MS = 60000
+const DIRECTORY_DEBOUNCE_MS = 200
+const LINES_SUBSCRIPTION_ID = 1
+const FIRST_USER_SUBSCRIPTION_ID = 1000
+
+type LiveLegState = Exclude<CallLegState, 'cleared'>
+
+/** One IP Office user as this link knows it. */
+interface UserSub {
+  guid: Uint8Array
+  guidText: string
+  extension: string
+  linesName: string | undefined
+  subId: number | undefined
+  removed: boolean
+  data: UserData | undefined
+  calls: Map<string, LiveLegState>
+  gotUser: boolean
+  gotCalls: boolean
+  snapshotDone: boolean
+  subscribedAt: number
+  failures: number
+  timers: Set<ClockTimer>
+}
+
+/** State that lives exactly as long as one MTCTI-3 connection. */
+interface Link {
+  driver: AvayaIpoDriver
+  users: Map<string, UserSub>
+  byExtension: Map<string, UserSub>
+  bySubId: Map<number, UserSub | 'lines'>
+  nextSubId: number
+  linesSubscribedAt: number
+  linesFailures: number
+  /** Users whose first state is awaited before the first directory goes out; undefined once it has. */
+  initialPending: Set<string> | undefined
+  sawLines: boolean
+  queue: Array<() => Promise<void>>
+  tokens: number
+  lastRefill: number
+  pumpTimer: ClockTimer | undefined
+  directoryTimer: ClockTimer | undefined
+  timers: Set<ClockTimer>
+  unsubscribe: Array<() => void>
+}
+
+interface PendingDndCommand {
+  dnd: boolean
+  until: number
+}
+
+interface DndWaiter {
+  dnd: boolean
+  resolve: () => void
+}
+
+/**
+ * Avaya IP Office over MTCTI-3: one WebSocket per PBX (with backoff), the Lines subscription for the user
+ * list, one User subscription per user for e-mail, DND and call control (throttled, renewed, resubscribed
+ * after termination or reconnect), and DND set through Send All Calls behind an experimental option.
+ */
+export class AvayaIpoAdapter implements PbxAdapter {
+  readonly connectorId: string
+  readonly type = 'avaya-ipo'
+  readonly #config: AvayaIpoConfig
+  readonly #deps: AdapterDeps
+  readonly #listeners = new Set<PbxObservationListener>()
+  readonly #pendingDnd = new Map<string, PendingDndCommand[]>()
+  readonly #dndWaiters = new Map<string, DndWaiter[]>()
+  #running = false
+  #link: Link | undefined
+  #attempt = 0
+  #retryTimer: ClockTimer | undefined
+  #lastLink: { state: LinkState; reason: string | undefined } | undefined
+  #stopping: Promise<void> | undefined
+
+  constructor(config: AvayaIpoConfig, deps: AdapterDeps) {
+    this.connectorId = config.id
+    this.#config = config
+    this.#deps = deps
+  }
+
+  async start(): Promise<void> {
+    if (this.#running) return
+    this.#running = true
+    this.#stopping = undefined
+    this.#attempt = 0
+    this.#emitLink('connecting')
+    void this.#connect()
+  }
+
+  async stop(): Promise<void> {
+    if (!this.#running) return this.#stopping
+    this.#running = false
+    this.#deps.clock.clearTimeout(this.#retryTimer)
+    this.#retryTimer = undefined
+    const link = this.#link
+    if (link !== undefined) this.#dropLink(link)
+    this.#emitLink('offline', 'connector stopped')
+    this.#stopping = link?.driver.close()
+    await this.#stopping
+  }
+
+  onObservation(listener: PbxObservationListener): () => void {
+    this.#listeners.add(listener)
+    return () => this.#listeners.delete(listener)
+  }
+
+  async setDnd(endpointId: string, dnd: boolean): Promise<{ dnd: boolean }> {
+    if (!this.#config.experimentalSetDnd) {
+      throw new AdapterError(
+        'AVAYA_IPO_SETDND_DISABLED',
+        `setting DND on IP Office is experimental and off for connector ${this.connectorId}: set "experimentalSetDnd": true in its config to use Send All Calls as DND (not yet confirmed on a real IP Office)`,
+        { endpointId },
+      )
+    }
+    const link = this.#link
+    if (!this.#running || link === undefined || !link.driver.isOpen) {
+      throw new AdapterError('AVAYA_IPO_NOT_CONNECTED', `the MTCTI-3 link to ${this.#address} is down`, { endpointId })
+    }
+    const user = link.byExtension.get(endpointId)
+    if (user === undefined) {
+      throw new AdapterError('AVAYA_IPO_UNKNOWN_DEVICE', `${endpointId} is not an extension IP Office reported on connector ${this.connectorId}`, { endpointId })
+    }
+    const subId = user.subId
+    if (subId === undefined || !user.snapshotDone || user.data === undefined) {
+      throw new AdapterError('AVAYA_IPO_NOT_SUBSCRIBED', `${endpointId} is not monitored yet (its user subscription is being set up); try again shortly`, { endpointId })
+    }
+    const changes = user.data.dnd !== dnd
+    // Registered before sending: the NotifyUser may arrive before the RequestResponse.
+    const command: PendingDndCommand = { dnd, until: Number.POSITIVE_INFINITY }
+    this.#pushPending(endpointId, command)
+    const confirmed = changes ? this.#waitForDnd(endpointId, dnd) : undefined
+    try {
+      await link.driver.request('Send All Calls update', (requestid) => ({
+        subscribecmd: { requestid, subscribe_id: subId, user: { sac: { set: dnd ? 1 : 0 } } },
+      }))
+    } catch (error) {
+      confirmed?.cancel()
+      this.#forgetPending(endpointId, command)
+      throw this.#toAdapterError(error, endpointId)
+    }
+    if (confirmed === undefined) {
+      // Same value: nothing will change, so the PBX's positive answer is the confirmation.
+      this.#forgetPending(endpointId, command)
+      if (this.#link === link) this.#emit({ kind: 'dnd', endpointId, dnd, at: this.#deps.clock.now(), byCommand: true })
+      return { dnd }
+    }
+    const timeoutMs = this.#config.dndConfirmTimeoutMs
+    const outcome = await confirmed.wait(timeoutMs)
+    if (outcome === 'confirmed') {
+      // The NotifyUser that confirmed it was already reported (byCommand); a late duplicate stays ours briefly.
+      command.until = this.#deps.clock.now() + timeoutMs
+      return { dnd }
+    }
+    // Keep attributing a late flip to this command for a while: it is our doing, not the person's.
+    command.until = this.#deps.clock.now() + timeoutMs
+    this.#deps.counters.inc('avaya-ipo.dnd.unconfirmed')
+    throw new AdapterError(
+      'AVAYA_IPO_DND_UNCONFIRMED',
+      `IP Office accepted the Send All Calls update for ${endpointId} but did not report DND ${dnd ? 'on' : 'off'} within ${timeoutMs} ms; Send All Calls may not be DND on this system (experimental): check the user's DND in IP Office`,
+      { endpointId, dnd },
+    )
+  }
+
+  // --- Connection lifecycle -------------------------------------------------------------------------------
+
+  get #address(): string {
+    return `${this.#config.host}:${this.#config.port}`
+  }
+
+  async #connect(): Promise<void> {
+    this.#retryTimer = undefined
+    if (!this.#running) return
+    const config = this.#config
+    let caPem: string | undefined
+    if (config.tls.caFile !== undefined) {
+      try {
+        caPem = await readFile(config.tls.caFile, 'utf8')
+      } catch (error) {
+        if (!this.#running) return
+        const reason = `cannot read tls.caFile ${config.tls.caFile} (${error instanceof Error ? error.message : String(error)}): fix the path or the file's permissions`
+        this.#deps.logger.error({ caFile: config.tls.caFile }, 'cannot read the IP Office CA file')
+        this.#emitLink('offline', reason)
+        this.#scheduleReconnect()
+        return
+      }
+      if (!this.#running) return
+    }
+    const driver = new AvayaIpoDriver({
+      host: config.host,
+      port: config.port,
+      path: config.path,
+      username: config.username,
+      password: config.password,
+      ...(caPem === undefined ? {} : { caPem }),
+      ...(config.tls.pinnedSha256 === undefined ? {} : { pinnedSha256: normaliseFingerprint(config.tls.pinnedSha256) }),
+      ...(config.tls.serverName === undefined ? {} : { serverName: config.tls.serverName }),
+      requestTimeoutMs: config.requestTimeoutMs,
+      pingIntervalMs: config.pingIntervalS * 1000,
+      maxFrameBytes: config.maxFrameBytes,
+    }, { logger: this.#deps.logger.child({ component: 'mtcti3-driver' }), clock: this.#deps.clock, counters: this.#deps.counters })
+    const now = this.#deps.clock.now()
+    const link: Link = {
+      driver, users: new Map(), byExtension: new Map(), bySubId: new Map(), nextSubId: FIRST_USER_SUBSCRIPTION_ID,
+      linesSubscribedAt: 0, linesFailures: 0, initialPending: undefined, sawLines: false, queue: [],
+      tokens: this.#burst, lastRefill: now, pumpTimer: undefined, directoryTimer: undefined, timers: new Set(), unsubscribe: [],
+    }
+    this.#link = link
+    link.unsubscribe.push(
+      driver.onNotify((notify) => this.#onNotify(link, notify)),
+      driver.onSubscribeTerminated((terminated) => this.#onTerminated(link, terminated)),
+      driver.onClose((closed) => this.#onLinkLost(link, closed)),
+    )
+    try {
+      await driver.open()
+    } catch (error) {
+      if (this.#link !== link) return
+      this.#dropLink(link)
+      const reason = this.#describeConnectFailure(error)
+      this.#deps.logger.warn({ code: error instanceof MtctiLinkError ? error.code : undefined, reason, attempt: this.#attempt }, 'PBX link failed')
+      this.#emitLink('offline', reason)
+      this.#scheduleReconnect(error instanceof MtctiLinkError && error.code === 'AUTH_REJECTED' ? AUTH_RETRY_MS : undefined)
+      return
+    }
+    if (this.#link !== link) return
+    this.#deps.logger.info({ address: this.#address }, 'PBX link connected')
+    this.#emitLink('connected')
+    this.#subscribeLines(link)
+  }
+
+  #onLinkLost(link: Link, closed: DriverClosed): void {
+    if (this.#link !== link) return
+    this.#dropLink(link)
+    const hint = closed.code === 'FRAME_TOO_LARGE' ? '; raise maxFrameBytes if this PBX has very many users' : ''
+    this.#emitLink('offline', `lost the MTCTI-3 link to ${this.#address}: ${closed.reason}${hint}`)
+    this.#scheduleReconnect()
+  }
+
+  /** Forgets everything tied to the connection: subscription ids are meaningless on the next one. */
+  #dropLink(link: Link): void {
+    for (const unsubscribe of link.unsubscribe) unsubscribe()
+    link.unsubscribe = []
+    for (const timer of link.timers) this.#deps.clock.clearTimeout(timer)
+    link.timers.clear()
+    for (const user of link.users.values()) this.#clearUserTimers(user)
+    this.#deps.clock.clearTimeout(link.pumpTimer)
+    this.#deps.clock.clearTimeout(link.directoryTimer)
+    link.queue.length = 0
+    link.bySubId.clear()
+    this.#pendingDnd.clear()
+    for (const waiters of this.#dndWaiters.values()) for (const waiter of waiters) waiter.resolve()
+    this.#dndWaiters.clear()
+    if (this.#link === link) this.#link = undefined
+  }
+
+  #scheduleReconnect(minimumMs?: number): void {
+    if (!this.#running) return
+    const delayMs = Math.max(minimumMs ?? 0, backoffDelay(this.#attempt, BACKOFF_BASE_MS, BACKOFF_MAX_MS))
+    this.#attempt += 1
+    this.#deps.logger.info({ delayMs, attempt: this.#attempt }, 'reconnecting to the PBX')
+    this.#retryTimer = this.#deps.clock.setTimeout(() => void this.#connect(), delayMs)
+  }
+
+  #describeConnectFailure(error: unknown): string {
+    const address = this.#address
+    if (!(error instanceof MtctiLinkError)) return `cannot connect to ${address}: ${String(error)}`
+    const { detail } = error
+    switch (error.code) {
+      case 'AUTH_REJECTED':
+        return `IP Office refused the service user "${this.#config.username}" (HTTP ${detail.status ?? 401}): check its user name and password, and that its rights group allows the MTCTI-3 API; retrying in ${AUTH_RETRY_MS / 1000} s`
+      case 'HTTP_ERROR':
+        if (detail.status === 404) return `${address} answered HTTP 404 for ${this.#config.path}: is this an IP Office (11.1 or later) with MTCTI-3, and is the path right?`
+        if (detail.status === 503) return `${address} answered HTTP 503: no free MTCTI-3 connection (other applications may hold them)`
+        return `${address} answered HTTP ${detail.status ?? '?'} instead of the WebSocket upgrade: is this the IP Office web services port?`
+      case 'SUBPROTOCOL':
+        return `${address} did not accept the WebSocket subprotocol "openapi": is ${this.#config.path} the IP Office MTCTI-3 endpoint? (${error.message})`
+      case 'TLS_UNTRUSTED':
+        return `the certificate of ${address} is not trusted (${detail.tlsError ?? 'unknown'}): IP Office usually has a self-signed certificate; set tls.caFile to its CA, or tls.pinnedSha256 to ${detail.fingerprint256 ?? 'its SHA-256 fingerprint'} after checking that fingerprint on the IP Office`
+      case 'TLS_PIN_MISMATCH':
+        return `${address} presented certificate ${detail.fingerprint256 ?? 'none'}, not the pinned one: if IP Office's certificate was renewed, check the new fingerprint and update tls.pinnedSha256`
+      case 'CONNECT_REFUSED':
+        return `connection refused by ${address}: check the address and port (IP Office web services, usually 443)`
+      case 'CONNECT_TIMEOUT':
+        return `no WebSocket connection to ${address} within ${this.#config.requestTimeoutMs / 1000} s: check the PBX address and any firewall in between`
+      case 'CONNECT_FAILED': {
+        const errno = detail.errno
+        if (errno === 'ENOTFOUND' || errno === 'EAI_AGAIN') return `cannot resolve ${this.#config.host}: check the PBX address`
+        if (errno === 'EHOSTUNREACH' || errno === 'ENETUNREACH') return `${this.#config.host} is unreachable from the gateway: check the address and the network`
+        return `cannot connect to ${address}: ${error.message}`
+      }
+      default:
+        return `cannot open the MTCTI-3 link to ${address}: ${error.message}`
+    }
+  }
+
+  // --- Throttled requests ---------------------------------------------------------------------------------
+
+  get #burst(): number {
+    return Math.max(1, Math.floor(this.#config.subscriptionsPerSecond / 10))
+  }
+
+  /** Subscribe, renew and end requests go out at most subscriptionsPerSecond (token bucket, 100 ms burst). */
+  #enqueue(link: Link, task: () => Promise<void>): void {
+    link.queue.push(task)
+    this.#pump(link)
+  }
+
+  #pump(link: Link): void {
+    if (this.#link !== link || link.pumpTimer !== undefined) return
+    const rate = this.#config.subscriptionsPerSecond
+    const now = this.#deps.clock.now()
+    link.tokens = Math.min(this.#burst, link.tokens + ((now - link.lastRefill) * rate) / 1000)
+    link.lastRefill = now
+    while (link.tokens >= 1 && link.queue.length > 0) {
+      link.tokens -= 1
+      const task = link.queue.shift()
+      if (task !== undefined) {
+        void task().catch((error: unknown) => this.#deps.logger.error({ err: error }, 'subscription task failed'))
+      }
+    }
+    if (link.queue.length > 0) {
+      const waitMs = Math.max(5, Math.ceil(((1 - link.tokens) * 1000) / rate))
+      link.pumpTimer = this.#deps.clock.setTimeout(() => {
+        link.pumpTimer = undefined
+        this.#pump(link)
+      }, waitMs)
+    }
+  }
+
+  #later(link: Link, ms: number, fn: () => void, owner?: UserSub): void {
+    const timer = this.#deps.clock.setTimeout(() => {
+      link.timers.delete(timer)
+      owner?.timers.delete(timer)
+      if (this.#link === link) fn()
+    }, ms)
+    link.timers.add(timer)
+    owner?.timers.add(timer)
+  }
+
+  // --- Lines: the user list -------------------------------------------------------------------------------
+
+  #subscribeLines(link: Link): void {
+    this.#enqueue(link, async () => {
+      if (this.#link !== link) return
+      link.bySubId.set(LINES_SUBSCRIPTION_ID, 'lines')
+      link.linesSubscribedAt = this.#deps.clock.now()
+      try {
+        await link.driver.request('Lines subscription', (requestid) => ({
+          subscribe: { requestid, subscribe_id: LINES_SUBSCRIPTION_ID, timeout: this.#config.subscriptionTimeoutS, lines: { flags: this.#config.linesFlags } },
+        }))
+      } catch (error) {
+        if (this.#link !== link) return
+        link.bySubId.delete(LINES_SUBSCRIPTION_ID)
+        this.#deps.counters.inc('avaya-ipo.subscriptions.failed')
+        const reason = error instanceof MtctiLinkError && error.code === 'REQUEST_REFUSED'
+          ? `IP Office refused the user list (Lines subscription, ${error.message}): check that the service user's rights group allows MTCTI-3`
+          : `no user list from IP Office (${error instanceof Error ? error.message : String(error)})`
+        this.#deps.logger.error({ err: error instanceof Error ? error.message : String(error) }, 'Lines subscription failed')
+        // Without the user list nothing works: start over on a fresh connection, with backoff.
+        this.#dropLink(link)
+        void link.driver.close()
+        this.#emitLink('offline', reason)
+        this.#scheduleReconnect()
+        return
+      }
+      if (this.#link !== link) return
+      this.#scheduleRenewal(link, LINES_SUBSCRIPTION_ID)
+    })
+  }
+
+  #onLines(link: Link, lines: NotifyLines): void {
+    const first = !link.sawLines
+    link.sawLines = true
+    const added: UserSub[] = []
+    for (const entry of lines.adduser ?? []) {
+      const user = this.#addUser(link, entry)
+      if (user !== undefined) added.push(user)
+    }
+    for (const entry of lines.changeuser ?? []) {
+      const guidText = formatGuid(entry.guid)
+      const existing = guidText === undefined ? undefined : link.users.get(guidText)
+      if (existing !== undefined && (entry.extn ?? '') === existing.extension) {
+        existing.linesName = entry.name
+        continue
+      }
+      if (existing !== undefined) this.#removeUser(link, existing)
+      const user = this.#addUser(link, entry)
+      if (user !== undefined) added.push(user)
+    }
+    for (const entry of lines.deleteuser ?? []) {
+      const guidText = formatGuid(entry.guid)
+      const existing = guidText === undefined ? undefined : link.users.get(guidText)
+      if (existing !== undefined) this.#removeUser(link, existing)
+    }
+    if (first || link.initialPending !== undefined) {
+      link.initialPending ??= new Set()
+      for (const user of added) link.initialPending.add(user.guidText)
+      this.#settleInitial(link)
+    } else {
+      this.#scheduleDirectory(link)
+    }
+    for (const user of added) this.#subscribeUser(link, user)
+  }
+
+  #addUser(link: Link, entry: LinesUser): UserSub | undefined {
+    const guidText = formatGuid(entry.guid)
+    const extension = entry.extn ?? ''
+    if (guidText === undefined) {
+      this.#deps.counters.inc('avaya-ipo.users.skipped')
+      this.#deps.logger.warn({ extension, name: entry.name }, 'IP Office user without a 16-byte GUID: not monitored')
+      return undefined
+    }
+    if (extension === '' || extension.length > 64) {
+      this.#deps.counters.inc('avaya-ipo.users.skipped')
+      this.#deps.logger.info({ guid: guidText, name: entry.name }, 'IP Office user without a usable extension: not monitored')
+      return undefined
+    }
+    const existing = link.users.get(guidText)
+    if (existing !== undefined) {
+      existing.linesName = entry.name
+      return undefined
+    }
+    const clash = link.byExtension.get(extension)
+    if (clash !== undefined) {
+      this.#deps.counters.inc('avaya-ipo.users.skipped')
+      this.#deps.logger.warn({ extension, guid: guidText, monitored: clash.guidText }, 'two IP Office users with one extension: only the first is monitored')
+      return undefined
+    }
+    const user: UserSub = {
+      guid: entry.guid ?? new Uint8Array(), guidText, extension, linesName: entry.name, subId: undefined, removed: false,
+      data: undefined, calls: new Map(), gotUser: false, gotCalls: false, snapshotDone: false, subscribedAt: 0, failures: 0, timers: new Set(),
+    }
+    link.users.set(guidText, user)
+    link.byExtension.set(extension, user)
+    return user
+  }
+
+  #removeUser(link: Link, user: UserSub): void {
+    user.removed = true
+    this.#clearUserTimers(user)
+    link.users.delete(user.guidText)
+    if (link.byExtension.get(user.extension) === user) link.byExtension.delete(user.extension)
+    link.initialPending?.delete(user.guidText)
+    const subId = user.subId
+    user.subId = undefined
+    if (subId !== undefined) {
+      link.bySubId.delete(subId)
+      this.#enqueue(link, async () => {
+        await link.driver.request('SubscribeEnd', (requestid) => ({ subscribeend: { requestid, subscribe_id: subId, reason: 'user deleted' } })).catch(() => undefined)
+      })
+    }
+    // The person's calls end with the user: the core must not keep showing them busy.
+    for (const callId of user.calls.keys()) this.#emit({ kind: 'call', endpointId: user.extension, callId, state: 'cleared', at: this.#deps.clock.now(), cause: 'user deleted in IP Office' })
+    user.calls.clear()
+  }
+
+  // --- Users: e-mail, DND, calls --------------------------------------------------------------------------
+
+  #subscribeUser(link: Link, user: UserSub, delayMs = 0): void {
+    if (delayMs > 0) {
+      this.#later(link, delayMs, () => this.#subscribeUser(link, user), user)
+      return
+    }
+    this.#enqueue(link, async () => {
+      if (this.#link !== link || user.removed) return
+      const subId = link.nextSubId++
+      link.bySubId.set(subId, user)
+      user.subId = subId
+      user.data = undefined
+      user.calls.clear()
+      user.gotUser = false
+      user.gotCalls = false
+      user.snapshotDone = false
+      user.subscribedAt = this.#deps.clock.now()
+      try {
+        await link.driver.request('User subscription', (requestid) => ({
+          subscribe: {
+            requestid, subscribe_id: subId, timeout: this.#config.subscriptionTimeoutS,
+            user: { guid: user.guid, flags: this.#config.userFlags, ccflags: this.#config.userCcFlags },
+          },
+        }))
+      } catch (error) {
+        if (this.#link !== link || user.subId !== subId) return
+        link.bySubId.delete(subId)
+        user.subId = undefined
+        this.#deps.counters.inc('avaya-ipo.subscriptions.failed')
+        const retryMs = this.#retryDelay(user.failures++)
+        this.#deps.logger.warn({ extension: user.extension, err: error instanceof Error ? error.message : String(error), retryMs }, 'user subscription failed: extension not monitored until it succeeds')
+        link.initialPending?.delete(user.guidText)
+        this.#settleInitial(link)
+        this.#subscribeUser(link, user, retryMs)
+        return
+      }
+      if (this.#link !== link || user.subId !== subId) return
+      this.#scheduleRenewal(link, subId, user)
+    })
+  }
+
+  #retryDelay(failures: number): number {
+    return Math.min(SUBSCRIPTION_RETRY_MAX_MS, BACKOFF_BASE_MS * 2 ** Math.min(failures, 10))
+  }
+
+  /** Renews at half the lifetime, so one lost renewal still leaves time for another [I]. */
+  #scheduleRenewal(link: Link, subId: number, user?: UserSub): void {
+    const timeoutS = this.#config.subscriptionTimeoutS
+    this.#later(link, (timeoutS * 1000) / 2, () => {
+      this.#enqueue(link, async () => {
+        if (this.#link !== link || link.bySubId.get(subId) === undefined) return
+        try {
+          await link.driver.request('subscription renewal', (requestid) => ({ subscribecmd: { requestid, subscribe_id: subId, timeout: timeoutS } }))
+          this.#deps.counters.inc('avaya-ipo.subscriptions.renewed')
+        } catch (error) {
+          if (this.#link !== link || link.bySubId.get(subId) === undefined) return
+          this.#deps.logger.warn({ subscribeId: subId, extension: user?.extension, err: error instanceof Error ? error.message : String(error) }, 'subscription renewal failed: subscribing again')
+          this.#onTerminated(link, { subscribe_id: subId, reason: 'renewal failed' })
+          return
+        }
+        if (this.#link === link && link.bySubId.get(subId) !== undefined) this.#scheduleRenewal(link, subId, user)
+      })
+    }, user)
+  }
+
+  #onTerminated(link: Link, terminated: SubscribeTerminated): void {
+    if (this.#link !== link) return
+    const subId = terminated.subscribe_id ?? 0
+    const target = link.bySubId.get(subId)
+    if (target === undefined) {
+      this.#deps.logger.debug({ subscribeId: subId, reason: terminated.reason }, 'SubscribeTerminated for an unknown subscription')
+      return
+    }
+    this.#deps.counters.inc('avaya-ipo.subscriptions.terminated')
+    link.bySubId.delete(subId)
+    const now = this.#deps.clock.now()
+    if (target === 'lines') {
+      link.linesFailures = now - link.linesSubscribedAt < SHORT_LIVED_SUBSCRIPTION_MS ? link.linesFailures + 1 : 0
+      const retryMs = link.linesFailures === 0 ? 0 : this.#retryDelay(link.linesFailures - 1)
+      this.#deps.logger.info({ reason: terminated.reason, retryMs }, 'IP Office ended the user list subscription: subscribing again')
+      if (retryMs > 0) this.#later(link, retryMs, () => this.#subscribeLines(link))
+      else this.#subscribeLines(link)
+      return
+    }
+    const user = target
+    this.#clearUserTimers(user)
+    user.subId = undefined
+    user.failures = now - user.subscribedAt < SHORT_LIVED_SUBSCRIPTION_MS ? user.failures + 1 : 0
+    const retryMs = user.failures === 0 ? 0 : this.#retryDelay(user.failures - 1)
+    this.#deps.logger.info({ extension: user.extension, reason: terminated.reason, retryMs }, 'IP Office ended a user subscription: subscribing again')
+    this.#subscribeUser(link, user, retryMs)
+  }
+
+  #onNotify(link: Link, notify: Notify): void {
+    if (this.#link !== link) return
+    this.#deps.counters.inc('avaya-ipo.notifies.received')
+    const target = link.bySubId.get(notify.subscribe_id ?? 0)
+    if (target === undefined) {
+      this.#deps.counters.inc('avaya-ipo.notifies.unmatched')
+      this.#deps.logger.debug({ subscribeId: notify.subscribe_id, payload: notify.payload }, 'Notify for an unknown subscription ignored')
+      return
+    }
+    if (notify.payload === undefined) {
+      this.#deps.counters.inc('avaya-ipo.messages.unknown')
+      this.#deps.logger.warn({ subscribeId: notify.subscribe_id, notifyId: notify.notify_id }, 'Notify with an unknown payload ignored')
+      return
+    }
+    if (target === 'lines') {
+      if (notify.payload === 'lines') this.#onLines(link, notify.lines ?? {})
+      else this.#unhandled(notify)
+      return
+    }
+    if (notify.payload === 'user') this.#onUserData(link, target, notify.user ?? {})
+    else if (notify.payload === 'callcontrol') this.#onCallControl(link, target, notify.callcontrol ?? {})
+    else this.#unhandled(notify)
+  }
+
+  #unhandled(notify: Notify): void {
+    this.#deps.counters.inc('avaya-ipo.notifies.unhandled')
+    this.#deps.logger.debug({ subscribeId: notify.subscribe_id, payload: notify.payload }, 'Notify of a kind this subscription does not use ignored')
+  }
+
+  #onUserData(link: Link, user: UserSub, notify: NotifyUser): void {
+    const previous = user.data
+    const { data } = applyNotifyUser(previous, notify)
+    user.data = data
+    if (data.extension !== undefined && data.extension !== user.extension) {
+      this.#deps.logger.debug({ extension: user.extension, reported: data.extension }, 'NotifyUser names another extension than the user list; keeping the list\'s')
+    }
+    this.#resolveDndWaiters(user.extension, data.dnd)
+    if (!user.gotUser) {
+      user.gotUser = true
+      this.#maybeSnapshot(link, user)
+      return
+    }
+    if (!user.snapshotDone) return
+    if (previous?.dnd !== data.dnd) {
+      this.#emit({ kind: 'dnd', endpointId: user.extension, dnd: data.dnd, at: this.#deps.clock.now(), byCommand: this.#takePending(user.extension, data.dnd) })
+    }
+    if (previous?.email !== data.email || previous?.fullName !== data.fullName || previous?.name !== data.name) this.#scheduleDirectory(link)
+  }
+
+  #onCallControl(link: Link, user: UserSub, control: NotifyCallControl): void {
+    const at = this.#deps.clock.now()
+    for (const info of control.callinfo ?? []) {
+      const outcome = legStateOf(info)
+      if (outcome.action === 'ignore') {
+        this.#deps.counters.inc('avaya-ipo.calls.ignored')
+        this.#deps.logger.debug({ extension: user.extension, callId: outcome.callId, reason: outcome.reason }, 'CallInfo without effect')
+        continue
+      }
+      const { callId, state } = outcome
+      const known = user.calls.get(callId)
+      if (state === 'cleared') {
+        if (known === undefined) continue
+        user.calls.delete(callId)
+      } else {
+        if (known === state) continue
+        user.calls.set(callId, state)
+      }
+      if (user.snapshotDone) this.#emit({ kind: 'call', endpointId: user.extension, callId, state, at })
+    }
+    for (const lost of control.calllost ?? []) {
+      const { callId, cause } = lostCall(lost)
+      if (!user.calls.delete(callId)) continue
+      if (!user.snapshotDone) continue
+      this.#emit(cause === undefined
+        ? { kind: 'call', endpointId: user.extension, callId, state: 'cleared', at }
+        : { kind: 'call', endpointId: user.extension, callId, state: 'cleared', at, cause })
+    }
+    if (!user.gotCalls) {
+      user.gotCalls = true
+      this.#maybeSnapshot(link, user)
+    }
+  }
+
+  /**
+   * One snapshot per (re)subscription, once the first NotifyUser (DND) and the first call-control Notify
+   * (current calls) are in. [U] whether IP Office sends a call-control Notify for an idle user: if none comes
+   * within initialCallStateWaitMs of the NotifyUser, the snapshot says "no calls" and later Notifys still apply.
+   */
+  #maybeSnapshot(link: Link, user: UserSub): void {
+    if (user.snapshotDone || !user.gotUser) return
+    if (!user.gotCalls) {
+      const subId = user.subId
+      this.#later(link, this.#config.initialCallStateWaitMs, () => {
+        if (user.subId === subId && !user.snapshotDone) this.#snapshot(link, user)
+      }, user)
+      return
+    }
+    this.#snapshot(link, user)
+  }
+
+  #snapshot(link: Link, user: UserSub): void {
+    user.snapshotDone = true
+    user.failures = 0
+    this.#emit({
+      kind: 'snapshot',
+      endpointId: user.extension,
+      calls: [...user.calls].map(([callId, state]) => ({ callId, state })),
+      dnd: user.data?.dnd ?? false,
+      at: this.#deps.clock.now(),
+    })
+    if (link.initialPending?.delete(user.guidText) === true) this.#settleInitial(link)
+    else if (link.initialPending === undefined) this.#scheduleDirectory(link)
+  }
+
+  #clearUserTimers(user: UserSub): void {
+    for (const timer of user.timers) this.#deps.clock.clearTimeout(timer)
+    user.timers.clear()
+  }
+
+  // --- Directory ------------------------------------------------------------------------------------------
+
+  /** The first directory goes out once every listed user has its state (or failed), so it carries e-mails. */
+  #settleInitial(link: Link): void {
+    if (link.initialPending === undefined || link.initialPending.size > 0) return
+    link.initialPending = undefined
+    this.#attemptReset(link)
+    this.#emitDirectory(link)
+  }
+
+  #attemptReset(link: Link): void {
+    // A link that carried a full synchronisation is healthy: the next failure starts the backoff afresh.
+    if (this.#link === link) this.#attempt = 0
+  }
+
+  #scheduleDirectory(link: Link): void {
+    if (link.initialPending !== undefined || link.directoryTimer !== undefined) return
+    link.directoryTimer = this.#deps.clock.setTimeout(() => {
+      link.directoryTimer = undefined
+      if (this.#link === link) this.#emitDirectory(link)
+    }, DIRECTORY_DEBOUNCE_MS)
+  }
+
+  #emitDirectory(link: Link): void {
+    this.#emit({ kind: 'directory', entries: [...link.byExtension.values()].map((user) => directoryEntry(user.extension, user.linesName, user.data)) })
+  }
+
+  // --- DND commands ---------------------------------------------------------------------------------------
+
+  #waitForDnd(endpointId: string, dnd: boolean): { wait(timeoutMs: number): Promise<'confirmed' | 'timeout'>; cancel(): void } {
+    let settle: (outcome: 'confirmed' | 'timeout') => void = () => undefined
+    const result = new Promise<'confirmed' | 'timeout'>((resolve) => {
+      settle = resolve
+    })
+    const waiter: DndWaiter = { dnd, resolve: () => settle('confirmed') }
+    const waiters = this.#dndWaiters.get(endpointId) ?? []
+    waiters.push(waiter)
+    this.#dndWaiters.set(endpointId, waiters)
+    const remove = (): void => {
+      const rest = (this.#dndWaiters.get(endpointId) ?? []).filter((entry) => entry !== waiter)
+      if (rest.length === 0) this.#dndWaiters.delete(endpointId)
+      else this.#dndWaiters.set(endpointId, rest)
+    }
+    return {
+      wait: async (timeoutMs) => {
+        const timer = this.#deps.clock.setTimeout(() => settle('timeout'), timeoutMs)
+        const outcome = await result
+        this.#deps.clock.clearTimeout(timer)
+        remove()
+        return outcome
+      },
+      cancel: () => {
+        remove()
+        settle('timeout')
+      },
+    }
+  }
+
+  #resolveDndWaiters(endpointId: string, dnd: boolean): void {
+    const waiters = this.#dndWaiters.get(endpointId)
+    if (waiters === undefined) return
+    for (const waiter of waiters) if (waiter.dnd === dnd) waiter.resolve()
+  }
+
+  #pushPending(endpointId: string, command: PendingDndCommand): void {
+    const commands = this.#pendingDnd.get(endpointId) ?? []
+    commands.push(command)
+    this.#pendingDnd.set(endpointId, commands)
+  }
+
+  /** True when a DND change matches a recent command of ours; each command explains at most one change. */
+  #takePending(endpointId: string, dnd: boolean): boolean {
+    const commands = this.#pendingDnd.get(endpointId)
+    if (commands === undefined) return false
+    const now = this.#deps.clock.now()
+    const live = commands.filter((command) => command.until >= now)
+    const index = live.findIndex((command) => command.dnd === dnd)
+    if (index >= 0) live.splice(index, 1)
+    if (live.length === 0) this.#pendingDnd.delete(endpointId)
+    else this.#pendingDnd.set(endpointId, live)
+    return index >= 0
+  }
+
+  #forgetPending(endpointId: string, command: PendingDndCommand): void {
+    const commands = this.#pendingDnd.get(endpointId)?.filter((entry) => entry !== command)
+    if (commands === undefined || commands.length === 0) this.#pendingDnd.delete(endpointId)
+    else this.#pendingDnd.set(endpointId, commands)
+  }
+
+  #toAdapterError(error: unknown, endpointId: string): AdapterError {
+    if (!(error instanceof MtctiLinkError)) {
+      return new AdapterError('AVAYA_IPO_ERROR', error instanceof Error ? error.message : String(error), { endpointId })
+    }
+    const detail = { endpointId, linkCode: error.code, ...error.detail }
+    switch (error.code) {
+      case 'REQUEST_REFUSED':
+        return new AdapterError('AVAYA_IPO_REFUSED', `IP Office refused the Send All Calls update for ${endpointId}: result ${error.detail.result ?? '?'}${error.detail.additional ? ` (${error.detail.additional})` : ''}`, detail)
+      case 'REQUEST_TIMEOUT':
+        return new AdapterError('AVAYA_IPO_TIMEOUT', `IP Office did not answer within ${this.#config.requestTimeoutMs} ms`, detail)
+      case 'NOT_OPEN':
+      case 'LINK_CLOSED':
+        return new AdapterError('AVAYA_IPO_NOT_CONNECTED', `the MTCTI-3 link to ${this.#address} went down`, detail)
+      default:
+        return new AdapterError('AVAYA_IPO_ERROR', error.message, detail)
+    }
+  }
+
+  // --- Output ---------------------------------------------------------------------------------------------
+
+  #emitLink(state: LinkState, reason?: string): void {
+    if (this.#lastLink?.state === state && this.#lastLink.reason === reason) return
+    this.#lastLink = { state, reason }
+    const observation: PbxObservation = { kind: 'link', state, at: this.#deps.clock.now() }
+    if (reason !== undefined) observation.reason = reason
+    this.#emit(observation)
+  }
+
+  #emit(observation: PbxObservation): void {
+    for (const listener of this.#listeners) {
+      try {
+        listener(observation)
+      } catch (error) {
+        this.#deps.logger.error({ err: error, kind: observation.kind }, 'observation listener threw')
+      }
+    }
+  }
+}
