@@ -64,6 +64,8 @@ export interface SimulatorStats {
   /** Messages with an mt the simulator does not know. */
   ignoredUnknown: number
   setPresence: number
+  /** Frames a frozen PBX received and ignored. */
+  ignoredWhileFrozen: number
 }
 
 interface User {
@@ -120,7 +122,7 @@ export class InnovaphoneSimulator {
   readonly #calls = new Map<number, Call>()
   readonly #sessions = new Set<Session>()
   readonly #apis: ReadonlySet<SimApi>
-  readonly #stats: SimulatorStats = { connections: 0, loginsAccepted: 0, loginsRefused: 0, keepAlives: 0, ignoredDisabledApi: 0, ignoredUnknown: 0, setPresence: 0 }
+  readonly #stats: SimulatorStats = { connections: 0, loginsAccepted: 0, loginsRefused: 0, keepAlives: 0, ignoredDisabledApi: 0, ignoredUnknown: 0, setPresence: 0, ignoredWhileFrozen: 0 }
   #server: HttpServer | undefined
   #wss: WebSocketServer | undefined
   #stopping: Promise<void> | undefined
@@ -403,7 +405,11 @@ export class InnovaphoneSimulator {
       if (!session.frozen) socket.pong(data)
     })
     socket.on('message', (data: Buffer, isBinary: boolean) => {
-      if (session.frozen || isBinary) return
+      if (session.frozen) {
+        this.#stats.ignoredWhileFrozen++
+        return
+      }
+      if (isBinary) return
       let message: Json
       try {
         const parsed: unknown = JSON.parse(data.toString('utf8'))
