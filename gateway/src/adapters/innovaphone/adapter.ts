@@ -420,11 +420,14 @@ export class InnovaphoneAdapter implements PbxAdapter {
       this.#goLive(person)
       return
     }
-    await this.#delay(link, PRESENCE_GRACE_MS)
-    if (this.#link === link && person.src === src && person.phase === 'syncing') {
-      this.#deps.logger.debug({ endpointId: person.e164 }, 'no PresenceUpdate after SubscribePresence; DND taken as off')
-      this.#goLive(person)
-    }
+    // The PresenceUpdate usually follows in the same breath, but a TCP chunk boundary can put it after this
+    // continuation: wait for it without holding up the next person's monitor start.
+    void this.#delay(link, PRESENCE_GRACE_MS).then(() => {
+      if (this.#link === link && person.src === src && person.phase === 'syncing') {
+        this.#deps.logger.debug({ endpointId: person.e164 }, 'no PresenceUpdate after SubscribePresence; DND taken as off')
+        this.#goLive(person)
+      }
+    })
   }
 
   #goLive(person: Person): void {
