@@ -1,4 +1,5 @@
 import { Readable } from 'node:stream'
+import { TLSSocket } from 'node:tls'
 import { MqttClient, type IClientOptions, type IStore, type Packet } from 'mqtt'
 import type { Logger } from 'pino'
 import { createEnvelope, decodeMessage, encodeEnvelope, validateData } from '../../protocol/codec.js'
@@ -93,6 +94,8 @@ export class MqttUplink {
   #failuresOnUrl = 0
   #workingIndex: number | undefined
   #attemptIndex = 0
+  /** The current attempt finished its TLS handshake (the broker had a chance to look at our certificate). */
+  #attemptSecured = false
 
   /** Bumped on every connect and close, so callbacks of an earlier connection change nothing. */
   #generation = 0
@@ -205,6 +208,13 @@ export class MqttUplink {
       this.#inflight = 0
       this.#replay = undefined
       if (this.#client !== client) return // stop(): not a loss
+      if (!wasUp && this.#attemptSecured && this.#options.tls) {
+        // TLS 1.3: the broker checks our certificate after the handshake and just closes (Node) or alerts (OpenSSL).
+        this.#deps.counters.inc('uplink.closed_before_connack')
+        const message = 'relay broker closed the connection right after the TLS handshake, before answering MQTT CONNECT: it most likely refused this box\'s client certificate (unknown, expired or revoked); enroll the box again with a new code from the cloud console'
+        if (message !== this.#lastError) log.error({ url: this.#targets[this.#attemptIndex]?.url }, message)
+        this.#lastError = message
+      }
       if (!wasUp) this.#attemptFailed()
       if (this.#attempt === 0) log.warn({ url: this.#targets[this.#attemptIndex]?.url }, 'relay link down; reconnecting')
       if (wasUp) for (const listener of this.#disconnectListeners) listener()
@@ -283,12 +293,15 @@ export class MqttUplink {
   #openStream(client: MqttClient): ReturnType<typeof openBrokerStream> {
     this.#attemptIndex = this.#urlIndex
     const target = this.#targets[this.#attemptIndex] as BrokerTarget
-    return openBrokerStream(client, target, {
+    this.#attemptSecured = false
+    const stream = openBrokerStream(client, target, {
       tls: this.#options.tls,
       caPem: this.#options.caPem,
       proxyUrl: this.#options.proxyUrl,
       connectTimeoutMs: this.#options.connectTimeoutMs ?? 10_000,
     })
+    if (stream instanceof TLSSocket) stream.once('secureConnect', () => (this.#attemptSecured = true))
+    return stream
   }
 
   #attemptFailed(): void {
