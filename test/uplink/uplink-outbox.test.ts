@@ -133,3 +133,26 @@ t.test('1,000 transitions over 100 endpoints while cut: final state right, per-e
   t.equal(outOfOrder, 0, 'no endpoint saw an older seq after a newer one')
   t.same(new Map([...final].map(([id, v]) => [id, v.label])), latest, 'every endpoint ends on its last transition')
 })
+
+t.test('a silent peer (blackhole): records handed to mqtt.js but never acknowledged stay in the outbox and are replayed', async (t) => {
+  const box = await makeBox({ urls: [`mqtts://127.0.0.1:${proxy.port}`], tls, keepaliveS: 1 }, join(root, `b${++boxes}`))
+  t.teardown(box.stop)
+  let connects = 0
+  box.uplink.onConnect(() => (connects += 1))
+  box.uplink.start()
+  await eventually(() => box.uplink.connected && connects === 1, 'the box to connect')
+  proxy.blackhole()
+  for (let i = 0; i < 20; i++) {
+    void box.uplink.publishDurable(outboxKeys.endpoint('pbx1', `70${i % 10}`), 'endpoint', endpointData(`70${i % 10}`, i < 10 ? 'ringing' : 'busy', `bh-${i}`), topics.endpoint(GW))
+  }
+  await box.outbox.flush()
+  t.equal(box.outbox.size, 10, 'unacknowledged: all ten endpoints still in the outbox')
+  await eventually(() => !box.uplink.connected, 'the keepalive to notice the silent peer', 15_000)
+  proxy.cut() // the held bytes of the dead connection never arrive
+  proxy.restore()
+  await eventually(() => connects === 2 && box.outbox.size === 0, 'the reconnect and the replay to drain', 15_000)
+  for (let i = 0; i < 10; i++) {
+    const last = broker.endpointMessages().filter((m) => m.data.endpointId === `70${i}`).at(-1)
+    t.equal(last?.data.cause, `bh-${i + 10}`, `endpoint 70${i} ends on its latest state`)
+  }
+})
