@@ -73,6 +73,18 @@ t.test("a broker whose certificate the box does not trust is refused by the box,
   t.equal(box.uplink.connected, false)
 })
 
+t.test("a box clock a day behind the broker's certificate: a clear error naming the clock", async (t) => {
+  // The broker's certificate starts tomorrow (minus the CA's 10 min backdating): to this box it is not yet valid.
+  const future = await TlsBroker.start(pki, {}, Date.now() + 24 * 3600_000)
+  t.teardown(() => future.close())
+  const box = await makeBox({ urls: [`mqtts://127.0.0.1:${future.mqttsPort}`], tls }, dir())
+  t.teardown(box.stop)
+  box.uplink.start()
+  const line = await eventually(() => box.lines().find((l) => l.level === 50 && /not yet valid by this box's clock/.test(l.msg)), 'the clock error to be logged')
+  t.match(line.msg, /check the box's date and time \(NTP\)/)
+  t.equal(box.uplink.connected, false)
+})
+
 t.test('falls back from an unreachable mqtts URL to wss, logs the transport, keeps using it', async (t) => {
   const dead = await closedPort()
   const wss = `wss://127.0.0.1:${broker.wssPort}/mqtt`
