@@ -9,7 +9,8 @@ import type { Counters } from './core/counters.js'
 import { CutoffGuard, type OwnedDndEndpoint } from './core/cutoff-guard.js'
 import { EndpointTracker } from './core/endpoint-tracker.js'
 import { GatewayStore } from './core/gateway-store.js'
-import { MqttUplink, type CommandEnvelope } from './mqtt/uplink.js'
+import { MqttUplink, type ClientTls, type CommandEnvelope } from './mqtt/uplink.js'
+import { OutboxStore, outboxKeys } from './outbox/outbox-store.js'
 
 export const GATEWAY_VERSION = '0.1.0'
 
@@ -20,6 +21,10 @@ export interface GatewayDeps {
   registry: ReadonlyMap<string, AdapterDefinition>
   /** Extra CA (PEM) for the relay link, read by the composition root from relay.caFile. */
   relayCaPem?: string
+  // --- outbox/transport (H2) ---
+  /** The box's client certificate for mutual TLS (mqtts/wss), from enrollment; read by the composition root. */
+  relayTls?: ClientTls
+  // --- end outbox/transport ---
 }
 
 type CommandResult = Omit<ResultData, 'correlationId' | 'command'>
@@ -40,6 +45,7 @@ export class Gateway {
   readonly #unsubscribe: Array<() => void> = []
   #tracker: EndpointTracker | undefined
   #uplink: MqttUplink | undefined
+  readonly #outbox: OutboxStore // H2
   #cutoffGuard: CutoffGuard | undefined
   #telemetryTimer: ReturnType<Clock['setTimeout']> | undefined
   #started = false
@@ -50,6 +56,14 @@ export class Gateway {
     this.#deps = deps
     this.#log = deps.logger.child({ component: 'gateway', gatewayId: config.gatewayId })
     this.#store = new GatewayStore(join(config.dataDir, 'state.json'))
+    // --- outbox (H2) ---
+    this.#outbox = new OutboxStore({
+      dir: join(config.dataDir, 'outbox'),
+      maxBytes: config.outbox.maxBytes,
+      maxRecords: config.outbox.maxRecords,
+      maxAgeMs: Math.round(config.outbox.maxAgeDays * 24 * 3600_000),
+    }, { logger: deps.logger.child({ component: 'outbox', gatewayId: config.gatewayId }), clock: deps.clock, counters: deps.counters })
+    // --- end outbox ---
     this.#startedAt = deps.clock.now()
   }
 
@@ -74,18 +88,27 @@ export class Gateway {
     if (this.#started) return
     this.#started = true
     await this.#store.open()
+    // --- outbox (H2) ---
+    await this.#outbox.open()
+    this.#seqAboveOutbox()
+    // --- end outbox ---
     this.#tracker = new EndpointTracker(this.#store.ownedDnd)
     const { logger, clock, counters, registry } = this.#deps
 
+    // --- outbox/transport (H2) ---
     const uplink = new MqttUplink({
-      url: this.#config.relay.url,
+      urls: [this.#config.relay.url, ...(this.#config.relay.fallbackUrls ?? [])],
       gatewayId: this.#config.gatewayId,
       username: this.#config.relay.username,
       password: this.#config.relay.password,
       caPem: this.#deps.relayCaPem,
+      tls: this.#deps.relayTls,
+      proxyUrl: this.#config.relay.proxyUrl,
+      attemptsPerUrl: this.#config.relay.attemptsPerUrl,
       version: GATEWAY_VERSION,
       startedAt: this.#startedAt,
-    }, { logger: logger.child({ component: 'uplink' }), clock, counters, nextSeq: () => this.#store.nextSeq() })
+    }, { logger: logger.child({ component: 'uplink' }), clock, counters, nextSeq: () => this.#store.nextSeq(), outbox: this.#outbox })
+    // --- end outbox/transport ---
     this.#uplink = uplink
     uplink.onCommand((command) => this.#onCommand(command))
     this.#unsubscribe.push(uplink.onConnect(() => this.#publishSnapshot('connect')))
@@ -134,6 +157,7 @@ export class Gateway {
     this.#adapters.clear()
     await this.#uplink?.stop(reason)
     this.#uplink = undefined
+    await this.#outbox.close() // H2: after the uplink, so nothing is put or acked on a closed outbox
     await this.#store.flush()
     this.#log.info({ reason }, 'gateway stopped')
   }
@@ -153,24 +177,31 @@ export class Gateway {
         ...(observation.reason ? { reason: observation.reason.slice(0, 512) } : {}),
       }
       this.#links.set(connectorId, link)
-      uplink.publishRetained('link', link, connectorId)
+      // H2: through the outbox, retained, one record per connector.
+      void uplink.publishDurable(outboxKeys.link(connectorId), 'link', link, topics.link(this.#config.gatewayId, connectorId), true)
       return
     }
     if (observation.kind === 'directory') {
       this.#directories.set(connectorId, observation.entries)
       const link = this.#links.get(connectorId)
       if (link) link.endpoints = observation.entries.length
-      uplink.publish('directory', { connectorId, entries: observation.entries }, topics.directory(this.#config.gatewayId))
+      // H2: through the outbox, the latest directory per connector.
+      void uplink.publishDurable(outboxKeys.directory(connectorId), 'directory', { connectorId, entries: observation.entries }, topics.directory(this.#config.gatewayId))
       return
     }
     const changed = tracker.apply(connectorId, observation)
     if (!changed) return
     void this.#store.setOwnedDnd(tracker.ownedDnd())
     this.#log.debug({ endpoint: changed.endpointId, state: changed.state, dnd: changed.dnd, owner: changed.dndOwner, cause: changed.cause }, 'endpoint changed')
-    uplink.publish('endpoint', changed, topics.endpoint(this.#config.gatewayId))
+    // H2: through the outbox, coalesced per endpoint (latest state wins), replayed in seq order after a reconnect.
+    void uplink.publishDurable(outboxKeys.endpoint(connectorId, changed.endpointId), 'endpoint', changed, topics.endpoint(this.#config.gatewayId))
   }
 
-  /** After every relay (re)connect: links, directories and every endpoint, so the relay can resync. */
+  /**
+   * After every relay (re)connect: links, directories and every endpoint, so the relay can resync. (H2) Not
+   * stored in the outbox: the uplink queues these behind the outbox replay while connected and drops them while
+   * not (the next connect sends a new snapshot).
+   */
   #publishSnapshot(reason: string): void {
     const uplink = this.#uplink
     if (!uplink || !this.#tracker) return
@@ -224,6 +255,25 @@ export class Gateway {
       return { ok: false, error: { code, message: (err as Error).message.slice(0, 1000) } }
     }
   }
+
+  // --- outbox (H2) ---
+  /**
+   * The store reserves seq numbers on disk in blocks, written after the fact; after a crash in a burst, the outbox
+   * can hold records whose seq is above the last reservation written. New envelopes must come after them, or the
+   * relay would take fresh states for stale ones.
+   */
+  #seqAboveOutbox(): void {
+    const floor = this.#outbox.stats().maxSeq
+    let next = this.#store.nextSeq()
+    if (next > floor) return
+    if (floor - next > 10_000_000) {
+      this.#log.error({ outboxMaxSeq: floor, storeSeq: next }, 'outbox holds seq numbers far above the gateway state: is dataDir shared with another gateway? Not adjusting')
+      return
+    }
+    while (next <= floor) next = this.#store.nextSeq()
+    this.#log.warn({ outboxMaxSeq: floor, nowAt: next }, 'seq moved above the outbox records left by a crash')
+  }
+  // --- end outbox ---
 
   /** For the cut-off guard: switches off a DND we own, if it is still on and still ours. */
   async #releaseOwnedDnd({ connectorId, endpointId }: OwnedDndEndpoint): Promise<boolean> {

@@ -12,6 +12,14 @@ export const GatewayConfigSchema = Type.Object({
     username: Type.Optional(Type.String()),
     password: Type.Optional(Type.String()),
     caFile: Type.Optional(Type.String({ description: 'PEM file with CA certificates to trust for mqtts/wss.' })),
+    // --- outbox/transport (H2): fallback URLs, proxy, attempts per URL ---
+    fallbackUrls: Type.Optional(Type.Array(Type.String({ minLength: 1 }), {
+      maxItems: 8,
+      description: 'Broker URLs tried after relay.url, in order, e.g. ["wss://relay.example.net:443/mqtt"] for sites that only let HTTPS out.',
+    })),
+    proxyUrl: Type.Optional(Type.String({ pattern: '^http://', description: 'HTTP proxy for the relay link (HTTP CONNECT), e.g. http://user:pass@proxy:3128. Applies to mqtts and wss.' })),
+    attemptsPerUrl: Type.Integer({ minimum: 1, maximum: 100, default: 3, description: 'Failed connection attempts on one broker URL before the next is tried.' }),
+    // --- end outbox/transport ---
   }, { additionalProperties: false }),
   dataDir: Type.String({ default: '.data/gateway', description: 'Where the gateway keeps its state between runs.' }),
   logLevel: Type.Union([Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug'), Type.Literal('trace'), Type.Literal('silent')], { default: 'info' }),
@@ -22,6 +30,13 @@ export const GatewayConfigSchema = Type.Object({
     default: 600,
     description: 'Seconds the relay link may be down before the gateway releases every PBX DND it switched on (never one the person set).',
   }),
+  // --- outbox (H2) ---
+  outbox: Type.Object({
+    maxBytes: Type.Integer({ minimum: 65_536, maximum: 4 * 1024 ** 3, default: 64 * 1024 * 1024, description: 'Bound on the bytes of undelivered changes kept on disk (and in memory); the oldest go first.' }),
+    maxRecords: Type.Integer({ minimum: 100, maximum: 10_000_000, default: 200_000, description: 'Bound on the number of undelivered changes kept.' }),
+    maxAgeDays: Type.Number({ exclusiveMinimum: 0, maximum: 365, default: 7, description: 'Undelivered changes older than this are dropped (the snapshot on reconnect still sends the current state).' }),
+  }, { additionalProperties: false, default: {}, description: 'The durable outbox in <dataDir>/outbox: state changes kept until the relay\'s broker acknowledges them.' }),
+  // --- end outbox ---
   connectors: Type.Array(Type.Intersect([ConnectorBaseSchema, Type.Record(Type.String(), Type.Unknown())]), { default: [] }),
 }, { additionalProperties: false })
 
