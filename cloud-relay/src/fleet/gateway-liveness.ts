@@ -208,9 +208,9 @@ export class GatewayLiveness {
 
   #schedule(): void {
     this.#timer = this.#deps.clock.setTimeout(() => {
-      void this.check().finally(() => {
-        if (this.#started) this.#schedule()
-      })
+      // The next tick is armed first: a slow ping (in flight, guarded per gateway) never delays the others.
+      if (this.#started) this.#schedule()
+      void this.check()
     }, this.#options.checkIntervalMs)
   }
 
