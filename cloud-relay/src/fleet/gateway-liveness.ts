@@ -36,6 +36,11 @@ export interface GatewayLivenessOptions {
   pingAfterMs?: number
   /** How often states are re-evaluated and pings sent; default 15 s. */
   checkIntervalMs?: number
+  /**
+   * After a birth, the first ping waits this long (default 5 s): the gateway is busy with its snapshot, and a
+   * result on its res/ topic right after connect would only get in the way of whoever else is talking to it.
+   */
+  firstPingDelayMs?: number
 }
 
 export interface GatewayLivenessDeps {
@@ -62,6 +67,8 @@ interface Record {
   pingFailedAt: number | null
   pingFailure: string
   pingInFlight: boolean
+  sessionUpAt: number | null
+  firstPing: ClockTimer | undefined
   version: string | null
   links: Map<string, LinkData>
   telemetry: { at: number; data: TelemetryData } | null
@@ -86,7 +93,7 @@ export class GatewayLiveness {
   #started = false
 
   constructor(options: GatewayLivenessOptions, deps: GatewayLivenessDeps) {
-    this.#options = { activeWindowMs: 5 * MINUTE, pingAfterMs: MINUTE, checkIntervalMs: 15_000, ...options }
+    this.#options = { activeWindowMs: 5 * MINUTE, pingAfterMs: MINUTE, checkIntervalMs: 15_000, firstPingDelayMs: 5000, ...options }
     this.#deps = deps
     this.#log = deps.logger.child({ component: 'gateway-liveness' })
   }
@@ -102,15 +109,30 @@ export class GatewayLiveness {
     this.#started = false
     this.#deps.clock.clearTimeout(this.#timer)
     this.#timer = undefined
+    for (const record of this.#records.values()) {
+      this.#deps.clock.clearTimeout(record.firstPing)
+      record.firstPing = undefined
+    }
   }
 
   /** Birth (`online`, on every connect) and last will / orderly shutdown (`offline`). */
   onStatus(gatewayId: string, data: StatusData): void {
     const record = this.#record(gatewayId)
     record.version = data.version
+    this.#deps.clock.clearTimeout(record.firstPing)
+    record.firstPing = undefined
     if (data.state === 'online') {
       record.session = 'up'
       record.pingFailedAt = null
+      record.sessionUpAt = this.#deps.clock.now()
+      const birth = record.sessionUpAt
+      if (this.#started) {
+        record.firstPing = this.#deps.clock.setTimeout(() => {
+          record.firstPing = undefined
+          // Only if nothing was answered since the birth (a command may have proved the path already).
+          if (record.session === 'up' && record.revoked === undefined && (record.lastAnswered === null || record.lastAnswered < birth)) void this.#ping(gatewayId, record)
+        }, this.#options.firstPingDelayMs)
+      }
     } else {
       record.session = 'down'
       record.downReason = data.reason === 'connection lost'
@@ -118,7 +140,6 @@ export class GatewayLiveness {
         : `the gateway went offline: ${data.reason ?? 'no reason given'}`
     }
     this.#evaluate(gatewayId, record)
-    if (data.state === 'online') void this.#ping(gatewayId, record)
   }
 
   /** Any valid message from the gateway. */
@@ -200,7 +221,7 @@ export class GatewayLiveness {
       this.#evaluate(id, record)
       if (record.session !== 'up' || record.revoked !== undefined || record.pingInFlight) continue
       const now = this.#deps.clock.now()
-      const quietFor = now - Math.max(record.lastAnswered ?? -Infinity, record.pingFailedAt ?? -Infinity)
+      const quietFor = now - Math.max(record.lastAnswered ?? -Infinity, record.pingFailedAt ?? -Infinity, record.sessionUpAt ?? -Infinity)
       if (quietFor >= this.#options.pingAfterMs) pings.push(this.#ping(id, record))
     }
     await Promise.all(pings)
@@ -237,7 +258,7 @@ export class GatewayLiveness {
     if (!record) {
       record = {
         session: 'never', downReason: '', revoked: undefined, lastSeen: null, lastAnswered: null, lastRoundTripMs: null,
-        pingFailedAt: null, pingFailure: '', pingInFlight: false, version: null, links: new Map(), telemetry: null,
+        pingFailedAt: null, pingFailure: '', pingInFlight: false, sessionUpAt: null, firstPing: undefined, version: null, links: new Map(), telemetry: null,
         state: 'offline', reason: 'never connected', since: this.#deps.clock.now(),
       }
       this.#records.set(gatewayId, record)
