@@ -2,7 +2,13 @@ import { readFile } from 'node:fs/promises'
 import type { Logger } from 'pino'
 import type { Clock } from '../../gateway/src/core/clock.js'
 import type { Counters } from '../../gateway/src/core/counters.js'
-import { EmbeddedBroker } from './broker/embedded-broker.js'
+import { EmbeddedBroker, type AuthorizeCertificate, type BrokerTlsOptions } from './broker/embedded-broker.js'
+// [tunnel/H3] fleet liveness and telemetry
+import { GatewayLiveness } from './fleet/gateway-liveness.js'
+import { fleetRoutes } from './fleet/fleet-routes.js'
+import { TelemetryStore } from './fleet/telemetry-store.js'
+import type { RelayPki } from './pki/relay-pki.js'
+import { join } from 'node:path'
 import { hashSecret, verifySecret } from './broker/secrets.js'
 import type { RelayConfig } from './config/schema.js'
 import { DirectoryService } from './directory/directory-service.js'
@@ -39,6 +45,10 @@ export interface RelayDeps {
   subscriptionTuning?: { replanDebounceMs?: number; renewJitterMs?: number; retryBaseMs?: number; maxShardSize?: number; peopleCheckMs?: number } | undefined
   /** Sees every Teams presence reading with its source (tests and benchmarks). */
   observePresence?: ((source: 'notification' | 'read' | 'superseded', tenantId: string, readings: readonly PresenceReading[]) => void) | undefined
+  /** [tunnel/H3] The relay CA (loaded by the enrollment service): the embedded broker's TLS listeners need it. */
+  relayPki?: RelayPki | undefined
+  /** [tunnel/H3] Decides on a gateway certificate at connect (enrollment service: enrolled, not revoked, serial current). */
+  authorizeCertificate?: AuthorizeCertificate | undefined
 }
 
 type GraphClient = GraphPresenceApi & GraphDirectoryApi & { close(): Promise<void> | void }
@@ -92,6 +102,8 @@ export class Relay {
   #link: RelayLink | undefined
   #http: HttpServer | undefined
   #retention: EventRetention | undefined
+  #liveness: GatewayLiveness | undefined // [tunnel/H3]
+  #telemetryRetention: EventRetention | undefined // [tunnel/H3]
   #directory: DirectoryService | undefined
   #started = false
 
@@ -121,6 +133,17 @@ export class Relay {
   get store(): RelayStore {
     if (!this.#store) throw new Error('relay not started')
     return this.#store
+  }
+
+  /** [tunnel/H3] The embedded broker (disconnectGateway on revocation); undefined with an external broker. */
+  get broker(): EmbeddedBroker | undefined {
+    return this.#broker
+  }
+
+  /** [tunnel/H3] Each gateway's liveness (online / connected / offline) and latest telemetry. */
+  get liveness(): GatewayLiveness {
+    if (!this.#liveness) throw new Error('relay not started')
+    return this.#liveness
   }
 
   /** The embedded broker's port (when embedded). */
@@ -228,7 +251,11 @@ export class Relay {
 
     let brokerUrl = config.broker.url ?? ''
     if (config.broker.mode === 'embedded') {
-      const broker = new EmbeddedBroker({ host: config.broker.host, port: config.broker.port }, {
+      // [tunnel/H3] mutual-TLS listeners when configured and the relay CA is available
+      const tls = config.broker.tls && this.#deps.relayPki ? await brokerTls(config.broker.tls, this.#deps.relayPki) : undefined
+      if (config.broker.tls && !this.#deps.relayPki) this.#log.error('broker.tls is configured but the relay CA is not loaded: the mqtts/wss listeners stay closed')
+      const broker = new EmbeddedBroker({ host: config.broker.host, port: config.broker.port, passwordListener: config.broker.passwordListener, tls }, {
+        authorizeCertificate: this.#deps.authorizeCertificate,
         relayUsername: config.broker.relayUsername,
         relayPassword: config.broker.relayPassword,
         verifyGateway: (gatewayId, password) => {
@@ -239,17 +266,38 @@ export class Relay {
       await broker.start()
       this.#broker = broker
       brokerUrl = `mqtt://127.0.0.1:${broker.port}`
+      // [tunnel/H3] no password listener: the relay's own client uses a relay:<name> certificate on mqtts
+      if (config.broker.passwordListener === false && broker.tlsPort !== undefined) brokerUrl = `mqtts://127.0.0.1:${broker.tlsPort}`
     }
+
+    // [tunnel/H3] liveness: birth, last will, pings, telemetry kept like the event log
+    const telemetryStore = new TelemetryStore(db)
+    const liveness = new GatewayLiveness({}, {
+      clock,
+      logger,
+      counters,
+      gateways: () => [...this.#gatewayTenant].map(([id, tenantId]) => ({ id, tenantId })),
+      ping: (gatewayId) => this.#requireLink().sendPing(gatewayId),
+      saveTelemetry: (gatewayId, at, data) => telemetryStore.append(gatewayId, at, data),
+    })
+    liveness.restoreTelemetry(await telemetryStore.latest())
+    this.#liveness = liveness
+    const telemetryRetention = new EventRetention({ retentionDays: config.eventLog.retentionDays }, { store: telemetryStore, clock, logger: logger.child({ table: 'gateway_telemetry' }) })
+    telemetryRetention.start()
+    this.#telemetryRetention = telemetryRetention
+    const relayClient = await relayClientCredentials(config, this.#deps.relayPki)
 
     const link = new RelayLink({
       url: brokerUrl,
       username: config.broker.relayUsername,
       password: config.broker.relayPassword,
       commandTimeoutMs: config.sync.commandTimeoutMs,
+      ...relayClient, // [tunnel/H3] client certificate and persistent session
     }, {
       knowsGateway: (gatewayId) => this.#gatewayTenant.has(gatewayId),
       onStatus: async (gatewayId, data, retained, seq) => {
         const online = data.state === 'online'
+        liveness.onStatus(gatewayId, data) // [tunnel/H3]
         await store.setGatewayStatus(gatewayId, data.state, data.reason ?? null, data.version, new Date(clock.now()))
         if (online && !retained) await engine.resetGatewaySeq(gatewayId, seq)
         engine.onGatewayStatus(gatewayId, online, data.reason)
@@ -259,7 +307,14 @@ export class Relay {
           link.sendResync(gatewayId, 'relay started').catch((err: unknown) => this.#log.warn({ gatewayId, err: (err as Error).message }, 'resync request not answered'))
         }
       },
-      onLink: (gatewayId, data) => store.upsertLink(gatewayId, data),
+      onLink: async (gatewayId, data) => {
+        liveness.onLink(gatewayId, data) // [tunnel/H3]
+        await store.upsertLink(gatewayId, data)
+      },
+      // [tunnel/H3] liveness hooks
+      onActivity: (gatewayId) => liveness.onActivity(gatewayId),
+      onCommandAnswered: (gatewayId, _command, _ok, roundTripMs) => liveness.onCommandAnswered(gatewayId, roundTripMs),
+      onTelemetry: (gatewayId, data) => liveness.onTelemetry(gatewayId, data),
       onEndpoint: (gatewayId, data, seq) => engine.onEndpoint(gatewayId, data, seq),
       onDirectory: async (gatewayId, data) => {
         await engine.onDirectory(gatewayId, data)
@@ -272,6 +327,7 @@ export class Relay {
     this.#link = link
     await link.start()
     engine.start()
+    liveness.start() // [tunnel/H3]
 
     const observation = new PresenceObservation(config, {
       db,
@@ -301,7 +357,7 @@ export class Relay {
       version: RELAY_VERSION,
       health: () => ({ broker: link.connected, store: db.kind }),
       publicRoutes: observation.publicRoutes,
-      apiRoutes: observation.apiRoutes,
+      apiRoutes: [...observation.apiRoutes, fleetRoutes({ liveness, telemetry: telemetryStore })], // [tunnel/H3]
     })
     this.#http = http
     await http.listen({ host: config.http.host, port: config.http.port })
@@ -327,6 +383,9 @@ export class Relay {
     this.#graph.clear()
     await this.#retention?.stop()
     this.#retention = undefined
+    this.#liveness?.stop() // [tunnel/H3]
+    await this.#telemetryRetention?.stop()
+    this.#telemetryRetention = undefined
     await this.#db?.close()
     this.#log.info('relay stopped')
   }
@@ -351,4 +410,44 @@ export class Relay {
     this.#commandSeqLock.set(gatewayId, next)
     return next
   }
+}
+
+/** [tunnel/H3] The embedded broker's TLS listeners: the server certificate from files, or issued from the relay CA. */
+async function brokerTls(tls: NonNullable<RelayConfig['broker']['tls']>, pki: RelayPki): Promise<BrokerTlsOptions> {
+  if (tls.certFile !== undefined && tls.keyFile !== undefined) {
+    const read = async (what: string, file: string): Promise<string> => {
+      try {
+        return await readFile(file, 'utf8')
+      } catch (err) {
+        throw new Error(`cannot read broker.tls.${what} ${file}: ${(err as Error).message}`)
+      }
+    }
+    return { port: tls.port, wsPort: tls.wsPort, caPem: pki.caCertPem, certPem: await read('certFile', tls.certFile), keyPem: await read('keyFile', tls.keyFile) }
+  }
+  const issued = await pki.issueServerCertificate({ dnsNames: tls.dnsNames })
+  return { port: tls.port, wsPort: tls.wsPort, caPem: pki.caCertPem, certPem: issued.certPem, keyPem: issued.keyPem }
+}
+
+/**
+ * [tunnel/H3] The relay's own MQTT identity: with broker.mosquitto, the certificate mosquitto-cli wrote (relay.pem,
+ * relay.key, ca.pem); embedded without a password listener, a relay:main certificate issued from the relay CA.
+ */
+async function relayClientCredentials(config: Readonly<RelayConfig>, pki: RelayPki | undefined): Promise<{ caPem?: string; certPem?: string; keyPem?: string; clientId?: string }> {
+  const clientId = config.broker.relayClientId
+  if (config.broker.mode === 'external' && config.broker.mosquitto) {
+    const dir = config.broker.mosquitto.configDir
+    const read = async (name: string): Promise<string> => {
+      try {
+        return await readFile(join(dir, name), 'utf8')
+      } catch (err) {
+        throw new Error(`cannot read ${name} in broker.mosquitto.configDir ${dir}: run cloud-relay/src/broker/mosquitto-cli.ts --out ${dir} first (${(err as Error).message})`)
+      }
+    }
+    return { caPem: await read('ca.pem'), certPem: await read('relay.pem'), keyPem: await read('relay.key'), clientId: clientId ?? 'relay:main' }
+  }
+  if (config.broker.mode === 'embedded' && config.broker.passwordListener === false && pki) {
+    const issued = await pki.issueClientCertificate('relay:main')
+    return { caPem: pki.caCertPem, certPem: issued.certPem, keyPem: issued.keyPem, ...(clientId ? { clientId } : {}) }
+  }
+  return clientId ? { clientId } : {}
 }

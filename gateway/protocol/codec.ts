@@ -18,7 +18,7 @@ const TYPES_BY_TOPIC: Record<ParsedTopic['kind'], readonly MessageType[]> = {
   directory: ['directory'],
   telemetry: ['telemetry'],
   result: ['result'],
-  command: ['cmd.setDnd', 'cmd.resync'],
+  command: ['cmd.setDnd', 'cmd.resync', 'cmd.ping'],
 }
 
 export type DecodeErrorCode =

@@ -72,11 +72,34 @@ export const DirectoryDataSchema = Type.Object({
 }, { additionalProperties: false })
 export type DirectoryData = Static<typeof DirectoryDataSchema>
 
+const Bytes = Type.Integer({ minimum: 0 })
+
 export const TelemetryDataSchema = Type.Object({
+  /** Seconds since the gateway process started (v1 meaning, kept). */
   uptimeS: Type.Number({ minimum: 0 }),
-  rssBytes: Type.Integer({ minimum: 0 }),
+  rssBytes: Bytes,
   eventsSent: Type.Integer({ minimum: 0 }),
   invalidCommands: Type.Integer({ minimum: 0 }),
+  // The box's health (added within v1, all optional so older peers interoperate).
+  /** Whole-machine CPU load in percent (0–100) since the previous sample. */
+  cpuPercent: Type.Optional(Type.Number({ minimum: 0, maximum: 100 })),
+  /** 1-minute load average. */
+  load1: Type.Optional(Type.Number({ minimum: 0 })),
+  memUsedBytes: Type.Optional(Bytes),
+  memTotalBytes: Type.Optional(Bytes),
+  /** CPU/SoC temperature; absent when the hardware has no sensor (never 0 for "unknown"). */
+  temperatureC: Type.Optional(Type.Number({ minimum: -60, maximum: 150 })),
+  /** The file system holding the gateway's data. */
+  diskUsedBytes: Type.Optional(Bytes),
+  diskTotalBytes: Type.Optional(Bytes),
+  /** Seconds since the operating system booted. */
+  systemUptimeS: Type.Optional(Type.Number({ minimum: 0 })),
+  /** Seconds since the gateway process started (same as uptimeS, named for clarity). */
+  processUptimeS: Type.Optional(Type.Number({ minimum: 0 })),
+  /** The gateway software version. */
+  version: Type.Optional(Type.String({ maxLength: 64 })),
+  /** State changes waiting in the box's outbox. */
+  outboxRecords: Type.Optional(Type.Integer({ minimum: 0 })),
 }, { additionalProperties: true })
 export type TelemetryData = Static<typeof TelemetryDataSchema>
 
@@ -109,6 +132,13 @@ export const ResyncDataSchema = Type.Object({
 }, { additionalProperties: false })
 export type ResyncData = Static<typeof ResyncDataSchema>
 
+/** `cmd/ping` (added within v1): the gateway answers with an ok result at once. */
+export const PingDataSchema = Type.Object({
+  /** Epoch ms at the relay when it sent the ping (round-trip measurement). */
+  sentAt: Type.Integer({ minimum: 0 }),
+}, { additionalProperties: false })
+export type PingData = Static<typeof PingDataSchema>
+
 /** Message type name → data schema. The envelope's `type` picks one. */
 export const MessageSchemas = {
   status: StatusDataSchema,
@@ -119,6 +149,7 @@ export const MessageSchemas = {
   result: ResultDataSchema,
   'cmd.setDnd': SetDndDataSchema,
   'cmd.resync': ResyncDataSchema,
+  'cmd.ping': PingDataSchema,
 } as const satisfies Record<string, TSchema>
 
 export type MessageType = keyof typeof MessageSchemas

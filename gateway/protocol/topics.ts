@@ -25,8 +25,9 @@ export const topics = {
   relayFilter: () => `${TOPIC_PREFIX}/+/#`,
 } as const
 
-export type CommandName = 'setDnd' | 'resync'
-export const COMMAND_NAMES: readonly CommandName[] = ['setDnd', 'resync']
+/** `ping` (added within v1): answered with a result, so the relay can prove the path both ways. */
+export type CommandName = 'setDnd' | 'resync' | 'ping'
+export const COMMAND_NAMES: readonly CommandName[] = ['setDnd', 'resync', 'ping']
 
 export type ParsedTopic =
   | { gatewayId: string; kind: 'status' }

@@ -9,6 +9,9 @@ import type { Counters } from './core/counters.js'
 import { CutoffGuard, type OwnedDndEndpoint } from './core/cutoff-guard.js'
 import { EndpointTracker } from './core/endpoint-tracker.js'
 import { GatewayStore } from './core/gateway-store.js'
+// [tunnel/H3] the box's health in telemetry
+import { TelemetryCollector, type SystemProbe } from './core/telemetry.js'
+import type { AnyEnvelope } from '../protocol/schemas.js'
 import { MqttUplink, type ClientTls, type CommandEnvelope } from './mqtt/uplink.js'
 import { OutboxStore, outboxKeys } from './outbox/outbox-store.js'
 
@@ -25,6 +28,10 @@ export interface GatewayDeps {
   /** The box's client certificate for mutual TLS (mqtts/wss), from enrollment; read by the composition root. */
   relayTls?: ClientTls
   // --- end outbox/transport ---
+  /** [tunnel/H3] Stands in for systeminformation (tests of a board with a temperature sensor). */
+  systemProbe?: SystemProbe
+  /** [tunnel/H3] Records waiting in the outbox, reported in telemetry (the outbox owner wires it). */
+  outboxRecords?: () => number
 }
 
 type CommandResult = Omit<ResultData, 'correlationId' | 'command'>
@@ -50,6 +57,7 @@ export class Gateway {
   #telemetryTimer: ReturnType<Clock['setTimeout']> | undefined
   #started = false
   readonly #startedAt: number
+  readonly #telemetry: TelemetryCollector // [tunnel/H3]
 
   constructor(config: Readonly<LoadedGatewayConfig>, deps: GatewayDeps) {
     this.#config = config
@@ -65,6 +73,12 @@ export class Gateway {
     }, { logger: deps.logger.child({ component: 'outbox', gatewayId: config.gatewayId }), clock: deps.clock, counters: deps.counters })
     // --- end outbox ---
     this.#startedAt = deps.clock.now()
+    // [tunnel/H3] cached for half an interval, so a tick never probes twice
+    this.#telemetry = new TelemetryCollector({ dataPath: config.dataDir, maxAgeMs: (config.telemetryIntervalS * 1000) / 2 }, {
+      clock: deps.clock,
+      logger: this.#log,
+      ...(deps.systemProbe ? { probe: deps.systemProbe } : {}),
+    })
   }
 
   get gatewayId(): string {
@@ -216,6 +230,8 @@ export class Gateway {
   }
 
   async #onCommand(command: CommandEnvelope): Promise<CommandResult> {
+    // [tunnel/H3] cmd/ping proves the path both ways; answered at once.
+    if ((command as AnyEnvelope).type === 'cmd.ping') return { ok: true }
     if (command.type === 'cmd.resync') {
       this.#publishSnapshot(`relay asked: ${command.data.reason}`)
       return { ok: true }
@@ -290,12 +306,22 @@ export class Gateway {
   #scheduleTelemetry(): void {
     const { clock, counters } = this.#deps
     this.#telemetryTimer = clock.setTimeout(() => {
-      this.#uplink?.publish('telemetry', {
-        uptimeS: Math.round((clock.now() - this.#startedAt) / 1000),
-        rssBytes: process.memoryUsage().rss,
-        eventsSent: counters.get('uplink.sent'),
-        invalidCommands: counters.get('uplink.invalid_commands'),
-      }, topics.telemetry(this.#config.gatewayId))
+      // [tunnel/H3] machine health from systeminformation (cached), process counters, version, outbox depth
+      void this.#telemetry.sample().then((health) => {
+        if (!this.#started) return
+        const processUptimeS = Math.round((clock.now() - this.#startedAt) / 1000)
+        const outboxRecords = this.#deps.outboxRecords?.() ?? this.#outbox.size
+        this.#uplink?.publish('telemetry', {
+          uptimeS: processUptimeS,
+          rssBytes: process.memoryUsage().rss,
+          eventsSent: counters.get('uplink.sent'),
+          invalidCommands: counters.get('uplink.invalid_commands'),
+          ...health,
+          processUptimeS,
+          version: GATEWAY_VERSION,
+          ...(outboxRecords !== undefined ? { outboxRecords } : {}),
+        }, topics.telemetry(this.#config.gatewayId))
+      })
       if (this.#started) this.#scheduleTelemetry()
     }, this.#config.telemetryIntervalS * 1000)
   }

@@ -12,6 +12,22 @@ export const RelayConfigSchema = Type.Object({
     url: Type.Optional(Type.String({ description: 'external: broker URL, e.g. mqtt://127.0.0.1:1883' })),
     relayUsername: Type.String({ default: 'relay' }),
     relayPassword: Type.String({ minLength: 1, description: 'The relay\'s own broker password. Keep it secret.' }),
+    /** embedded: keep the plain password listener on host:port (older gateways, tests). Put it on 127.0.0.1 once every gateway uses a certificate. */
+    passwordListener: Type.Boolean({ default: true, description: 'embedded: keep the password listener on host:port' }),
+    /** embedded: mutual-TLS listeners; gateways present a client certificate from the relay CA (CN = gateway id). */
+    tls: Type.Optional(Type.Object({
+      port: Type.Integer({ minimum: 0, maximum: 65535, default: 8883, description: 'mqtts port (0 = any free port)' }),
+      wsPort: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535, description: 'MQTT over WebSocket with TLS at /mqtt; 443 in production for sites that allow only HTTPS out (e.g. 8443 behind a port forward)' })),
+      certFile: Type.Optional(Type.String({ minLength: 1, description: 'PEM server certificate; without it one is issued from the relay CA at start' })),
+      keyFile: Type.Optional(Type.String({ minLength: 1, description: 'PEM key of certFile. Keep it secret.' })),
+      dnsNames: Type.Array(Type.String({ minLength: 1 }), { default: ['localhost'], description: 'names in the issued server certificate: what gateways dial' }),
+    }, { additionalProperties: false })),
+    /** external Mosquitto: where `mosquitto-cli` writes its configuration, and the relay's client certificate. */
+    mosquitto: Type.Optional(Type.Object({
+      configDir: Type.String({ minLength: 1, description: 'directory written by cloud-relay/src/broker/mosquitto-cli.ts (relay.pem, relay.key, ca.pem)' }),
+    }, { additionalProperties: false })),
+    /** A stable client id gives the relay a persistent session: QoS 1 messages wait in the broker while it restarts. */
+    relayClientId: Type.Optional(Type.String({ minLength: 1, maxLength: 64, description: 'e.g. relay:main; one per relay instance' })),
   }, { additionalProperties: false, default: {} }),
   database: Type.Object({
     /** PostgreSQL URL. The DATABASE_URL environment variable overrides it. Without one, PGlite is used. */

@@ -2,8 +2,8 @@ import { randomUUID } from 'node:crypto'
 import mqtt, { type MqttClient } from 'mqtt'
 import type { Logger } from 'pino'
 import { createEnvelope, decodeMessage, encodeEnvelope } from '../../../gateway/protocol/codec.js'
-import type { AnyEnvelope, DirectoryData, EndpointData, LinkData, ResultData, SetDndData, StatusData } from '../../../gateway/protocol/schemas.js'
-import { topics, type ParsedTopic } from '../../../gateway/protocol/topics.js'
+import type { AnyEnvelope, DirectoryData, EndpointData, LinkData, PingData, ResultData, SetDndData, StatusData, TelemetryData } from '../../../gateway/protocol/schemas.js'
+import { topics, type CommandName, type ParsedTopic } from '../../../gateway/protocol/topics.js'
 import type { Counters } from '../../../gateway/src/core/counters.js'
 
 export interface RelayLinkHandlers {
@@ -15,12 +15,42 @@ export interface RelayLinkHandlers {
   onDirectory(gatewayId: string, data: DirectoryData): Promise<void>
   /** The next command sequence number for a gateway (monotonic across relay restarts). */
   nextCommandSeq(gatewayId: string): Promise<number>
+  /**
+   * Whether a gateway may be heard now (enrolled, not revoked), and its tenant, derived from its authenticated
+   * identity only. When given it replaces knowsGateway; a refused gateway's messages never reach a handler.
+   */
+  gatewayAllowed?(gatewayId: string): { ok: true; tenantId: string } | { ok: false; reason: string }
+  /** Every valid message from a gateway, before its handler (liveness: "heard from it"). */
+  onActivity?(gatewayId: string, kind: ParsedTopic['kind']): void
+  onTelemetry?(gatewayId: string, data: TelemetryData): Promise<void> | void
+  /** A command the gateway answered (liveness: the path works both ways), with its round trip. */
+  onCommandAnswered?(gatewayId: string, command: CommandName, ok: boolean, roundTripMs: number): void
+}
+
+export interface RelayLinkOptions {
+  url: string
+  username?: string | undefined
+  password?: string | undefined
+  commandTimeoutMs: number
+  /** CA (PEM) the broker's server certificate chains to (mqtts/wss). */
+  caPem?: string | undefined
+  /** The relay's client certificate (CN `relay:<name>`) and key (PEM), for a mutual-TLS broker. */
+  certPem?: string | undefined
+  keyPem?: string | undefined
+  /**
+   * A stable client id gives the relay a persistent session (clean: false): QoS 1 messages wait in the broker
+   * while the relay restarts. Without one a random id and a clean session are used.
+   */
+  clientId?: string | undefined
 }
 
 interface PendingCommand {
   resolve(result: ResultData): void
   reject(err: Error): void
   timer: NodeJS.Timeout
+  gatewayId: string
+  name: CommandName
+  sentAt: number
 }
 
 /**
@@ -28,7 +58,7 @@ interface PendingCommand {
  * and sends commands with a correlation id, resolving when the gateway's result arrives.
  */
 export class RelayLink {
-  readonly #options: { url: string; username?: string | undefined; password?: string | undefined; commandTimeoutMs: number; caPem?: string | undefined }
+  readonly #options: RelayLinkOptions
   readonly #handlers: RelayLinkHandlers
   readonly #log: Logger
   readonly #counters: Counters
@@ -37,7 +67,7 @@ export class RelayLink {
   #client: MqttClient | undefined
   #lastError = ''
 
-  constructor(options: { url: string; username?: string | undefined; password?: string | undefined; commandTimeoutMs: number; caPem?: string | undefined }, handlers: RelayLinkHandlers, deps: { logger: Logger; counters: Counters }) {
+  constructor(options: RelayLinkOptions, handlers: RelayLinkHandlers, deps: { logger: Logger; counters: Counters }) {
     this.#options = options
     this.#handlers = handlers
     this.#log = deps.logger
@@ -51,10 +81,12 @@ export class RelayLink {
   async start(): Promise<void> {
     if (this.#client) return
     const client = mqtt.connect(this.#options.url, {
-      clientId: `relay-${randomUUID().slice(0, 8)}`,
+      clientId: this.#options.clientId ?? `relay-${randomUUID().slice(0, 8)}`,
       protocolVersion: 4,
-      clean: true,
+      clean: this.#options.clientId === undefined,
       reconnectPeriod: 1000,
+      ...(this.#options.certPem !== undefined ? { cert: this.#options.certPem } : {}),
+      ...(this.#options.keyPem !== undefined ? { key: this.#options.keyPem } : {}),
       ...(this.#options.username !== undefined ? { username: this.#options.username } : {}),
       ...(this.#options.password !== undefined ? { password: this.#options.password } : {}),
       ...(this.#options.caPem !== undefined ? { ca: this.#options.caPem } : {}),
@@ -99,13 +131,20 @@ export class RelayLink {
     return this.#send(gatewayId, 'resync', { reason })
   }
 
-  async #send(gatewayId: string, name: 'setDnd' | 'resync', data: SetDndData | { reason: string }): Promise<ResultData> {
+  /** Asks the gateway to answer at once: proves the path both ways (liveness). */
+  async sendPing(gatewayId: string): Promise<ResultData> {
+    return this.#send(gatewayId, 'ping', { sentAt: Date.now() })
+  }
+
+  async #send(gatewayId: string, name: CommandName, data: SetDndData | { reason: string } | PingData): Promise<ResultData> {
     const client = this.#client
     if (!client?.connected) throw new Error('relay is not connected to the broker')
     const seq = await this.#handlers.nextCommandSeq(gatewayId)
     const envelope = name === 'setDnd'
       ? createEnvelope('cmd.setDnd', data as SetDndData, { gatewayId, seq })
-      : createEnvelope('cmd.resync', data as { reason: string }, { gatewayId, seq })
+      : name === 'resync'
+        ? createEnvelope('cmd.resync', data as { reason: string }, { gatewayId, seq })
+        : createEnvelope('cmd.ping', data as PingData, { gatewayId, seq })
     return new Promise<ResultData>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#pending.delete(envelope.id)
@@ -113,7 +152,7 @@ export class RelayLink {
         reject(new Error(`gateway ${gatewayId} did not answer ${name} within ${this.#options.commandTimeoutMs} ms`))
       }, this.#options.commandTimeoutMs)
       timer.unref()
-      this.#pending.set(envelope.id, { resolve, reject, timer })
+      this.#pending.set(envelope.id, { resolve, reject, timer, gatewayId, name, sentAt: Date.now() })
       client.publish(topics.command(gatewayId, name), encodeEnvelope(envelope), { qos: 1 }, (err) => {
         if (!err) return
         clearTimeout(timer)
@@ -134,11 +173,16 @@ export class RelayLink {
     }
     const { topic: parsed, envelope } = decoded
     if (parsed.kind === 'command') return // our own commands, echoed by the wildcard subscription
-    if (!this.#handlers.knowsGateway(parsed.gatewayId)) {
+    const allowed = this.#handlers.gatewayAllowed
+      ? this.#handlers.gatewayAllowed(parsed.gatewayId)
+      : this.#handlers.knowsGateway(parsed.gatewayId) ? { ok: true as const } : { ok: false as const, reason: 'unknown gateway' }
+    if (!allowed.ok) {
       this.#counters.inc('relay.unknown_gateway_messages')
-      this.#log.warn({ gatewayId: parsed.gatewayId, kind: parsed.kind }, 'dropped a message from an unknown gateway; create the gateway in the relay config first')
+      this.#counters.inc('relay.refused_gateway_messages')
+      this.#log.warn({ gatewayId: parsed.gatewayId, kind: parsed.kind, why: allowed.reason }, 'dropped a message from a gateway that may not be heard; create or enroll the gateway first')
       return
     }
+    this.#handlers.onActivity?.(parsed.gatewayId, parsed.kind)
     const previous = this.#queues.get(parsed.gatewayId) ?? Promise.resolve()
     const next = previous.then(() => this.#dispatch(parsed, envelope, retained)).catch((err: unknown) => {
       this.#counters.inc('relay.handler_errors')
@@ -164,13 +208,21 @@ export class RelayLink {
       case 'result': {
         const pending = this.#pending.get(envelope.data.correlationId)
         if (!pending) return
+        if (pending.gatewayId !== topic.gatewayId) {
+          // A result can only answer a command sent to the same gateway: another gateway guessing ids is ignored.
+          this.#counters.inc('relay.foreign_results')
+          this.#log.warn({ gatewayId: topic.gatewayId, expected: pending.gatewayId }, 'ignored a result for a command sent to another gateway')
+          return
+        }
         clearTimeout(pending.timer)
         this.#pending.delete(envelope.data.correlationId)
+        this.#handlers.onCommandAnswered?.(topic.gatewayId, pending.name, envelope.data.ok, Date.now() - pending.sentAt)
         pending.resolve(envelope.data)
         return
       }
       case 'telemetry':
         this.#log.debug({ gatewayId: topic.gatewayId, telemetry: envelope.data }, 'telemetry')
+        await this.#handlers.onTelemetry?.(topic.gatewayId, envelope.data)
         return
       default:
         return

@@ -213,4 +213,19 @@ CREATE TABLE seal_check (
 );
 `,
   },
+  {
+    version: 7,
+    name: 'gateway telemetry',
+    sql: `
+-- The box's health as it reported it (telemetry messages), kept as long as the event log.
+CREATE TABLE gateway_telemetry (
+  id bigserial PRIMARY KEY,
+  gateway_id text NOT NULL REFERENCES gateways(id) ON DELETE CASCADE,
+  at timestamptz NOT NULL,
+  data jsonb NOT NULL
+);
+CREATE INDEX gateway_telemetry_gateway_at ON gateway_telemetry (gateway_id, at);
+CREATE INDEX gateway_telemetry_at ON gateway_telemetry (at);
+`,
+  },
 ]
