@@ -6,7 +6,7 @@
  * EC P-256 throughout (WebCrypto, native): issuing takes about a millisecond.
  */
 import { createHash, KeyObject, webcrypto, X509Certificate as NodeX509 } from 'node:crypto'
-import { ensureReflectMetadata } from '../../graph-sim/reflect-metadata-shim.js'
+import { ensureReflectMetadata } from '../../../gateway/src/core/reflect-metadata-shim.js'
 
 type X509Module = typeof import('@peculiar/x509')
 
