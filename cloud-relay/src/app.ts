@@ -20,6 +20,15 @@ import { openSqlClient, type SqlClient } from './store/sql-client.js'
 import { effectiveSettings, type SyncSettings } from './sync/mapping.js'
 import { SyncEngine } from './sync/sync-engine.js'
 import { PresenceObservation } from './notifications/presence-observation.js'
+// --- enrollment (issue 5, H1) ---
+import { loadOrCreateRelayCa } from './enrollment/ca-store.js'
+import { EnrollmentService } from './enrollment/enrollment-service.js'
+import { enrollmentAdminRoutes, enrollmentPublicRoutes } from './enrollment/enrollment-routes.js'
+import { relayHttpsMaterial } from './enrollment/https-material.js'
+import type { RelayPki } from './pki/relay-pki.js'
+import { loadSealer } from './secrets/sealer.js'
+import { EnrollmentStore } from './store/enrollment-store.js'
+// --- end enrollment ---
 
 export const RELAY_VERSION = '0.1.0'
 
@@ -93,6 +102,8 @@ export class Relay {
   #http: HttpServer | undefined
   #retention: EventRetention | undefined
   #directory: DirectoryService | undefined
+  #enrollment: EnrollmentService | undefined // enrollment (issue 5, H1)
+  #pki: RelayPki | undefined // enrollment (issue 5, H1)
   #started = false
 
   constructor(config: Readonly<RelayConfig>, deps: RelayDeps) {
@@ -116,6 +127,18 @@ export class Relay {
   get observation(): PresenceObservation {
     if (!this.#observation) throw new Error('relay not started')
     return this.#observation
+  }
+
+  /** Gateway enrollment: codes, certificates, renewal, revocation, the broker's connect check (issue 5, H1). */
+  get enrollment(): EnrollmentService {
+    if (!this.#enrollment) throw new Error('relay not started')
+    return this.#enrollment
+  }
+
+  /** The relay CA: broker server certificates, the relay's own client certificate, CRLs (issue 5, H1). */
+  get pki(): RelayPki {
+    if (!this.#pki) throw new Error('relay not started')
+    return this.#pki
   }
 
   get store(): RelayStore {
@@ -171,6 +194,28 @@ export class Relay {
       }
     }
     for (const gateway of await store.listGateways()) this.#gatewayTenant.set(gateway.id, gateway.tenantId)
+
+    // --- enrollment (issue 5, H1): the CA (key sealed in the store), codes and certificates ---
+    const sealer = await loadSealer({ envKey: this.#deps.sealKey, keyFile: config.secrets.sealKeyFile })
+    const enrollmentStore = new EnrollmentStore(db)
+    const pki = await loadOrCreateRelayCa({ store: enrollmentStore, sealer, clock, logger })
+    this.#pki = pki
+    const enrollment = new EnrollmentService({
+      store: enrollmentStore,
+      pki,
+      clock,
+      logger,
+      counters,
+      settings: config.enrollment,
+      appendEvent: (entry) => store.appendEvent({ at: new Date(clock.now()), ...entry }),
+    })
+    await enrollment.load()
+    enrollment.onGatewayCreated((gateway) => this.#gatewayTenant.set(gateway.id, gateway.tenantId))
+    this.#enrollment = enrollment
+    if (config.enrollment.brokerUrls.length === 0) {
+      this.#log.warn('enrollment.brokerUrls is empty: enrolled boxes learn no broker URL and need relay.url in their own config')
+    }
+    // --- end enrollment ---
 
     const relayWide: SyncSettings = {
       busyPresence: config.sync.busyPresence,
@@ -300,8 +345,9 @@ export class Relay {
       apiToken: config.http.apiToken,
       version: RELAY_VERSION,
       health: () => ({ broker: link.connected, store: db.kind }),
-      publicRoutes: observation.publicRoutes,
-      apiRoutes: observation.apiRoutes,
+      publicRoutes: [observation.publicRoutes, enrollmentPublicRoutes(enrollment, clock)], // enrollment (issue 5, H1)
+      apiRoutes: [...observation.apiRoutes, enrollmentAdminRoutes(enrollment)], // enrollment (issue 5, H1)
+      https: await relayHttpsMaterial(config.http.tls, pki, config.enrollment.publicHostnames, clock.now()), // enrollment (issue 5, H1)
     })
     this.#http = http
     await http.listen({ host: config.http.host, port: config.http.port })
