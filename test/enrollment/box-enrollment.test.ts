@@ -139,6 +139,38 @@ t.test('box ↔ relay over real HTTPS (PGlite)', async (t) => {
     t.equal(identity.gatewayId, 'gw-box4', 'the code was not spent by the refused attempts')
   })
 
+  await t.test('through an HTTP proxy (CONNECT), with the pin; a proxy that refuses the tunnel is named', async (t) => {
+    const { createServer } = await import('node:http')
+    const { connect } = await import('node:net')
+    const tunnels: string[] = []
+    const proxy = createServer((_req, res) => res.writeHead(405).end())
+    proxy.on('connect', (req, client, head) => {
+      tunnels.push(req.url ?? '')
+      if (req.url?.startsWith('127.0.0.1:') !== true) return client.end('HTTP/1.1 403 Forbidden\r\n\r\n')
+      const [host, port] = (req.url ?? '').split(':')
+      const upstream = connect(Number(port), host, () => {
+        client.write('HTTP/1.1 200 Connection Established\r\n\r\n')
+        upstream.write(head)
+        upstream.pipe(client)
+        client.pipe(upstream)
+      })
+      upstream.on('error', () => client.destroy())
+      client.on('error', () => upstream.destroy())
+    })
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve))
+    t.teardown(() => new Promise<void>((resolve) => proxy.close(() => resolve())))
+    const proxyUrl = `http://127.0.0.1:${(proxy.address() as import('node:net').AddressInfo).port}`
+    const code = await adminCreate('gw-proxy')
+    const box = await newBox({ proxyUrl })
+    const identity = await box.client.enroll({ code })
+    t.equal(identity.gatewayId, 'gw-proxy')
+    t.ok(tunnels.length >= 2 && tunnels.every((u) => u === new URL(relay.url).host), 'pin discovery and requests went through the proxy')
+    const refusing = await newBox({ proxyUrl, relayUrl: relay.url.replace('127.0.0.1', 'localhost') })
+    const refused = await boxFailure(refusing.client.enroll({ code }))
+    t.equal(refused.code, 'BOX_PROXY')
+    t.match(refused.message, /refused the tunnel/)
+  })
+
   await t.test('clock: a box a day behind is told so before the code is spent, and enrolls once corrected', async (t) => {
     const code = await adminCreate('gw-box5')
     const boxClock = new ShiftedClock(-DAY_MS)
