@@ -7,7 +7,7 @@
  * keygen would.
  */
 import { KeyObject, webcrypto } from 'node:crypto'
-import { ensureReflectMetadata } from './reflect-metadata-shim.js'
+import { ensureReflectMetadata } from '../../gateway/src/core/reflect-metadata-shim.js'
 
 export interface SimulatorPki {
   /** PEM of the CA certificate: what a client adds to its trust store. */

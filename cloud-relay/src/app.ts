@@ -3,11 +3,11 @@ import type { Logger } from 'pino'
 import type { Clock } from '../../gateway/src/core/clock.js'
 import type { Counters } from '../../gateway/src/core/counters.js'
 import { EmbeddedBroker, type AuthorizeCertificate, type BrokerTlsOptions } from './broker/embedded-broker.js'
+import { applyMosquittoRevocations } from './broker/mosquitto-config.js'
 // [tunnel/H3] fleet liveness and telemetry
 import { GatewayLiveness } from './fleet/gateway-liveness.js'
 import { fleetRoutes } from './fleet/fleet-routes.js'
 import { TelemetryStore } from './fleet/telemetry-store.js'
-import type { RelayPki } from './pki/relay-pki.js'
 import { join } from 'node:path'
 import { hashSecret, verifySecret } from './broker/secrets.js'
 import type { RelayConfig } from './config/schema.js'
@@ -26,6 +26,15 @@ import { openSqlClient, type SqlClient } from './store/sql-client.js'
 import { effectiveSettings, type SyncSettings } from './sync/mapping.js'
 import { SyncEngine } from './sync/sync-engine.js'
 import { PresenceObservation } from './notifications/presence-observation.js'
+// --- enrollment (issue 5, H1) ---
+import { loadOrCreateRelayCa } from './enrollment/ca-store.js'
+import { EnrollmentService } from './enrollment/enrollment-service.js'
+import { enrollmentAdminRoutes, enrollmentPublicRoutes } from './enrollment/enrollment-routes.js'
+import { relayHttpsMaterial } from './enrollment/https-material.js'
+import type { RelayPki } from './pki/relay-pki.js'
+import { loadSealer } from './secrets/sealer.js'
+import { EnrollmentStore } from './store/enrollment-store.js'
+// --- end enrollment ---
 
 export const RELAY_VERSION = '0.1.0'
 
@@ -93,6 +102,7 @@ export class Relay {
   readonly #graph = new Map<string, GraphClient>()
   readonly #commandSeq = new Map<string, { next: number; end: number }>()
   readonly #commandSeqLock = new Map<string, Promise<number>>()
+  readonly #unsubscribe: Array<() => void> = []
   #observation: PresenceObservation | undefined
   #db: SqlClient | undefined
   #store: RelayStore | undefined
@@ -105,6 +115,8 @@ export class Relay {
   #liveness: GatewayLiveness | undefined // [tunnel/H3]
   #telemetryRetention: EventRetention | undefined // [tunnel/H3]
   #directory: DirectoryService | undefined
+  #enrollment: EnrollmentService | undefined // enrollment (issue 5, H1)
+  #pki: RelayPki | undefined // enrollment (issue 5, H1)
   #started = false
 
   constructor(config: Readonly<RelayConfig>, deps: RelayDeps) {
@@ -128,6 +140,18 @@ export class Relay {
   get observation(): PresenceObservation {
     if (!this.#observation) throw new Error('relay not started')
     return this.#observation
+  }
+
+  /** Gateway enrollment: codes, certificates, renewal, revocation, the broker's connect check (issue 5, H1). */
+  get enrollment(): EnrollmentService {
+    if (!this.#enrollment) throw new Error('relay not started')
+    return this.#enrollment
+  }
+
+  /** The relay CA: broker server certificates, the relay's own client certificate, CRLs (issue 5, H1). */
+  get pki(): RelayPki {
+    if (!this.#pki) throw new Error('relay not started')
+    return this.#pki
   }
 
   get store(): RelayStore {
@@ -195,6 +219,28 @@ export class Relay {
     }
     for (const gateway of await store.listGateways()) this.#gatewayTenant.set(gateway.id, gateway.tenantId)
 
+    // --- enrollment (issue 5, H1): the CA (key sealed in the store), codes and certificates ---
+    const sealer = await loadSealer({ envKey: this.#deps.sealKey, keyFile: config.secrets.sealKeyFile })
+    const enrollmentStore = new EnrollmentStore(db)
+    const pki = await loadOrCreateRelayCa({ store: enrollmentStore, sealer, clock, logger })
+    this.#pki = pki
+    const enrollment = new EnrollmentService({
+      store: enrollmentStore,
+      pki,
+      clock,
+      logger,
+      counters,
+      settings: config.enrollment,
+      appendEvent: (entry) => store.appendEvent({ at: new Date(clock.now()), ...entry }),
+    })
+    await enrollment.load()
+    enrollment.onGatewayCreated((gateway) => this.#gatewayTenant.set(gateway.id, gateway.tenantId))
+    this.#enrollment = enrollment
+    if (config.enrollment.brokerUrls.length === 0) {
+      this.#log.warn('enrollment.brokerUrls is empty: enrolled boxes learn no broker URL and need relay.url in their own config')
+    }
+    // --- end enrollment ---
+
     const relayWide: SyncSettings = {
       busyPresence: config.sync.busyPresence,
       meetingSetsDnd: config.sync.meetingSetsDnd,
@@ -250,12 +296,13 @@ export class Relay {
     await directory.start(config.tenants.map((t) => t.id))
 
     let brokerUrl = config.broker.url ?? ''
+    const relayPki = this.#deps.relayPki ?? pki
     if (config.broker.mode === 'embedded') {
       // [tunnel/H3] mutual-TLS listeners when configured and the relay CA is available
-      const tls = config.broker.tls && this.#deps.relayPki ? await brokerTls(config.broker.tls, this.#deps.relayPki) : undefined
-      if (config.broker.tls && !this.#deps.relayPki) this.#log.error('broker.tls is configured but the relay CA is not loaded: the mqtts/wss listeners stay closed')
+      const tls = config.broker.tls ? await brokerTls(config.broker.tls, relayPki) : undefined
       const broker = new EmbeddedBroker({ host: config.broker.host, port: config.broker.port, passwordListener: config.broker.passwordListener, tls }, {
-        authorizeCertificate: this.#deps.authorizeCertificate,
+        // The tenant comes from the enrollment record of the certificate's gateway id, never from the box.
+        authorizeCertificate: this.#deps.authorizeCertificate ?? ((identity) => enrollment.decideCertificate(identity.gatewayId, identity.serial)),
         relayUsername: config.broker.relayUsername,
         relayPassword: config.broker.relayPassword,
         verifyGateway: (gatewayId, password) => {
@@ -285,7 +332,7 @@ export class Relay {
     const telemetryRetention = new EventRetention({ retentionDays: config.eventLog.retentionDays }, { store: telemetryStore, clock, logger: logger.child({ table: 'gateway_telemetry' }) })
     telemetryRetention.start()
     this.#telemetryRetention = telemetryRetention
-    const relayClient = await relayClientCredentials(config, this.#deps.relayPki)
+    const relayClient = await relayClientCredentials(config, relayPki)
 
     const link = new RelayLink({
       url: brokerUrl,
@@ -295,6 +342,12 @@ export class Relay {
       ...relayClient, // [tunnel/H3] client certificate and persistent session
     }, {
       knowsGateway: (gatewayId) => this.#gatewayTenant.has(gatewayId),
+      // A revoked gateway's messages (already on the broker, or from a connection not yet cut) never reach a handler.
+      gatewayAllowed: (gatewayId) => {
+        if (enrollment.isRevoked(gatewayId)) return { ok: false, reason: 'the gateway is revoked' }
+        const tenantId = this.#gatewayTenant.get(gatewayId)
+        return tenantId === undefined ? { ok: false, reason: 'unknown gateway: create it in the console first' } : { ok: true, tenantId }
+      },
       onStatus: async (gatewayId, data, retained, seq) => {
         const online = data.state === 'online'
         liveness.onStatus(gatewayId, data) // [tunnel/H3]
@@ -325,6 +378,23 @@ export class Relay {
       nextCommandSeq: (gatewayId) => this.#nextCommandSeq(gatewayId),
     }, { logger: logger.child({ component: 'relay-link' }), counters })
     this.#link = link
+    // Revocation cuts the gateway off at once: its broker connection, its messages, commands to it.
+    this.#unsubscribe.push(enrollment.onRevoked((revoked) => {
+      const reason = `revoked by ${revoked.actor}: ${revoked.reason}`
+      this.#broker?.disconnectGateway(revoked.gatewayId, reason)
+      liveness.onRevoked(revoked.gatewayId, reason)
+      engine.onGatewayStatus(revoked.gatewayId, false, reason)
+      if (config.broker.mosquitto && relayClient.certPem !== undefined && relayClient.keyPem !== undefined) {
+        applyMosquittoRevocations({
+          configDir: config.broker.mosquitto.configDir,
+          pidFile: config.broker.mosquitto.pidFile,
+          pki: relayPki,
+          revoked: { certificates: enrollment.revokedCertificates(), gateways: enrollment.revokedGatewayIds() },
+          gatewayId: revoked.gatewayId,
+          kick: { url: brokerUrl, caPem: relayClient.caPem ?? relayPki.caCertPem, certPem: relayClient.certPem, keyPem: relayClient.keyPem },
+        }).catch((err: unknown) => this.#log.error({ gatewayId: revoked.gatewayId, err: (err as Error).message }, 'Mosquitto was not told about the revocation: run mosquitto-cli revoke, then SIGHUP Mosquitto'))
+      }
+    }))
     await link.start()
     engine.start()
     liveness.start() // [tunnel/H3]
@@ -356,8 +426,9 @@ export class Relay {
       apiToken: config.http.apiToken,
       version: RELAY_VERSION,
       health: () => ({ broker: link.connected, store: db.kind }),
-      publicRoutes: observation.publicRoutes,
-      apiRoutes: [...observation.apiRoutes, fleetRoutes({ liveness, telemetry: telemetryStore })], // [tunnel/H3]
+      publicRoutes: [observation.publicRoutes, enrollmentPublicRoutes(enrollment, clock)], // enrollment (issue 5, H1)
+      apiRoutes: [...observation.apiRoutes, enrollmentAdminRoutes(enrollment), fleetRoutes({ liveness, telemetry: telemetryStore })], // [tunnel]
+      https: await relayHttpsMaterial(config.http.tls, pki, config.enrollment.publicHostnames, clock.now()), // enrollment (issue 5, H1)
     })
     this.#http = http
     await http.listen({ host: config.http.host, port: config.http.port })
@@ -383,6 +454,7 @@ export class Relay {
     this.#graph.clear()
     await this.#retention?.stop()
     this.#retention = undefined
+    for (const off of this.#unsubscribe.splice(0)) off()
     this.#liveness?.stop() // [tunnel/H3]
     await this.#telemetryRetention?.stop()
     this.#telemetryRetention = undefined

@@ -7,6 +7,7 @@ import { Gateway } from './app.js'
 import { systemClock } from './core/clock.js'
 import { Counters } from './core/counters.js'
 import { createLogger, prettyByDefault } from './logging.js'
+import { IDENTITY_HELP, runIdentityCommand } from './identity/cli.js'
 
 const HELP = `pbx-presence-gateway: the box next to the PBX
 
@@ -16,9 +17,12 @@ Usage:
                                           validate the config and exit
   node dist/gateway.js --help
 
+${IDENTITY_HELP}
 The config is JSON; gateway/examples/gateway.example.json documents every field:
   gatewayId        this box's id, as created on the relay
   relay.url        the relay's broker (mqtt://, mqtts://), with relay.username/password
+  relay.enrollUrl  the relay's https address for enrollment; relay.caFingerprint (pin from
+                   the console), relay.caFile, relay.proxyUrl (http://proxy:3128)
   connectors[]     one per PBX: {id, type: "osbiz", host, port, applicationId, username,
                    password, users: [{extension, name, email}]}
   dataDir          where state survives restarts (default .data/gateway)
@@ -30,6 +34,11 @@ Exit codes: 0 stopped cleanly, 2 bad command line or config, 1 crashed.
 `
 
 async function main(): Promise<void> {
+  const command = process.argv[2]
+  if (command === 'enroll' || command === 'factory-reset') {
+    process.exitCode = await runIdentityCommand(process.argv.slice(2))
+    return
+  }
   await runService({
     help: HELP,
     exampleFile: 'gateway/examples/gateway.example.json',

@@ -296,3 +296,25 @@ export async function revokeOnMosquitto(params: {
   await kickMosquittoClient(params.gatewayId, params.kick)
   return files
 }
+
+/**
+ * The relay's own revocation path for an external Mosquitto whose directory mosquitto-cli wrote: only the CRL and
+ * the ACL change (the relay does not know the listener options the operator chose), then SIGHUP through the pid
+ * file when there is one, then the takeover that closes the open connection.
+ */
+export async function applyMosquittoRevocations(params: {
+  configDir: string
+  pidFile?: string | undefined
+  pki: RelayPki
+  revoked: Revocations
+  gatewayId: string
+  kick: KickCredentials
+  relayName?: string | undefined
+}): Promise<void> {
+  const dir = resolve(params.configDir)
+  const relayCommonName = `${RELAY_CN_PREFIX}${params.relayName ?? 'main'}`
+  await writeAtomic(join(dir, 'crl.pem'), await params.pki.createCrl(params.revoked.certificates), 0o644)
+  await writeAtomic(join(dir, 'acl'), renderAcl(relayCommonName, params.revoked.gateways), 0o644)
+  if (params.pidFile !== undefined) reloadMosquitto(await readPidFile(params.pidFile))
+  await kickMosquittoClient(params.gatewayId, params.kick)
+}

@@ -25,6 +25,7 @@ export const RelayConfigSchema = Type.Object({
     /** external Mosquitto: where `mosquitto-cli` writes its configuration, and the relay's client certificate. */
     mosquitto: Type.Optional(Type.Object({
       configDir: Type.String({ minLength: 1, description: 'directory written by cloud-relay/src/broker/mosquitto-cli.ts (relay.pem, relay.key, ca.pem)' }),
+      pidFile: Type.Optional(Type.String({ minLength: 1, description: 'Mosquitto\'s pid_file: on a revocation the relay rewrites the CRL and ACL and sends SIGHUP' })),
     }, { additionalProperties: false })),
     /** A stable client id gives the relay a persistent session: QoS 1 messages wait in the broker while it restarts. */
     relayClientId: Type.Optional(Type.String({ minLength: 1, maxLength: 64, description: 'e.g. relay:main; one per relay instance' })),
@@ -119,6 +120,36 @@ export const RelayConfigSchema = Type.Object({
     port: Type.Integer({ minimum: 0, maximum: 65535, default: 8080, description: 'port to listen on (0 = any free port)' }),
     /** Bearer token for /api/v1 (a stopgap until the console has its own login). Without it the API answers 503. */
     apiToken: Type.Optional(Type.String({ minLength: 16, description: 'Bearer token for /api/v1; at least 16 characters. Keep it secret.' })),
+    /**
+     * HTTPS for the relay's own port (the boxes' enrollment endpoint is on it): PEM files, or selfIssued: the relay
+     * issues its server certificate from its own CA for enrollment.publicHostnames at every start (boxes then pin
+     * the relay CA's fingerprint). Without it the port speaks plain HTTP (behind a TLS reverse proxy).
+     */
+    tls: Type.Optional(Type.Union([
+      Type.Object({
+        certFile: Type.String({ minLength: 1, description: 'PEM file: the server certificate (and its chain)' }),
+        keyFile: Type.String({ minLength: 1, description: 'PEM file: its private key. Keep it secret.' }),
+      }, { additionalProperties: false }),
+      Type.Object({
+        selfIssued: Type.Literal(true, { description: 'issue the HTTPS certificate from the relay CA for enrollment.publicHostnames' }),
+      }, { additionalProperties: false }),
+    ])),
+  }, { additionalProperties: false, default: {} }),
+  /** Gateway enrollment: one-time codes, the gateways' client certificates (cloud-relay/src/enrollment). */
+  enrollment: Type.Object({
+    codeTtlHours: Type.Number({ minimum: 0.1, maximum: 720, default: 24, description: 'an enrollment code expires this many hours after it was made' }),
+    certificateValidityDays: Type.Integer({ minimum: 1, maximum: 825, default: 30, description: 'lifetime of a gateway certificate; the box renews after 2/3 of it' }),
+    renewalGraceDays: Type.Integer({ minimum: 0, maximum: 365, default: 7, description: 'an expired gateway certificate can still renew for this many days' }),
+    brokerUrls: Type.Array(Type.String({ pattern: '^(mqtts|wss)://[^/\\s]+' }), {
+      default: [],
+      description: 'what an enrolled box connects to, in order of preference, e.g. ["mqtts://relay.example:8883", "wss://relay.example:443/mqtt"]',
+    }),
+    publicHostnames: Type.Array(Type.String({ minLength: 1 }), {
+      default: ['localhost', '127.0.0.1'],
+      description: 'DNS names and IP addresses boxes reach the relay by: the names in its self-issued server certificates',
+    }),
+    failedAttemptsPerWindow: Type.Integer({ minimum: 1, default: 10, description: 'failed enrollment attempts per remote address before 429' }),
+    failedAttemptsWindowMinutes: Type.Integer({ minimum: 1, default: 10 }),
   }, { additionalProperties: false, default: {} }),
   eventLog: Type.Object({
     /** Event log rows older than this are deleted (hourly, in batches). */

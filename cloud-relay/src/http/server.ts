@@ -51,8 +51,13 @@ export interface HttpServerDeps {
   apiToken: string | undefined
   version: string
   health: () => { broker: boolean; store: string }
-  /** Routes outside /api/v1 and its bearer check (the Graph webhook: Graph authenticates by clientState and signatures). */
-  publicRoutes?: FastifyPluginAsyncTypebox | undefined
+  /**
+   * Routes outside /api/v1 and its bearer check (the Graph webhook: Graph authenticates by clientState and
+   * signatures; enrollment: the one-time code or the box's certificate is the credential). One plugin or several.
+   */
+  publicRoutes?: FastifyPluginAsyncTypebox | ReadonlyArray<FastifyPluginAsyncTypebox | undefined> | undefined
+  /** Serve HTTPS with this certificate (PEM, chain included) and key; plain HTTP without it. */
+  https?: { certPem: string; keyPem: string } | undefined
   /** More bearer-protected routes under /api/v1. */
   apiRoutes?: readonly FastifyPluginAsyncTypebox[] | undefined
 }
@@ -84,6 +89,8 @@ export function buildServer(deps: HttpServerDeps) {
     // Unknown query parameters are errors (a typo must not silently widen a query); `verbose` gives the failing
     // schema to the error messages.
     ajv: { customOptions: { removeAdditional: false, verbose: true } },
+    // Typed as the plain HTTP server either way: the routes do not care, and node's https.Server is a net.Server too.
+    ...(deps.https ? { https: { cert: deps.https.certPem, key: deps.https.keyPem } } : {}),
   }).withTypeProvider<TypeBoxTypeProvider>()
 
   app.setErrorHandler((err: FastifyError, request, reply) => {
@@ -115,7 +122,8 @@ export function buildServer(deps: HttpServerDeps) {
 
   void app.register(healthRoutes, { deps })
   void app.register(apiRoutes, { deps, prefix: API_PREFIX })
-  if (deps.publicRoutes) void app.register(deps.publicRoutes)
+  const publicRoutes = typeof deps.publicRoutes === 'function' ? [deps.publicRoutes] : (deps.publicRoutes ?? [])
+  for (const plugin of publicRoutes) if (plugin) void app.register(plugin)
   return app
 }
 

@@ -6,7 +6,7 @@
  * EC P-256 throughout (WebCrypto, native): issuing takes about a millisecond.
  */
 import { createHash, KeyObject, webcrypto, X509Certificate as NodeX509 } from 'node:crypto'
-import { ensureReflectMetadata } from '../../graph-sim/reflect-metadata-shim.js'
+import { ensureReflectMetadata } from '../../../gateway/src/core/reflect-metadata-shim.js'
 
 type X509Module = typeof import('@peculiar/x509')
 
@@ -165,6 +165,13 @@ export class RelayPki {
    * certificate's CN is `commonName` (the gateway id the relay decided on), never what the box asked for.
    */
   async signCsr(csrPem: string, commonName: string, options: { validityDays: number; now?: number }): Promise<IssuedCertificate & { publicKeySha256: string }> {
+    const csr = await this.#checkedCsr(csrPem)
+    const publicKey = await csr.publicKey.export(EC_KEY, ['verify'], webcrypto)
+    const issued = await this.#issue({ subject: commonName, publicKey, validityDays: options.validityDays, now: options.now, extensions: this.#clientExtensions() })
+    return { ...issued, publicKeySha256: sha256Hex(Buffer.from(csr.publicKey.rawData)) }
+  }
+
+  async #checkedCsr(csrPem: string): Promise<import('@peculiar/x509').Pkcs10CertificateRequest> {
     const x = this.#x
     let csr: import('@peculiar/x509').Pkcs10CertificateRequest
     try {
@@ -183,9 +190,16 @@ export class RelayPki {
     if (algorithm.name !== 'ECDSA' || algorithm.namedCurve !== 'P-256') {
       throw new PkiError('PKI_BAD_CSR', `the certificate request has a ${algorithm.name ?? 'unknown'} ${algorithm.namedCurve ?? ''} key; the relay signs EC P-256 keys only`)
     }
-    const publicKey = await csr.publicKey.export(EC_KEY, ['verify'], webcrypto)
-    const issued = await this.#issue({ subject: commonName, publicKey, validityDays: options.validityDays, now: options.now, extensions: this.#clientExtensions() })
-    return { ...issued, publicKeySha256: sha256Hex(Buffer.from(csr.publicKey.rawData)) }
+    return csr
+  }
+
+  /**
+   * Checks a CSR without issuing anything: PEM PKCS#10, signature verifies (proof that the sender holds the key),
+   * EC P-256. Returns the SHA-256 of its SubjectPublicKeyInfo, comparable with a certificate's publicKeySha256.
+   */
+  async inspectCsr(csrPem: string): Promise<{ publicKeySha256: string }> {
+    const csr = await this.#checkedCsr(csrPem)
+    return { publicKeySha256: sha256Hex(Buffer.from(csr.publicKey.rawData)) }
   }
 
   /** Checks that a client certificate was issued by this CA and is within its validity at `now`. */

@@ -214,6 +214,52 @@ CREATE TABLE seal_check (
 `,
   },
   {
+    version: 6,
+    name: 'enrollment: relay CA, one-time codes, gateway certificates',
+    sql: `
+-- The relay's own CA (one row): the certificate, and its PKCS#8 key sealed with the seal key (purpose relay-ca-key).
+CREATE TABLE relay_ca (
+  id integer PRIMARY KEY CHECK (id = 1),
+  certificate_pem text NOT NULL,
+  private_key text NOT NULL,
+  fingerprint256 text NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT now()
+);
+-- One-time enrollment codes, kept only as SHA-256 of the normalised code. A code is spent by setting used_at
+-- (atomically, WHERE used_at IS NULL); invalidated_at marks a code replaced by a newer one or by revocation.
+CREATE TABLE enrollment_codes (
+  hash text PRIMARY KEY,
+  gateway_id text NOT NULL REFERENCES gateways(id) ON DELETE CASCADE,
+  expires_at timestamptz NOT NULL,
+  used_at timestamptz,
+  invalidated_at timestamptz,
+  created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX enrollment_codes_gateway ON enrollment_codes (gateway_id);
+-- Every client certificate issued to a gateway; revoked_at feeds the CRL and the broker's connect check.
+CREATE TABLE gateway_certificates (
+  serial text PRIMARY KEY,
+  gateway_id text NOT NULL REFERENCES gateways(id) ON DELETE CASCADE,
+  not_before timestamptz NOT NULL,
+  not_after timestamptz NOT NULL,
+  public_key_sha256 text NOT NULL,
+  issued_at timestamptz NOT NULL,
+  revoked_at timestamptz
+);
+CREATE INDEX gateway_certificates_gateway ON gateway_certificates (gateway_id);
+-- Gateways created through the admin API have no broker password (secret_hash, nullable since migration 1, stays
+-- NULL): they authenticate with their certificate.
+ALTER TABLE gateways ADD COLUMN enrollment_state text NOT NULL DEFAULT 'created' CHECK (enrollment_state IN ('created', 'enrolled', 'revoked'));
+ALTER TABLE gateways ADD COLUMN enrolled_at timestamptz;
+ALTER TABLE gateways ADD COLUMN revoked_at timestamptz;
+ALTER TABLE gateways ADD COLUMN revoked_reason text;
+ALTER TABLE gateways ADD COLUMN revoked_by text;
+ALTER TABLE gateways ADD COLUMN current_serial text;
+-- The certificate the current one renewed: still accepted (a box that lost the renewal answer retries with it).
+ALTER TABLE gateways ADD COLUMN previous_serial text;
+`,
+  },
+  {
     version: 7,
     name: 'gateway telemetry',
     sql: `

@@ -11,15 +11,17 @@ export const GatewayConfigSchema = Type.Object({
     url: Type.String({ minLength: 1, description: 'Broker URL of the cloud relay: mqtt://, mqtts:// or wss://' }),
     username: Type.Optional(Type.String()),
     password: Type.Optional(Type.String()),
-    caFile: Type.Optional(Type.String({ description: 'PEM file with CA certificates to trust for mqtts/wss.' })),
+    caFile: Type.Optional(Type.String({ description: 'PEM file with CA certificates to trust for mqtts/wss and for enrollment.' })),
     // --- outbox/transport (H2): fallback URLs, proxy, attempts per URL ---
     fallbackUrls: Type.Optional(Type.Array(Type.String({ minLength: 1 }), {
       maxItems: 8,
       description: 'Broker URLs tried after relay.url, in order, e.g. ["wss://relay.example.net:443/mqtt"] for sites that only let HTTPS out.',
     })),
-    proxyUrl: Type.Optional(Type.String({ pattern: '^http://', description: 'HTTP proxy for the relay link (HTTP CONNECT), e.g. http://user:pass@proxy:3128. Applies to mqtts and wss.' })),
+    proxyUrl: Type.Optional(Type.String({ pattern: '^http://', description: 'HTTP proxy for the relay link (HTTP CONNECT), e.g. http://user:pass@proxy:3128. Applies to mqtts, wss and enrollment.' })),
     attemptsPerUrl: Type.Integer({ minimum: 1, maximum: 100, default: 3, description: 'Failed connection attempts on one broker URL before the next is tried.' }),
     // --- end outbox/transport ---
+    enrollUrl: Type.Optional(Type.String({ pattern: '^https://', description: 'https URL of the relay\'s enrollment endpoint, as shown in the console.' })),
+    caFingerprint: Type.Optional(Type.String({ pattern: '^(sha256[:/])?([0-9A-Fa-f]{2}:?){31}[0-9A-Fa-f]{2}$', description: 'SHA-256 fingerprint of the relay\'s CA or server certificate (the pin shown in the console).' })),
   }, { additionalProperties: false }),
   dataDir: Type.String({ default: '.data/gateway', description: 'Where the gateway keeps its state between runs.' }),
   logLevel: Type.Union([Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug'), Type.Literal('trace'), Type.Literal('silent')], { default: 'info' }),

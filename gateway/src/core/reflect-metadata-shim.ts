@@ -2,8 +2,9 @@
  * @peculiar/x509 2.x loads tsyringe, which throws at load time unless `Reflect.getMetadata` exists
  * ("tsyringe requires a reflect polyfill"). We have no `reflect-metadata` package, and x509 only needs the
  * three functions below (tsyringe's `@injectable()` bookkeeping), so this installs just those, only when
- * missing, and only when called: ca.ts calls it right before it dynamically imports @peculiar/x509, so
- * merely importing the simulator changes no global.
+ * missing, and only when called: each user (the relay CA, the Graph simulator, the box's CSR) calls it right
+ * before it dynamically imports @peculiar/x509, so merely importing a module changes no global. It lives in the
+ * gateway's core because the box needs it too and the relay may import gateway/src/core, not the reverse.
  */
 
 type MetadataStore = WeakMap<object, Map<unknown, unknown>>

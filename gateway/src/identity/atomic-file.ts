@@ -1,0 +1,38 @@
+import { randomBytes } from 'node:crypto'
+import { open, rename, unlink } from 'node:fs/promises'
+import { basename, dirname, join } from 'node:path'
+
+/**
+ * Writes a file so that a power cut leaves either the old content or the new, never a torn file: write a temp
+ * file beside it, fsync it, rename it over the target, fsync the folder (so the rename itself is on disk).
+ */
+export async function writeFileAtomic(file: string, data: string | Buffer, mode = 0o600): Promise<void> {
+  const temp = join(dirname(file), `.${basename(file)}.${randomBytes(4).toString('hex')}.tmp`)
+  const handle = await open(temp, 'wx', mode)
+  try {
+    await handle.writeFile(data)
+    await handle.sync()
+  } finally {
+    await handle.close()
+  }
+  try {
+    await rename(temp, file)
+  } catch (err) {
+    await unlink(temp).catch(() => undefined)
+    throw err
+  }
+  await syncDirectory(dirname(file))
+}
+
+/** fsync of a folder: makes renames and new entries in it durable. */
+export async function syncDirectory(dir: string): Promise<void> {
+  const handle = await open(dir, 'r')
+  try {
+    await handle.sync()
+  } catch (err) {
+    // Some file systems (and Windows) refuse fsync on a directory; the rename is still atomic there.
+    if ((err as NodeJS.ErrnoException).code !== 'EINVAL' && (err as NodeJS.ErrnoException).code !== 'EPERM') throw err
+  } finally {
+    await handle.close()
+  }
+}
