@@ -4,6 +4,7 @@
  * Used by `npm start` (the demo), the end-to-end tests and the latency benchmark.
  */
 import { randomBytes } from 'node:crypto'
+import { createServer, type AddressInfo } from 'node:net'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
@@ -16,6 +17,8 @@ import { adapterRegistry } from '../gateway/src/adapters/registry.js'
 import { Gateway } from '../gateway/src/app.js'
 import { parseGatewayConfig, type LoadedGatewayConfig } from '../gateway/src/config/load.js'
 import { systemClock } from '../gateway/src/core/clock.js'
+import { EnrollmentClient } from '../gateway/src/identity/enrollment-client.js'
+import { IdentityStore, loadUplinkIdentity } from '../gateway/src/identity/identity-store.js'
 import { Counters } from '../gateway/src/core/counters.js'
 
 export interface DemoPerson {
@@ -50,6 +53,18 @@ export interface StackOptions {
   serviceLogLevel?: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
   /** Gateway config fields to replace after validation, so tests can use durations below the schema's minimums. */
   gatewayOverrides?: Partial<LoadedGatewayConfig>
+  /**
+   * The production tunnel: the embedded broker takes only relay-CA client certificates (mqtts and wss), the relay
+   * serves HTTPS with its own CA, and the gateway is created through enrollment and enrolls with a one-time code
+   * (`enrollGateway`) instead of a password. Ports 0 pick free ones.
+   */
+  secure?: {
+    mqttsPort?: number
+    wssPort?: number
+    httpsPort?: number
+    /** What enrolled boxes are told to dial (default the broker's mqtts then wss URL), e.g. a fault proxy in front. */
+    brokerUrls?: readonly string[]
+  }
 }
 
 export class Stack {
@@ -69,6 +84,9 @@ export class Stack {
   gateway: Gateway | undefined
   #brokerUrl = ''
   #caFile = ''
+  #enrollUrl = ''
+  #caPin = ''
+  #securePorts: { mqtts: number; wss: number; https: number } | undefined
 
   constructor(options: StackOptions) {
     this.options = options
@@ -121,28 +139,38 @@ export class Stack {
   relayConfig(): RelayConfig {
     if (!this.#brokerUrl) this.#brokerUrl = this.#plannedBrokerUrl()
     const external = this.options.broker !== undefined && this.options.broker !== 'embedded' ? this.options.broker : undefined
+    const secure = this.options.secure
     return parseRelayConfig({
       logLevel: this.options.serviceLogLevel ?? this.options.logger.level,
       broker: external
         ? { mode: 'external', url: external.url, relayPassword: this.relayPassword }
-        : { mode: 'embedded', host: '127.0.0.1', port: this.options.brokerPort ?? 0, relayPassword: this.relayPassword },
+        : {
+          mode: 'embedded', host: '127.0.0.1', port: this.options.brokerPort ?? 0, relayPassword: this.relayPassword,
+          ...(secure ? { passwordListener: false, tls: { port: this.#securePorts?.mqtts ?? 0, wsPort: this.#securePorts?.wss ?? 0, dnsNames: ['localhost'] } } : {}),
+        },
+      ...(secure ? {
+        enrollment: { brokerUrls: secure.brokerUrls ?? this.#advertisedBrokerUrls(), publicHostnames: ['localhost', '127.0.0.1'], failedAttemptsPerWindow: 1000 },
+      } : {}),
       database: { ...(this.options.databaseUrl ? { url: this.options.databaseUrl } : {}), pgliteDir: join(this.options.dataDir, 'relay-db') },
       graph: { authorityHost: this.graph.url, graphBaseUrl: this.graph.url, caFile: this.#caFile },
       tenants: [{
         id: 'contoso',
         name: 'Contoso',
         graph: { tenantId: this.graph.tenantId, clientId: this.graphClient.clientId, clientSecret: this.graphClient.clientSecret },
-        gateways: [{ id: this.gatewayId, name: 'Head office', password: this.gatewayPassword }],
+        // Secure: the gateway is created through enrollment (enrollGateway), not listed with a password.
+        gateways: secure ? [] : [{ id: this.gatewayId, name: 'Head office', password: this.gatewayPassword }],
       }],
       sync: { pollIntervalMs: 1000, ...this.options.sync },
-      http: { port: 0 },
+      http: secure ? { host: '127.0.0.1', port: this.#securePorts?.https ?? 0, tls: { selfIssued: true } } : { port: 0 },
     })
   }
 
   gatewayConfig(): Readonly<LoadedGatewayConfig> {
     const config = parseGatewayConfig({
       gatewayId: this.gatewayId,
-      relay: { url: this.#brokerUrl, username: this.gatewayId, password: this.gatewayPassword },
+      relay: this.options.secure
+        ? { url: this.#advertisedBrokerUrls()[0] ?? 'mqtts://127.0.0.1:8883', ...(this.#enrollUrl ? { enrollUrl: this.#enrollUrl, caFingerprint: this.#caPin } : {}) }
+        : { url: this.#brokerUrl, username: this.gatewayId, password: this.gatewayPassword },
       dataDir: join(this.options.dataDir, 'gateway'),
       logLevel: this.options.serviceLogLevel ?? this.options.logger.level,
       connectors: [{
@@ -175,7 +203,52 @@ export class Stack {
     return this.options.brokerPort ? `mqtt://127.0.0.1:${this.options.brokerPort}` : ''
   }
 
+  #advertisedBrokerUrls(): string[] {
+    const secure = this.options.secure
+    if (!secure) return []
+    if (secure.brokerUrls) return [...secure.brokerUrls]
+    const mqtts = this.#securePorts?.mqtts ?? secure.mqttsPort
+    const wss = this.#securePorts?.wss ?? secure.wssPort
+    return [...(mqtts ? [`mqtts://127.0.0.1:${mqtts}`] : []), ...(wss ? [`wss://127.0.0.1:${wss}/mqtt`] : [])]
+  }
+
+  /** The relay's https address for enrollment (secure mode, once the relay listens). */
+  get enrollUrl(): string {
+    return this.#enrollUrl
+  }
+
+  /**
+   * Secure mode: creates the gateway on the relay (once) and enrolls the box with the one-time code over HTTPS,
+   * pinning the relay's CA as an installer would with the pin from the console. Idempotent while the box holds
+   * an identity.
+   */
+  async enrollGateway(): Promise<{ code: string } | undefined> {
+    const relay = this.relay
+    if (!this.options.secure || !relay) throw new Error('enrollGateway needs options.secure and a started relay')
+    const dataDir = join(this.options.dataDir, 'gateway')
+    if (await loadUplinkIdentity(dataDir)) return undefined
+    const existing = await relay.enrollment.getGateway(this.gatewayId)
+    const issued = existing
+      ? await relay.enrollment.newCode(this.gatewayId)
+      : await relay.enrollment.createGateway('contoso', { id: this.gatewayId, name: 'Head office' })
+    const store = new IdentityStore(dataDir)
+    const client = new EnrollmentClient({ store, clock: systemClock, logger: this.options.logger.child({ component: 'enrollment' }) }, {
+      relayUrl: this.#enrollUrl, caFingerprint: this.#caPin,
+    })
+    await client.enroll({ code: issued.code })
+    return { code: issued.code }
+  }
+
   async startRelay(): Promise<Relay> {
+    const secure = this.options.secure
+    if (secure) {
+      // Fixed ports: the relay tells enrolled boxes its broker URLs, so they must be known before it starts.
+      this.#securePorts ??= {
+        mqtts: secure.mqttsPort || await freePort(),
+        wss: secure.wssPort || await freePort(),
+        https: secure.httpsPort || await freePort(),
+      }
+    }
     const config = this.relayConfig()
     const relay = new Relay(config, {
       logger: this.options.logger,
@@ -188,6 +261,10 @@ export class Stack {
     this.relay = relay
     const external = this.options.broker !== undefined && this.options.broker !== 'embedded' ? this.options.broker : undefined
     this.#brokerUrl = external ? external.url : `mqtt://127.0.0.1:${relay.brokerPort}`
+    if (this.options.secure) {
+      this.#enrollUrl = `https://127.0.0.1:${relay.httpPort}`
+      this.#caPin = relay.pki.caFingerprint256
+    }
     return relay
   }
 
@@ -197,6 +274,7 @@ export class Stack {
   }
 
   async startGateway(): Promise<Gateway> {
+    if (this.options.secure) await this.enrollGateway()
     const gateway = new Gateway(this.gatewayConfig(), {
       logger: this.options.logger,
       clock: systemClock,
@@ -236,4 +314,16 @@ export class Stack {
     if (!person) throw new Error(`no demo person ${emailOrExtension}`)
     return person
   }
+}
+
+/** A port nothing listens on right now (loopback). */
+async function freePort(): Promise<number> {
+  const server = createServer()
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => resolve())
+  })
+  const { port } = server.address() as AddressInfo
+  await new Promise<void>((resolve) => server.close(() => resolve()))
+  return port
 }

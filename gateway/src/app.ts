@@ -14,6 +14,9 @@ import { TelemetryCollector, type SystemProbe } from './core/telemetry.js'
 import type { AnyEnvelope } from '../protocol/schemas.js'
 import { MqttUplink, type ClientTls, type CommandEnvelope } from './mqtt/uplink.js'
 import { OutboxStore, outboxKeys } from './outbox/outbox-store.js'
+import { EnrollmentClient } from './identity/enrollment-client.js'
+import { IdentityStore, loadUplinkIdentity, toUplinkIdentity } from './identity/identity-store.js'
+import { CertificateRenewal } from './identity/renewal.js'
 
 export const GATEWAY_VERSION = '0.1.0'
 
@@ -52,6 +55,7 @@ export class Gateway {
   readonly #unsubscribe: Array<() => void> = []
   #tracker: EndpointTracker | undefined
   #uplink: MqttUplink | undefined
+  #renewal: CertificateRenewal | undefined
   readonly #outbox: OutboxStore // H2
   #cutoffGuard: CutoffGuard | undefined
   #telemetryTimer: ReturnType<Clock['setTimeout']> | undefined
@@ -109,14 +113,22 @@ export class Gateway {
     this.#tracker = new EndpointTracker(this.#store.ownedDnd)
     const { logger, clock, counters, registry } = this.#deps
 
-    // --- outbox/transport (H2) ---
+    // The identity from enrollment, when the box has one: client certificate, CA and the broker URLs the relay gave.
+    const identity = this.#deps.relayTls ? undefined : await loadUplinkIdentity(this.#config.dataDir)
+    if (identity && identity.gatewayId !== this.#config.gatewayId) {
+      throw new Error(`this box is enrolled as gateway "${identity.gatewayId}" but the config says gatewayId "${this.#config.gatewayId}": ` +
+        'set gatewayId to the enrolled id, or run factory-reset and enrol again')
+    }
+    const tls = this.#deps.relayTls ?? identity?.tls
+    const brokerUrls = identity && identity.brokerUrls.length > 0 ? identity.brokerUrls : [this.#config.relay.url]
     const uplink = new MqttUplink({
-      urls: [this.#config.relay.url, ...(this.#config.relay.fallbackUrls ?? [])],
+      urls: [...brokerUrls, ...(this.#config.relay.fallbackUrls ?? []).filter((url) => !brokerUrls.includes(url))],
       gatewayId: this.#config.gatewayId,
-      username: this.#config.relay.username,
-      password: this.#config.relay.password,
+      // With a certificate the broker takes the identity from it; the username must equal the gateway id.
+      username: tls ? this.#config.gatewayId : this.#config.relay.username,
+      password: tls ? undefined : this.#config.relay.password,
       caPem: this.#deps.relayCaPem,
-      tls: this.#deps.relayTls,
+      tls,
       proxyUrl: this.#config.relay.proxyUrl,
       attemptsPerUrl: this.#config.relay.attemptsPerUrl,
       version: GATEWAY_VERSION,
@@ -124,6 +136,7 @@ export class Gateway {
     }, { logger: logger.child({ component: 'uplink' }), clock, counters, nextSeq: () => this.#store.nextSeq(), outbox: this.#outbox })
     // --- end outbox/transport ---
     this.#uplink = uplink
+    if (identity && this.#config.relay.enrollUrl) this.#startRenewal(uplink)
     uplink.onCommand((command) => this.#onCommand(command))
     this.#unsubscribe.push(uplink.onConnect(() => this.#publishSnapshot('connect')))
 
@@ -160,9 +173,29 @@ export class Gateway {
     this.#log.info({ connectors: this.#adapters.size, relay: this.#config.relay.url }, 'gateway started')
   }
 
+  /** Certificate renewal at 2/3 of its lifetime; the renewed certificate is used from the next connection. */
+  #startRenewal(uplink: MqttUplink): void {
+    const { logger, clock } = this.#deps
+    const relay = this.#config.relay
+    const store = new IdentityStore(this.#config.dataDir)
+    const client = new EnrollmentClient({ store, clock, logger: logger.child({ component: 'enrollment' }) }, {
+      relayUrl: relay.enrollUrl ?? '',
+      ...(relay.caFile !== undefined ? { caFile: relay.caFile } : {}),
+      ...(relay.caFingerprint !== undefined ? { caFingerprint: relay.caFingerprint } : {}),
+      ...(relay.proxyUrl !== undefined ? { proxyUrl: relay.proxyUrl } : {}),
+    })
+    const renewal = new CertificateRenewal({ store, client, clock, logger })
+    this.#unsubscribe.push(renewal.onRenewed((renewed) => uplink.renewTls(toUplinkIdentity(renewed).tls)))
+    this.#unsubscribe.push(renewal.onNeedsEnrollment((reason) => this.#log.error({ reason }, 'the box needs a new enrollment: create a code in the cloud console and enter it in the box\'s setup page')))
+    this.#renewal = renewal
+    void renewal.start().catch((err: unknown) => this.#log.error({ err: (err as Error).message }, 'certificate renewal did not start'))
+  }
+
   async stop(reason = 'shutdown'): Promise<void> {
     if (!this.#started) return
     this.#started = false
+    this.#renewal?.stop()
+    this.#renewal = undefined
     this.#deps.clock.clearTimeout(this.#telemetryTimer)
     this.#cutoffGuard?.stop()
     this.#cutoffGuard = undefined

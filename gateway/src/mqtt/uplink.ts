@@ -290,6 +290,15 @@ export class MqttUplink {
     if (!client.disconnected) await client.endAsync(true).catch(() => undefined)
   }
 
+  /**
+   * A renewed client certificate. The open connection keeps the one it was made with (still valid: renewal happens
+   * at 2/3 of the lifetime); every later connection uses this one.
+   */
+  renewTls(tls: ClientTls): void {
+    this.#options.tls = tls
+    this.#deps.logger.info('client certificate renewed: used from the next connection')
+  }
+
   #openStream(client: MqttClient): ReturnType<typeof openBrokerStream> {
     this.#attemptIndex = this.#urlIndex
     const target = this.#targets[this.#attemptIndex] as BrokerTarget
