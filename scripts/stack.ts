@@ -64,6 +64,8 @@ export interface StackOptions {
     httpsPort?: number
     /** What enrolled boxes are told to dial (default the broker's mqtts then wss URL), e.g. a fault proxy in front. */
     brokerUrls?: readonly string[]
+    /** An external Mosquitto instead of the embedded broker: the relay writes its configuration into configDir. */
+    mosquitto?: { configDir: string; port: number; user?: string }
   }
 }
 
@@ -142,7 +144,15 @@ export class Stack {
     const secure = this.options.secure
     return parseRelayConfig({
       logLevel: this.options.serviceLogLevel ?? this.options.logger.level,
-      broker: external
+      broker: secure?.mosquitto
+        ? {
+          mode: 'external', url: `mqtts://127.0.0.1:${secure.mosquitto.port}`, relayPassword: this.relayPassword, relayClientId: 'relay:main',
+          mosquitto: {
+            configDir: secure.mosquitto.configDir, port: secure.mosquitto.port, pidFile: join(secure.mosquitto.configDir, 'mosquitto.pid'),
+            ...(secure.mosquitto.user ? { user: secure.mosquitto.user } : {}),
+          },
+        }
+        : external
         ? { mode: 'external', url: external.url, relayPassword: this.relayPassword }
         : {
           mode: 'embedded', host: '127.0.0.1', port: this.options.brokerPort ?? 0, relayPassword: this.relayPassword,
@@ -207,6 +217,7 @@ export class Stack {
     const secure = this.options.secure
     if (!secure) return []
     if (secure.brokerUrls) return [...secure.brokerUrls]
+    if (secure.mosquitto) return [`mqtts://127.0.0.1:${secure.mosquitto.port}`]
     const mqtts = this.#securePorts?.mqtts ?? secure.mqttsPort
     const wss = this.#securePorts?.wss ?? secure.wssPort
     return [...(mqtts ? [`mqtts://127.0.0.1:${mqtts}`] : []), ...(wss ? [`wss://127.0.0.1:${wss}/mqtt`] : [])]

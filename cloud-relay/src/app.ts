@@ -3,7 +3,7 @@ import type { Logger } from 'pino'
 import type { Clock } from '../../gateway/src/core/clock.js'
 import type { Counters } from '../../gateway/src/core/counters.js'
 import { EmbeddedBroker, type AuthorizeCertificate, type BrokerTlsOptions } from './broker/embedded-broker.js'
-import { applyMosquittoRevocations } from './broker/mosquitto-config.js'
+import { applyMosquittoRevocations, writeMosquittoConfig } from './broker/mosquitto-config.js'
 // [tunnel/H3] fleet liveness and telemetry
 import { GatewayLiveness } from './fleet/gateway-liveness.js'
 import { fleetRoutes } from './fleet/fleet-routes.js'
@@ -332,6 +332,21 @@ export class Relay {
     const telemetryRetention = new EventRetention({ retentionDays: config.eventLog.retentionDays }, { store: telemetryStore, clock, logger: logger.child({ table: 'gateway_telemetry' }) })
     telemetryRetention.start()
     this.#telemetryRetention = telemetryRetention
+    const mosquitto = config.broker.mode === 'external' ? config.broker.mosquitto : undefined
+    if (mosquitto?.write) {
+      // The relay generates Mosquitto's configuration from its own CA: mTLS listener, identity as username, ACL
+      // patterns, CRL, its own client certificate. Mosquitto is started (or SIGHUPed) with configDir/mosquitto.conf.
+      const files = await writeMosquittoConfig({
+        configDir: mosquitto.configDir,
+        port: mosquitto.port,
+        ...(mosquitto.wsPort !== undefined ? { websockets: { port: mosquitto.wsPort } } : {}),
+        serverDnsNames: mosquitto.dnsNames,
+        serverIpAddresses: mosquitto.ipAddresses,
+        pidFile: mosquitto.pidFile,
+        user: mosquitto.user,
+      }, { pki: relayPki, revoked: { certificates: enrollment.revokedCertificates(), gateways: enrollment.revokedGatewayIds() } })
+      this.#log.info({ conf: files.confFile }, 'Mosquitto configuration written: start Mosquitto with it (or SIGHUP it)')
+    }
     const relayClient = await relayClientCredentials(config, relayPki)
 
     const link = new RelayLink({

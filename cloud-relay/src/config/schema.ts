@@ -26,6 +26,13 @@ export const RelayConfigSchema = Type.Object({
     mosquitto: Type.Optional(Type.Object({
       configDir: Type.String({ minLength: 1, description: 'directory written by cloud-relay/src/broker/mosquitto-cli.ts (relay.pem, relay.key, ca.pem)' }),
       pidFile: Type.Optional(Type.String({ minLength: 1, description: 'Mosquitto\'s pid_file: on a revocation the relay rewrites the CRL and ACL and sends SIGHUP' })),
+      /** The relay writes this directory at every start from its own CA: start (or SIGHUP) Mosquitto with its mosquitto.conf. */
+      write: Type.Boolean({ default: true, description: 'write mosquitto.conf, ACL, CRL and certificates into configDir at start (false: mosquitto-cli manages it)' }),
+      port: Type.Integer({ minimum: 1, maximum: 65535, default: 8883, description: 'the mqtts listener gateways dial' }),
+      wsPort: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535, description: 'MQTT over WebSocket with TLS at /mqtt (443 for sites that allow only HTTPS out)' })),
+      dnsNames: Type.Array(Type.String({ minLength: 1 }), { default: ['localhost'], description: 'names in the broker\'s server certificate' }),
+      ipAddresses: Type.Array(Type.String({ minLength: 1 }), { default: ['127.0.0.1', '::1'], description: 'addresses in the broker\'s server certificate' }),
+      user: Type.Optional(Type.String({ minLength: 1, description: 'the account Mosquitto runs as (it must read configDir at every reload)' })),
     }, { additionalProperties: false })),
     /** A stable client id gives the relay a persistent session: QoS 1 messages wait in the broker while it restarts. */
     relayClientId: Type.Optional(Type.String({ minLength: 1, maxLength: 64, description: 'e.g. relay:main; one per relay instance' })),
