@@ -383,6 +383,7 @@ export class Relay {
       onActivity: (gatewayId) => liveness.onActivity(gatewayId),
       onCommandAnswered: (gatewayId, _command, _ok, roundTripMs) => liveness.onCommandAnswered(gatewayId, roundTripMs),
       onTelemetry: (gatewayId, data) => liveness.onTelemetry(gatewayId, data),
+      onClockSkew: (gatewayId, skewMs) => liveness.onClockSkew(gatewayId, skewMs),
       onEndpoint: (gatewayId, data, seq) => engine.onEndpoint(gatewayId, data, seq),
       onDirectory: async (gatewayId, data) => {
         await engine.onDirectory(gatewayId, data)

@@ -74,3 +74,23 @@ t.test('a box whose clock is a day behind: a clear error, and it recovers once t
   await script.run(20, 500)
   await converged(t, world, script, 'after the clock was corrected')
 })
+
+t.test('a box whose clock is a day ahead: the relay says so in its log and in the gateway\'s status, until it is corrected', async (t) => {
+  t.setTimeout(120_000)
+  const world = await startTunnelWorld({ count: 3, startGateway: false })
+  t.teardown(() => world.close())
+  await world.stack.enrollGateway()
+  const clock = await fakeClock(`${world.dataDir}/faketime`, '+1d')
+  const box = await startBoxProcess(world.stack, clock.env)
+  t.teardown(() => box.kill9())
+  const warning = await eventually(() => world.lines().find((l) => /clock is 24\.0 h ahead of the relay.*enable NTP/.test(l.msg)), 'the relay to report the box\'s clock', 30_000)
+  t.ok(warning, 'the relay logs the skew and what to do')
+  t.ok(world.stack.relayCounters.get('relay.gateway_clock_skew') >= 1, 'and counts it')
+  await eventually(() => /clock is 24\.0 h ahead/.test(world.stack.relay?.liveness.view(world.stack.gatewayId)?.reason ?? '') || undefined, 'the gateway status to mention it', 30_000)
+  await clock.set('+0')
+  await box.stop() // a new birth with the right time
+  const again = await startBoxProcess(world.stack)
+  t.teardown(() => again.kill9())
+  await eventually(() => world.lines().some((l) => l.msg === 'gateway clock is right again') || undefined, 'the relay to see the clock corrected', 30_000)
+  await eventually(() => !/clock/.test(world.stack.relay?.liveness.view(world.stack.gatewayId)?.reason ?? 'clock') || undefined, 'the status to drop the clock warning', 30_000)
+})

@@ -61,6 +61,8 @@ interface Record {
   session: 'never' | 'up' | 'down'
   downReason: string
   revoked: string | undefined
+  /** The box's clock error as last measured (ms, positive: ahead), when beyond the allowed skew. */
+  clockSkewMs: number | null
   lastSeen: number | null
   lastAnswered: number | null
   lastRoundTripMs: number | null
@@ -181,6 +183,13 @@ export class GatewayLiveness {
   }
 
   /** Revoked in the console: offline at once, with the reason, whatever else arrives. */
+  /** The relay measured the box's clock error (null: within bounds again). */
+  onClockSkew(gatewayId: string, skewMs: number | null): void {
+    const record = this.#record(gatewayId)
+    record.clockSkewMs = skewMs
+    this.#evaluate(gatewayId, record)
+  }
+
   onRevoked(gatewayId: string, reason: string): void {
     const record = this.#record(gatewayId)
     record.revoked = reason
@@ -257,7 +266,7 @@ export class GatewayLiveness {
     let record = this.#records.get(gatewayId)
     if (!record) {
       record = {
-        session: 'never', downReason: '', revoked: undefined, lastSeen: null, lastAnswered: null, lastRoundTripMs: null,
+        session: 'never', downReason: '', revoked: undefined, clockSkewMs: null, lastSeen: null, lastAnswered: null, lastRoundTripMs: null,
         pingFailedAt: null, pingFailure: '', pingInFlight: false, sessionUpAt: null, firstPing: undefined, version: null, links: new Map(), telemetry: null,
         state: 'offline', reason: 'never connected', since: this.#deps.clock.now(),
       }
@@ -290,6 +299,7 @@ export class GatewayLiveness {
       } else if (heard && answered) {
         state = 'online'
         reason = `events both ways in the last ${Math.round(window / MINUTE)} minutes`
+        if (record.clockSkewMs !== null) reason += `; but its clock is ${(Math.abs(record.clockSkewMs) / 3_600_000).toFixed(1)} h ${record.clockSkewMs > 0 ? 'ahead' : 'behind'}: enable NTP on the box`
       } else {
         state = 'connected'
         const parts: string[] = []

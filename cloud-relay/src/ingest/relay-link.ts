@@ -19,6 +19,8 @@ export interface RelayLinkHandlers {
    * Whether a gateway may be heard now (enrolled, not revoked), and its tenant, derived from its authenticated
    * identity only. When given it replaces knowsGateway; a refused gateway's messages never reach a handler.
    */
+  /** The gateway's clock is off by more than MAX_CLOCK_SKEW_MS (positive: ahead of the relay). */
+  onClockSkew?(gatewayId: string, skewMs: number | null): void
   gatewayAllowed?(gatewayId: string): { ok: true; tenantId: string } | { ok: false; reason: string }
   /** Every valid message from a gateway, before its handler (liveness: "heard from it"). */
   onActivity?(gatewayId: string, kind: ParsedTopic['kind']): void
@@ -57,6 +59,9 @@ interface PendingCommand {
  * The relay's MQTT client: reads every gateway's messages, validates them, hands them on in order per gateway,
  * and sends commands with a correlation id, resolving when the gateway's result arrives.
  */
+/** Beyond this, a gateway's clock is reported as wrong (TLS and the event log's times need it right). */
+export const MAX_CLOCK_SKEW_MS = 5 * 60_000
+
 export class RelayLink {
   readonly #options: RelayLinkOptions
   readonly #handlers: RelayLinkHandlers
@@ -66,6 +71,8 @@ export class RelayLink {
   readonly #queues = new Map<string, Promise<void>>()
   #client: MqttClient | undefined
   #lastError = ''
+  /** Gateways whose clock is off, with when we last said so. */
+  readonly #clockWarned = new Map<string, number>()
 
   constructor(options: RelayLinkOptions, handlers: RelayLinkHandlers, deps: { logger: Logger; counters: Counters }) {
     this.#options = options
@@ -183,6 +190,9 @@ export class RelayLink {
       return
     }
     this.#handlers.onActivity?.(parsed.gatewayId, parsed.kind)
+    // A birth and telemetry are stamped as they are sent (replayed state changes are old on purpose): their age
+    // is the box's clock error, plus a little transit.
+    if (!retained && (envelope.type === 'status' || envelope.type === 'telemetry')) this.#checkClock(parsed.gatewayId, envelope.ts)
     const previous = this.#queues.get(parsed.gatewayId) ?? Promise.resolve()
     const next = previous.then(() => this.#dispatch(parsed, envelope, retained)).catch((err: unknown) => {
       this.#counters.inc('relay.handler_errors')
@@ -192,6 +202,24 @@ export class RelayLink {
     void next.then(() => {
       if (this.#queues.get(parsed.gatewayId) === next) this.#queues.delete(parsed.gatewayId)
     })
+  }
+
+  #checkClock(gatewayId: string, sentAt: number): void {
+    const skewMs = sentAt - Date.now()
+    if (Math.abs(skewMs) <= MAX_CLOCK_SKEW_MS) {
+      if (this.#clockWarned.delete(gatewayId)) {
+        this.#log.info({ gatewayId }, 'gateway clock is right again')
+        this.#handlers.onClockSkew?.(gatewayId, null)
+      }
+      return
+    }
+    this.#counters.inc('relay.gateway_clock_skew')
+    const last = this.#clockWarned.get(gatewayId)
+    if (last !== undefined && Date.now() - last < 10 * 60_000) return
+    this.#clockWarned.set(gatewayId, Date.now())
+    const hours = (Math.abs(skewMs) / 3_600_000).toFixed(1)
+    this.#log.warn({ gatewayId, skewMs }, `gateway ${gatewayId}'s clock is ${hours} h ${skewMs > 0 ? 'ahead of' : 'behind'} the relay: the times it reports are wrong and its certificate checks will fail; enable NTP on the box (timedatectl set-ntp true) or set its time`)
+    this.#handlers.onClockSkew?.(gatewayId, skewMs)
   }
 
   async #dispatch(topic: ParsedTopic, envelope: AnyEnvelope, retained: boolean): Promise<void> {
