@@ -36,7 +36,8 @@ const since = () => dim(`[+${((Date.now() - started) / 1000).toFixed(1)}s]`)
 const dataDir = values.data ?? '.data/demo'
 await rm(dataDir, { recursive: true, force: true })
 const logger = createLogger({ name: 'demo', level: values.verbose ? 'info' : 'warn', pretty: true })
-const stack = new Stack({ dataDir, logger, sync: { pollIntervalMs: 1000 } })
+// The production tunnel: the gateway enrolls with a one-time code and connects with its own certificate (mTLS).
+const stack = new Stack({ dataDir, logger, sync: { pollIntervalMs: 1000 }, secure: {} })
 
 out(bold('PBX presence gateway: demo mode'))
 out('Everything runs here; simulators stand in for the PBX and Microsoft 365.')
@@ -45,10 +46,12 @@ await stack.startSimulators()
 out(`${since()} Microsoft Graph simulator  ${stack.graph.url}  (tenant "Contoso": ${stack.people.map((p) => p.email).join(', ')})`)
 out(`${since()} OpenScape Business (CSTA) simulator  127.0.0.1:${stack.pbx.port}  (extensions ${stack.people.map((p) => `${p.extension} ${p.name.split(' ')[0]}`).join(', ')})`)
 await stack.startRelay()
-out(`${since()} Cloud relay  MQTT broker mqtt://127.0.0.1:${stack.relay!.brokerPort}, store PGlite in ${dataDir}/relay-db`)
+out(`${since()} Cloud relay  enrollment ${stack.enrollUrl} (its own CA, pin ${stack.relay!.pki.caFingerprint256.slice(0, 16)}…), MQTT broker mqtts:// with client certificates, store PGlite in ${dataDir}/relay-db`)
 stack.relay!.engine.onDecision((entry) => out(`${since()}   ${dim('relay:')} ${entry.message}`))
+const enrolled = await stack.enrollGateway()
+out(`${since()} Gateway "${stack.gatewayId}"  created on the relay; the box enrolled with the one-time code ${enrolled?.code ?? '(already enrolled)'} and got its certificate`)
 await stack.startGateway()
-out(`${since()} Gateway "${stack.gatewayId}"  connected out to the relay, watching the PBX`)
+out(`${since()} Gateway "${stack.gatewayId}"  connected out to the relay over mutual TLS, watching the PBX`)
 
 const waitUntil = async (check: () => boolean, what: string, timeoutMs = 15_000): Promise<void> => {
   const deadline = Date.now() + timeoutMs
