@@ -228,6 +228,7 @@ export class DirectoryService {
     const { tenantId } = view
     const log = this.#log.child({ tenant: tenantId, run: view.id, dryRun: view.dryRun })
     const filter = buildUserFilter(settings) ?? null
+    let outcome: 'succeeded' | 'failed' = 'failed'
     log.info({ filter, groups: settings.groups, policy: settings.onNoLongerMatching, trigger: view.trigger }, view.dryRun ? 'user import dry run started' : 'user import started')
     try {
       view.progress.phase = 'reading users'
@@ -253,7 +254,7 @@ export class DirectoryService {
       if (view.dryRun) plan.result.seats = this.#previewSeats(tenantId, people, plan.result)
       else await this.#apply(tenantId, users, plan.result, plan.writes, plan.unchangedIds, people)
       view.result = plan.result
-      view.state = 'succeeded'
+      outcome = 'succeeded'
       view.progress.phase = 'done'
       view.progress.percent = 100
       const c = plan.result.counts
@@ -262,19 +263,21 @@ export class DirectoryService {
         await this.#event(tenantId, null, 'directory.import', `User import from Entra ID: ${c.matched} matched, ${c.added} added, ${c.updated} updated, ${c.reactivated} re-activated, ${c.deactivated} deactivated, ${c.removed} removed, ${c.unchanged} unchanged`, { runId: view.id, counts: c })
       }
     } catch (err) {
-      view.state = 'failed'
+      outcome = 'failed'
       view.progress.phase = 'failed'
       view.error = err instanceof GraphApiError || err instanceof DirectoryError ? err.message : `the import failed unexpectedly: ${(err as Error).message}; the relay's log has the details`
       log.warn({ err: (err as Error).message, code: (err as { code?: string }).code }, 'user import failed')
     }
     view.finishedAt = this.#now().toISOString()
     await this.#deps.store.finishImportRun(view.id, {
-      state: view.state === 'succeeded' ? 'succeeded' : 'failed',
+      state: outcome,
       at: new Date(view.finishedAt),
       progress: { ...view.progress },
       result: view.result as unknown as Record<string, unknown> | null,
       error: view.error,
     })
+    // Only now, stored and finished, does the run read as done: a reader seeing "succeeded" can start the next one.
+    view.state = outcome
     return view
   }
 
