@@ -4,7 +4,7 @@
  * Used by `npm start` (the demo), the end-to-end tests and the latency benchmark.
  */
 import { randomBytes } from 'node:crypto'
-import { createServer, type AddressInfo } from 'node:net'
+import { createServer } from 'node:net'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
@@ -327,14 +327,19 @@ export class Stack {
   }
 }
 
-/** A port nothing listens on right now (loopback). */
+/**
+ * A loopback port nothing listens on right now, drawn below the kernel's ephemeral range so that another
+ * process's listen(0) or outgoing connection does not take it before the relay binds it.
+ */
 async function freePort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => resolve())
-  })
-  const { port } = server.address() as AddressInfo
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  return port
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000)
+    const free = await new Promise<boolean>((resolve) => {
+      const server = createServer()
+      server.once('error', () => resolve(false))
+      server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)))
+    })
+    if (free) return port
+  }
+  throw new Error('no free port between 20000 and 32000 on 127.0.0.1 after 50 tries')
 }
