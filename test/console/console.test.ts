@@ -40,7 +40,7 @@ t.test('the cloud console: first run, fleet, enrollment, live timeline, roles, k
   t.comment(`console app.js ${(reports.find((r) => r.name === 'console')!.jsGzipBytes / 1024).toFixed(1)} KiB gzipped`)
   const dataDir = await mkdtemp(join(tmpdir(), 'console-'))
   const logger = pino({ level: 'silent' })
-  const stack = new TwoTenantStack({ dataDir, logger, secure: {} })
+  const stack = new TwoTenantStack({ dataDir, logger, secure: {}, gatewayOverrides: { telemetryIntervalS: 1 } })
   t.teardown(async () => {
     await stack.stop()
     await rm(dataDir, { recursive: true, force: true })
@@ -126,6 +126,9 @@ t.test('the cloud console: first run, fleet, enrollment, live timeline, roles, k
     await shoot(page, 'console-gateways-1280')
     await page.getByRole('link', { name: stack.gatewayId }).click()
     await page.getByRole('heading', { name: 'Telemetry (last 6 hours)' }).waitFor()
+    await page.getByText(/^Event rate: [\d.]+ events\/min now$/).waitFor({ timeout: 20_000 })
+    await page.getByText(/^CPU: [\d.]+ % now$/).waitFor()
+    t.pass('the telemetry charts fill in live')
     await shoot(page, 'console-gateway-detail-1280')
     for (const [link, heading, name] of [['Event log', 'Event log', 'console-events-1280'], ['Graph', 'Microsoft Graph', 'console-graph-1280'], ['Accounts', 'Console accounts', 'console-accounts-1280']] as const) {
       await page.getByRole('link', { name: link, exact: true }).click()
