@@ -35,6 +35,15 @@ import type { RelayPki } from './pki/relay-pki.js'
 import { loadSealer } from './secrets/sealer.js'
 import { EnrollmentStore } from './store/enrollment-store.js'
 // --- end enrollment ---
+// --- console (issue 8, H7) ---
+import { createConsoleAccess } from './console/console-access.js'
+import { ConsoleAuth } from './console/console-auth.js'
+import { ConsoleLive } from './console/console-live.js'
+import { consoleApiRoutes, consolePublicRoutes } from './console/console-routes.js'
+import { ConsoleStore } from './console/console-store.js'
+import { toApi as toApiGateway } from './fleet/fleet-routes.js'
+import { toApiEvent } from './http/server.js'
+// --- end console ---
 
 export const RELAY_VERSION = '0.1.0'
 
@@ -58,6 +67,8 @@ export interface RelayDeps {
   relayPki?: RelayPki | undefined
   /** [tunnel/H3] Decides on a gateway certificate at connect (enrollment service: enrolled, not revoked, serial current). */
   authorizeCertificate?: AuthorizeCertificate | undefined
+  /** [console/H7] The built console (index.html, app.js, app.css); default dist/web/console under the working directory. */
+  consoleDir?: string | undefined
 }
 
 type GraphClient = GraphPresenceApi & GraphDirectoryApi & { close(): Promise<void> | void }
@@ -117,6 +128,7 @@ export class Relay {
   #directory: DirectoryService | undefined
   #enrollment: EnrollmentService | undefined // enrollment (issue 5, H1)
   #pki: RelayPki | undefined // enrollment (issue 5, H1)
+  #consoleLive: ConsoleLive | undefined // [console/H7]
   #started = false
 
   constructor(config: Readonly<RelayConfig>, deps: RelayDeps) {
@@ -432,6 +444,34 @@ export class Relay {
     this.#observation = observation
     await observation.prepare()
 
+    // --- console (issue 8, H7): local accounts, sessions, role checks, live updates, the app at /console/ ---
+    const consoleAuth = new ConsoleAuth({}, { store: new ConsoleStore(db), clock, logger, tenants: () => config.tenants.map((t) => t.id) })
+    const explainer = this.#deps.explainer ?? engine
+    const consoleLive = new ConsoleLive({}, {
+      auth: consoleAuth,
+      gateways: () => liveness.list().map(toApiGateway),
+      latestEvents: async (limit) => (await store.queryEvents({ limit })).map(toApiEvent),
+      logger,
+    })
+    this.#consoleLive = consoleLive
+    const consoleRoutes = consoleApiRoutes({
+      auth: consoleAuth,
+      tenants: () => config.tenants.map((t) => ({
+        id: t.id,
+        name: t.name || t.id,
+        graph: { configured: t.graph !== undefined, clientId: t.graph?.clientId ?? null, credential: t.graph ? (t.graph.certificateFile !== undefined ? 'certificate' as const : 'secret' as const) : null },
+      })),
+      people: async (tenantId) => explainer.listPeople(tenantId),
+      seatLimit: (tenantId) => directory.seatLimit(tenantId),
+      caPin: () => pki.caFingerprint256,
+      onLogout: (tokenHash) => consoleLive.closeSession(tokenHash),
+    })
+    const consoleAccess = createConsoleAccess({
+      tenantOfGateway: (gatewayId) => this.#gatewayTenant.get(gatewayId),
+      tenantOfPerson: async (personId) => (await store.getPerson(personId))?.tenantId,
+    })
+    // --- end console ---
+
     const http = buildServer({
       store,
       // The engine's live model is exact (current decision, stand-back, staleness); the store is its persisted shadow.
@@ -442,12 +482,14 @@ export class Relay {
       apiToken: config.http.apiToken,
       version: RELAY_VERSION,
       health: () => ({ broker: link.connected, store: db.kind }),
-      publicRoutes: [observation.publicRoutes, enrollmentPublicRoutes(enrollment, clock)], // enrollment (issue 5, H1)
-      apiRoutes: [...observation.apiRoutes, enrollmentAdminRoutes(enrollment), fleetRoutes({ liveness, telemetry: telemetryStore })], // [tunnel]
+      publicRoutes: [observation.publicRoutes, enrollmentPublicRoutes(enrollment, clock), consolePublicRoutes({ dir: this.#deps.consoleDir ?? join(process.cwd(), 'dist', 'web', 'console') })], // enrollment (issue 5, H1), [console/H7]
+      apiRoutes: [...observation.apiRoutes, enrollmentAdminRoutes(enrollment), fleetRoutes({ liveness, telemetry: telemetryStore }), consoleRoutes], // [tunnel], [console/H7]
+      console: { authenticate: (cookie) => consoleAuth.authenticate(cookie), authorize: consoleAccess }, // [console/H7]
       https: await relayHttpsMaterial(config.http.tls, pki, config.enrollment.publicHostnames, clock.now()), // enrollment (issue 5, H1)
     })
     this.#http = http
     await http.listen({ host: config.http.host, port: config.http.port })
+    await consoleLive.start(http.server) // [console/H7]
     // After listen: creating a subscription makes Graph call the webhook (validation handshake).
     await observation.start()
     if (!config.http.apiToken) this.#log.info('http.apiToken is not set: the admin API answers 503 until it is')
@@ -457,6 +499,8 @@ export class Relay {
   async stop(): Promise<void> {
     if (!this.#started) return
     this.#started = false
+    this.#consoleLive?.stop() // [console/H7]
+    this.#consoleLive = undefined
     await this.#http?.close()
     this.#http = undefined
     await this.#directory?.stop()

@@ -7,6 +7,9 @@ import type { PersonExplainer, PersonExplanation } from '../sync/explanation.js'
 import { directoryRoutes } from '../directory/directory-routes.js'
 import type { DirectoryService } from '../directory/directory-service.js'
 import { createBearerCheck } from './bearer-auth.js'
+import type { AccessRequest } from '../console/console-access.js'
+import { CSRF_HEADER, SESSION_COOKIE, readCookie, type ConsolePrincipal } from '../console/console-auth.js'
+import { ConsoleError } from '../console/console-errors.js'
 import { ErrorBodySchema, errorBody, HttpError } from './errors.js'
 import {
   DEFAULT_EVENT_LIMIT,
@@ -24,6 +27,25 @@ import {
 } from './schemas.js'
 
 type Awaitable<T> = T | Promise<T>
+
+/** Who is calling /api/v1: the relay's bearer token (its own admin) or a signed-in console account. */
+export type ApiPrincipal = { kind: 'token' } | ConsolePrincipal
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** The console's sign-in routes: reachable without a session or the bearer token. */
+    consolePublic?: boolean
+  }
+  interface FastifyRequest {
+    principal: ApiPrincipal | null
+  }
+}
+
+/** Console sessions for /api/v1 (cloud-relay/src/console): the cookie, the CSRF header and the role checks. */
+export interface ConsoleSessions {
+  authenticate(cookieHeader: string | undefined): Promise<ConsolePrincipal | undefined>
+  authorize(principal: ConsolePrincipal, request: AccessRequest): Promise<void>
+}
 
 /**
  * Where the "why" view comes from. The sync engine answers from its live model (synchronously, as PersonExplainer
@@ -60,6 +82,8 @@ export interface HttpServerDeps {
   https?: { certPem: string; keyPem: string } | undefined
   /** More bearer-protected routes under /api/v1. */
   apiRoutes?: readonly FastifyPluginAsyncTypebox[] | undefined
+  /** With it, /api/v1 also accepts a console session cookie (+ CSRF header on changes), checked by role. */
+  console?: ConsoleSessions | undefined
 }
 
 const API_PREFIX = '/api/v1'
@@ -77,6 +101,7 @@ class DebugRequestLog extends LogController {
 /** Error answers every API route can give, for validation of our own replies and for the OpenAPI document. */
 const API_ERRORS = { 400: ErrorBodySchema, 401: ErrorBodySchema, 500: ErrorBodySchema, 503: ErrorBodySchema }
 const SECURITY = [{ bearer: [] }]
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS'])
 
 /**
  * The relay's HTTP server: /healthz and the admin API under /api/v1. Built, not listening: the caller listens
@@ -98,6 +123,10 @@ export function buildServer(deps: HttpServerDeps) {
       if (err.code === 'HTTP_UNAUTHORIZED') void reply.header('www-authenticate', 'Bearer realm="pbx-presence-relay"')
       return reply.code(err.statusCode).send(errorBody(err.code, err.message))
     }
+    if (err instanceof ConsoleError) {
+      if (err.retryAfterS !== undefined) void reply.header('retry-after', String(err.retryAfterS))
+      return reply.code(err.statusCode).send({ error: { code: err.code, message: err.message } })
+    }
     if (err.validation) return reply.code(400).send(errorBody('HTTP_BAD_REQUEST', describeValidation(err)))
     const status = err.statusCode ?? 500
     if (status >= 400 && status < 500) {
@@ -116,7 +145,12 @@ export function buildServer(deps: HttpServerDeps) {
     openapi: {
       openapi: '3.1.0',
       info: { title: 'PBX presence relay admin API', version: deps.version, description: 'Event log and per-person "why" view of the cloud relay.' },
-      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'The relay\'s http.apiToken' } } },
+      components: {
+        securitySchemes: {
+          bearer: { type: 'http', scheme: 'bearer', description: 'The relay\'s http.apiToken' },
+          console: { type: 'apiKey', in: 'cookie', name: SESSION_COOKIE, description: `A console session (POST /api/v1/console/login); state changes also send the ${CSRF_HEADER} header with the session's csrfToken` },
+        },
+      },
     },
   })
 
@@ -137,8 +171,32 @@ const healthRoutes: FastifyPluginAsyncTypebox<{ deps: HttpServerDeps }> = async 
 
 const apiRoutes: FastifyPluginAsyncTypebox<{ deps: HttpServerDeps }> = async (app, { deps }) => {
   const checkBearer = createBearerCheck(deps.apiToken)
-  // Every route in this plugin, and its 404s, need the token: nothing under /api/v1 is visible without it.
-  app.addHook('onRequest', async (request) => checkBearer(request.headers.authorization))
+  const sessions = deps.console
+  app.decorateRequest('principal', null)
+  // Every route in this plugin, and its 404s, need the token or a console session: nothing under /api/v1 is
+  // visible without one (the console's sign-in routes excepted).
+  app.addHook('onRequest', async (request) => {
+    if (request.routeOptions.config.consolePublic) return
+    if (!sessions || request.headers.authorization !== undefined || readCookie(request.headers.cookie, SESSION_COOKIE) === undefined) {
+      checkBearer(request.headers.authorization)
+      request.principal = { kind: 'token' }
+      return
+    }
+    const principal = await sessions.authenticate(request.headers.cookie)
+    if (!principal) throw new ConsoleError('CONSOLE_NOT_SIGNED_IN', 'Your console session has ended (signed out or expired): sign in again.')
+    // SameSite=Strict keeps the cookie off cross-site requests; the header is the second lock for state changes.
+    if (!SAFE_METHODS.has(request.method) && request.headers[CSRF_HEADER] !== principal.csrfToken) {
+      throw new ConsoleError('CONSOLE_CSRF', 'This change did not carry the console\'s CSRF token: reload the console page and try again.')
+    }
+    request.principal = principal
+  })
+  // After validation, so the role check sees typed parameters.
+  app.addHook('preHandler', async (request) => {
+    const principal = request.principal
+    if (sessions && principal && principal.kind === 'session') {
+      await sessions.authorize(principal, { method: request.method, url: request.routeOptions.url ?? request.url, params: request.params, query: request.query })
+    }
+  })
 
   app.setNotFoundHandler((request, reply) => {
     reply.code(404).send(errorBody('HTTP_NOT_FOUND', `No route ${request.method} ${request.url.split('?')[0]}: GET ${API_PREFIX}/openapi.json lists the admin API.`))
@@ -250,7 +308,7 @@ async function eventsPage(store: HttpServerDeps['store'], query: EventQuery): Pr
   return { events: page.map(toApiEvent), nextBefore: rows.length > query.limit && last ? last.id : null }
 }
 
-function toApiEvent(row: EventLogRow): EventsPage['events'][number] {
+export function toApiEvent(row: EventLogRow): EventsPage['events'][number] {
   return {
     id: row.id,
     at: row.at.toISOString(),

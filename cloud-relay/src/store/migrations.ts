@@ -274,4 +274,30 @@ CREATE INDEX gateway_telemetry_gateway_at ON gateway_telemetry (gateway_id, at);
 CREATE INDEX gateway_telemetry_at ON gateway_telemetry (at);
 `,
   },
+  {
+    version: 8,
+    name: 'console accounts and sessions',
+    sql: `
+-- Cloud console accounts: operator (the whole fleet) or tenant-admin (one tenant). password_hash is scrypt
+-- (scrypt$N$r$p$salt$hash, base64).
+CREATE TABLE console_accounts (
+  id serial PRIMARY KEY,
+  username text NOT NULL UNIQUE,
+  password_hash text NOT NULL,
+  role text NOT NULL CHECK (role IN ('operator', 'tenant-admin')),
+  tenant_id text,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  CHECK ((role = 'operator') = (tenant_id IS NULL))
+);
+-- Signed-in sessions, kept only as SHA-256 of the cookie's token; the CSRF token is sent back with each change.
+CREATE TABLE console_sessions (
+  token_hash text PRIMARY KEY,
+  account_id integer NOT NULL REFERENCES console_accounts(id) ON DELETE CASCADE,
+  csrf_token text NOT NULL,
+  created_at timestamptz NOT NULL,
+  expires_at timestamptz NOT NULL
+);
+CREATE INDEX console_sessions_expires ON console_sessions (expires_at);
+`,
+  },
 ]
