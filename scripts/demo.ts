@@ -3,10 +3,12 @@
  * Starts the Graph simulator (a Microsoft 365 tenant), the cloud relay (embedded MQTT broker, PGlite), an
  * OpenScape Business CSTA simulator and a gateway, shows both directions of the sync, then takes commands.
  */
+import { existsSync } from 'node:fs'
 import { rm } from 'node:fs/promises'
 import { createInterface } from 'node:readline'
 import { parseArgs } from 'node:util'
 import { createLogger } from '../gateway/src/logging.js'
+import { buildWeb } from './build-web.js'
 import { Stack } from './stack.js'
 
 const HELP = `npm start [-- options]
@@ -45,6 +47,8 @@ out()
 await stack.startSimulators()
 out(`${since()} Microsoft Graph simulator  ${stack.graph.url}  (tenant "Contoso": ${stack.people.map((p) => p.email).join(', ')})`)
 out(`${since()} OpenScape Business (CSTA) simulator  127.0.0.1:${stack.pbx.port}  (extensions ${stack.people.map((p) => `${p.extension} ${p.name.split(' ')[0]}`).join(', ')})`)
+// The browser apps the relay (console) and the gateway (setup UI) serve: built once, in about a second.
+if (!existsSync('dist/web/console/app.js') || !existsSync('dist/web/box/app.js')) await buildWeb('dist/web')
 await stack.startRelay()
 out(`${since()} Cloud relay  enrollment ${stack.enrollUrl} (its own CA, pin ${stack.relay!.pki.caFingerprint256.slice(0, 16)}…), MQTT broker mqtts:// with client certificates, store PGlite in ${dataDir}/relay-db`)
 stack.relay!.engine.onDecision((entry) => out(`${since()}   ${dim('relay:')} ${entry.message}`))
@@ -52,6 +56,7 @@ const enrolled = await stack.enrollGateway()
 out(`${since()} Gateway "${stack.gatewayId}"  created on the relay; the box enrolled with the one-time code ${enrolled?.code ?? '(already enrolled)'} and got its certificate`)
 await stack.startGateway()
 out(`${since()} Gateway "${stack.gatewayId}"  connected out to the relay over mutual TLS, watching the PBX`)
+out(`${since()} Cloud console  ${stack.enrollUrl}/console/  (the first visit creates the admin account; the relay's certificate is from its own CA, so the browser asks once)`)
 
 const waitUntil = async (check: () => boolean, what: string, timeoutMs = 15_000): Promise<void> => {
   const deadline = Date.now() + timeoutMs
