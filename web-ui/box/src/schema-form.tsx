@@ -12,6 +12,7 @@ const isSecret = (name: string): boolean => /password|secret/i.test(name)
 
 function enumValues(schema: JsonSchema): string[] | undefined {
   if (schema.anyOf && schema.anyOf.every((s) => s.const !== undefined)) return schema.anyOf.map((s) => String(s.const))
+  if (schema.const !== undefined) return [String(schema.const)]
   return undefined
 }
 
