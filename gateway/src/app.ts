@@ -3,7 +3,7 @@ import type { Logger } from 'pino'
 import type { DirectoryEntry, EndpointData, LinkData, ResultData } from '../protocol/schemas.js'
 import { topics } from '../protocol/topics.js'
 import { AdapterError, type AdapterDefinition, type PbxAdapter, type PbxObservation } from './adapters/types.js'
-import type { LoadedGatewayConfig } from './config/load.js'
+import { UNENROLLED_GATEWAY_ID, type LoadedGatewayConfig } from './config/load.js'
 import type { Clock } from './core/clock.js'
 import type { Counters } from './core/counters.js'
 import { CutoffGuard, type OwnedDndEndpoint } from './core/cutoff-guard.js'
@@ -19,6 +19,19 @@ import { IdentityStore, loadUplinkIdentity, toUplinkIdentity } from './identity/
 import { CertificateRenewal } from './identity/renewal.js'
 
 export const GATEWAY_VERSION = '0.1.0'
+
+/** [H6] How many endpoint changes the box's status page can show. */
+export const RECENT_EVENTS = 50
+
+export type ConnectorConfig = LoadedGatewayConfig['connectors'][number]
+
+/** [H6] The tunnel as the box's status page shows it. */
+export interface TunnelStatus {
+  gatewayId: string
+  enrolled: boolean
+  connected: boolean
+  transportUrl: string | undefined
+}
 
 export interface GatewayDeps {
   logger: Logger
@@ -46,7 +59,7 @@ type CommandResult = Omit<ResultData, 'correlationId' | 'command'>
 export class Gateway {
   readonly #config: Readonly<LoadedGatewayConfig>
   readonly #deps: GatewayDeps
-  readonly #log: Logger
+  #log: Logger
   readonly #store: GatewayStore
   readonly #adapters = new Map<string, PbxAdapter>()
   readonly #links = new Map<string, LinkData>()
@@ -60,12 +73,24 @@ export class Gateway {
   #cutoffGuard: CutoffGuard | undefined
   #telemetryTimer: ReturnType<Clock['setTimeout']> | undefined
   #started = false
+  #enrolled = false
   readonly #startedAt: number
   readonly #telemetry: TelemetryCollector // [tunnel/H3]
+  // --- box UI (H6) ---
+  /** From the config, or from the enrolled identity when the config leaves it at UNENROLLED_GATEWAY_ID. */
+  #gatewayId: string
+  /** Every connector this gateway runs: the file config's, then those added in the box's UI. */
+  readonly #connectorConfigs = new Map<string, ConnectorConfig>()
+  readonly #adapterUnsubscribe = new Map<string, () => void>()
+  readonly #recentEvents: EndpointData[] = []
+  readonly #endpointListeners = new Set<(endpoint: EndpointData) => void>()
+  // --- end box UI ---
 
   constructor(config: Readonly<LoadedGatewayConfig>, deps: GatewayDeps) {
     this.#config = config
     this.#deps = deps
+    this.#gatewayId = config.gatewayId
+    for (const connector of config.connectors) this.#connectorConfigs.set(connector.id, connector)
     this.#log = deps.logger.child({ component: 'gateway', gatewayId: config.gatewayId })
     this.#store = new GatewayStore(join(config.dataDir, 'state.json'))
     // --- outbox (H2) ---
@@ -86,7 +111,7 @@ export class Gateway {
   }
 
   get gatewayId(): string {
-    return this.#config.gatewayId
+    return this.#gatewayId
   }
 
   /** Current state of every endpoint (for the local UI and tests). */
@@ -102,6 +127,89 @@ export class Gateway {
     return this.#uplink?.connected ?? false
   }
 
+  // --- box UI (H6) ---
+  get dataDir(): string {
+    return this.#config.dataDir
+  }
+
+  get running(): boolean {
+    return this.#started
+  }
+
+  tunnel(): TunnelStatus {
+    return { gatewayId: this.#gatewayId, enrolled: this.#enrolled, connected: this.relayConnected, transportUrl: this.#uplink?.transportUrl }
+  }
+
+  /** The connectors running now (file config and UI), secrets included: callers must not send them anywhere. */
+  connectorConfigs(): ConnectorConfig[] {
+    return [...this.#connectorConfigs.values()]
+  }
+
+  /** The latest endpoint changes, oldest first. */
+  recentEvents(): EndpointData[] {
+    return [...this.#recentEvents]
+  }
+
+  onEndpointChange(listener: (endpoint: EndpointData) => void): () => void {
+    this.#endpointListeners.add(listener)
+    return () => this.#endpointListeners.delete(listener)
+  }
+
+  /** Adds or replaces a connector at run time (config already validated against its adapter's schema). */
+  async putConnector(connector: ConnectorConfig): Promise<void> {
+    await this.#stopAdapter(connector.id)
+    this.#connectorConfigs.set(connector.id, connector)
+    if (!this.#started) return
+    const adapter = this.#createAdapter(connector)
+    await adapter.start().catch((err: unknown) => this.#log.error({ connector: connector.id, err: (err as Error).message }, 'connector failed to start'))
+  }
+
+  /** Stops and forgets a connector; its link is reported offline to the relay. */
+  async removeConnector(id: string): Promise<boolean> {
+    if (!this.#connectorConfigs.has(id)) return false
+    await this.#stopAdapter(id)
+    this.#connectorConfigs.delete(id)
+    this.#links.delete(id)
+    this.#directories.delete(id)
+    return true
+  }
+
+  /** After an enrollment in the box's UI: start again with the new identity (gateway id, certificate, broker URLs). */
+  async restart(reason: string): Promise<void> {
+    await this.stop(reason)
+    await this.start()
+  }
+
+  #createAdapter(connector: ConnectorConfig): PbxAdapter {
+    const { logger, clock, counters, registry } = this.#deps
+    const definition = registry.get(connector.type)
+    if (!definition) throw new Error(`no adapter registered for ${connector.type}`) // config validation prevents this
+    const adapter = definition.create(connector, {
+      logger: logger.child({ component: 'adapter', connector: connector.id, pbx: connector.type }),
+      clock,
+      counters,
+    })
+    this.#adapters.set(connector.id, adapter)
+    this.#links.set(connector.id, { connectorId: connector.id, pbxType: connector.type, state: 'connecting', since: clock.now(), endpoints: 0 })
+    this.#adapterUnsubscribe.set(connector.id, adapter.onObservation((observation) => this.#onObservation(connector.id, observation)))
+    return adapter
+  }
+
+  async #stopAdapter(id: string): Promise<void> {
+    this.#adapterUnsubscribe.get(id)?.()
+    this.#adapterUnsubscribe.delete(id)
+    const adapter = this.#adapters.get(id)
+    this.#adapters.delete(id)
+    await adapter?.stop().catch(() => undefined)
+    const link = this.#links.get(id)
+    if (link && this.#uplink) {
+      const offline: LinkData = { ...link, state: 'offline', since: this.#deps.clock.now(), reason: 'connector removed or changed in the box\'s setup page' }
+      this.#links.set(id, offline)
+      void this.#uplink.publishDurable(outboxKeys.link(id), 'link', offline, topics.link(this.#gatewayId, id), true)
+    }
+  }
+  // --- end box UI ---
+
   async start(): Promise<void> {
     if (this.#started) return
     this.#started = true
@@ -115,17 +223,21 @@ export class Gateway {
 
     // The identity from enrollment, when the box has one: client certificate, CA and the broker URLs the relay gave.
     const identity = this.#deps.relayTls ? undefined : await loadUplinkIdentity(this.#config.dataDir)
-    if (identity && identity.gatewayId !== this.#config.gatewayId) {
-      throw new Error(`this box is enrolled as gateway "${identity.gatewayId}" but the config says gatewayId "${this.#config.gatewayId}": ` +
+    // [H6] A box set up in its own UI has no gatewayId in its config: enrollment gives it.
+    this.#gatewayId = identity && this.#config.gatewayId === UNENROLLED_GATEWAY_ID ? identity.gatewayId : this.#config.gatewayId
+    this.#enrolled = identity !== undefined || this.#deps.relayTls !== undefined
+    this.#log = this.#deps.logger.child({ component: 'gateway', gatewayId: this.#gatewayId })
+    if (identity && identity.gatewayId !== this.#gatewayId) {
+      throw new Error(`this box is enrolled as gateway "${identity.gatewayId}" but the config says gatewayId "${this.#gatewayId}": ` +
         'set gatewayId to the enrolled id, or run factory-reset and enrol again')
     }
     const tls = this.#deps.relayTls ?? identity?.tls
     const brokerUrls = identity && identity.brokerUrls.length > 0 ? identity.brokerUrls : [this.#config.relay.url]
     const uplink = new MqttUplink({
       urls: [...brokerUrls, ...(this.#config.relay.fallbackUrls ?? []).filter((url) => !brokerUrls.includes(url))],
-      gatewayId: this.#config.gatewayId,
+      gatewayId: this.#gatewayId,
       // With a certificate the broker takes the identity from it; the username must equal the gateway id.
-      username: tls ? this.#config.gatewayId : this.#config.relay.username,
+      username: tls ? this.#gatewayId : this.#config.relay.username,
       password: tls ? undefined : this.#config.relay.password,
       caPem: this.#deps.relayCaPem,
       tls,
@@ -136,25 +248,15 @@ export class Gateway {
     }, { logger: logger.child({ component: 'uplink' }), clock, counters, nextSeq: () => this.#store.nextSeq(), outbox: this.#outbox })
     // --- end outbox/transport ---
     this.#uplink = uplink
-    if (identity && this.#config.relay.enrollUrl) this.#startRenewal(uplink)
+    // [H6] A box enrolled in its setup page renews at the relay it enrolled with (relay.enrollUrl may be unset).
+    if (identity) this.#startRenewal(uplink)
     uplink.onCommand((command) => this.#onCommand(command))
     this.#unsubscribe.push(uplink.onConnect(() => this.#publishSnapshot('connect')))
 
-    for (const connector of this.#config.connectors) {
-      const definition = registry.get(connector.type)
-      if (!definition) throw new Error(`no adapter registered for ${connector.type}`) // config validation prevents this
-      const adapter = definition.create(connector, {
-        logger: logger.child({ component: 'adapter', connector: connector.id, pbx: connector.type }),
-        clock,
-        counters,
-      })
-      this.#adapters.set(connector.id, adapter)
-      this.#links.set(connector.id, { connectorId: connector.id, pbxType: connector.type, state: 'connecting', since: clock.now(), endpoints: 0 })
-      this.#unsubscribe.push(adapter.onObservation((observation) => this.#onObservation(connector.id, observation)))
-    }
+    for (const connector of this.#connectorConfigs.values()) this.#createAdapter(connector)
 
     const cutoffGuard = new CutoffGuard({ graceMs: this.#config.ownedDndGraceS * 1000 }, {
-      logger: logger.child({ component: 'cutoff-guard', gatewayId: this.#config.gatewayId }),
+      logger: logger.child({ component: 'cutoff-guard', gatewayId: this.#gatewayId }),
       clock,
       counters,
       link: uplink,
@@ -179,7 +281,7 @@ export class Gateway {
     const relay = this.#config.relay
     const store = new IdentityStore(this.#config.dataDir)
     const client = new EnrollmentClient({ store, clock, logger: logger.child({ component: 'enrollment' }) }, {
-      relayUrl: relay.enrollUrl ?? '',
+      ...(relay.enrollUrl !== undefined ? { relayUrl: relay.enrollUrl } : {}),
       ...(relay.caFile !== undefined ? { caFile: relay.caFile } : {}),
       ...(relay.caFingerprint !== undefined ? { caFingerprint: relay.caFingerprint } : {}),
       ...(relay.proxyUrl !== undefined ? { proxyUrl: relay.proxyUrl } : {}),
@@ -200,6 +302,8 @@ export class Gateway {
     this.#cutoffGuard?.stop()
     this.#cutoffGuard = undefined
     for (const off of this.#unsubscribe.splice(0)) off()
+    for (const off of this.#adapterUnsubscribe.values()) off()
+    this.#adapterUnsubscribe.clear()
     await Promise.all([...this.#adapters.values()].map((adapter) => adapter.stop().catch(() => undefined)))
     this.#adapters.clear()
     await this.#uplink?.stop(reason)
@@ -225,7 +329,7 @@ export class Gateway {
       }
       this.#links.set(connectorId, link)
       // H2: through the outbox, retained, one record per connector.
-      void uplink.publishDurable(outboxKeys.link(connectorId), 'link', link, topics.link(this.#config.gatewayId, connectorId), true)
+      void uplink.publishDurable(outboxKeys.link(connectorId), 'link', link, topics.link(this.#gatewayId, connectorId), true)
       return
     }
     if (observation.kind === 'directory') {
@@ -233,15 +337,18 @@ export class Gateway {
       const link = this.#links.get(connectorId)
       if (link) link.endpoints = observation.entries.length
       // H2: through the outbox, the latest directory per connector.
-      void uplink.publishDurable(outboxKeys.directory(connectorId), 'directory', { connectorId, entries: observation.entries }, topics.directory(this.#config.gatewayId))
+      void uplink.publishDurable(outboxKeys.directory(connectorId), 'directory', { connectorId, entries: observation.entries }, topics.directory(this.#gatewayId))
       return
     }
     const changed = tracker.apply(connectorId, observation)
     if (!changed) return
     void this.#store.setOwnedDnd(tracker.ownedDnd())
+    this.#recentEvents.push(changed)
+    if (this.#recentEvents.length > RECENT_EVENTS) this.#recentEvents.shift()
+    for (const listener of this.#endpointListeners) listener(changed)
     this.#log.debug({ endpoint: changed.endpointId, state: changed.state, dnd: changed.dnd, owner: changed.dndOwner, cause: changed.cause }, 'endpoint changed')
     // H2: through the outbox, coalesced per endpoint (latest state wins), replayed in seq order after a reconnect.
-    void uplink.publishDurable(outboxKeys.endpoint(connectorId, changed.endpointId), 'endpoint', changed, topics.endpoint(this.#config.gatewayId))
+    void uplink.publishDurable(outboxKeys.endpoint(connectorId, changed.endpointId), 'endpoint', changed, topics.endpoint(this.#gatewayId))
   }
 
   /**
@@ -254,10 +361,10 @@ export class Gateway {
     if (!uplink || !this.#tracker) return
     for (const link of this.#links.values()) uplink.publishRetained('link', link, link.connectorId)
     for (const [connectorId, entries] of this.#directories) {
-      uplink.publish('directory', { connectorId, entries }, topics.directory(this.#config.gatewayId))
+      uplink.publish('directory', { connectorId, entries }, topics.directory(this.#gatewayId))
     }
     for (const endpoint of this.#tracker.all()) {
-      uplink.publish('endpoint', { ...endpoint, cause: 'snapshot' }, topics.endpoint(this.#config.gatewayId))
+      uplink.publish('endpoint', { ...endpoint, cause: 'snapshot' }, topics.endpoint(this.#gatewayId))
     }
     this.#log.info({ reason, endpoints: this.#tracker.all().length }, 'snapshot sent to relay')
   }
@@ -353,7 +460,7 @@ export class Gateway {
           processUptimeS,
           version: GATEWAY_VERSION,
           ...(outboxRecords !== undefined ? { outboxRecords } : {}),
-        }, topics.telemetry(this.#config.gatewayId))
+        }, topics.telemetry(this.#gatewayId))
       })
       if (this.#started) this.#scheduleTelemetry()
     }, this.#config.telemetryIntervalS * 1000)

@@ -8,6 +8,11 @@ import { systemClock } from './core/clock.js'
 import { Counters } from './core/counters.js'
 import { createLogger, prettyByDefault } from './logging.js'
 import { IDENTITY_HELP, runIdentityCommand } from './identity/cli.js'
+import pino from 'pino'
+import { ensureBoxCertificate } from './web/box-certificate.js'
+import { BoxWebServer } from './web/box-web-server.js'
+import { ConnectorStore, mergeConnectors } from './web/connector-store.js'
+import { LogRing } from './web/log-ring.js'
 
 const HELP = `pbx-presence-gateway: the box next to the PBX
 
@@ -26,6 +31,12 @@ The config is JSON; gateway/examples/gateway.example.json documents every field:
   connectors[]     one per PBX: {id, type: "osbiz", host, port, applicationId, username,
                    password, users: [{extension, name, email}]}
   dataDir          where state survives restarts (default .data/gateway)
+  web              the setup page: {enabled (true), host (0.0.0.0), port (443 as root,
+                   8443 otherwise), staticDir (dist/web/box), sessionIdleMinutes (30)}.
+                   HTTPS with a certificate made at first boot in <dataDir>/web/; its
+                   SHA-256 fingerprint is logged and shown on the page. The first visit
+                   sets the admin password. Connectors added there live in
+                   <dataDir>/connectors.json (secrets sealed) next to the file's.
 
 Environment:
   LOG_PRETTY=1     human-readable logs (default when stdout is a terminal)
@@ -45,12 +56,35 @@ async function main(): Promise<void> {
     load: (file) => loadGatewayConfig(file, adapterRegistry),
     describe: (config) => `${config.connectors.length} connector(s)`,
     stopDeadlineMs: 5000,
-    start: async (config) => {
-      const logger = createLogger({ name: 'gateway', level: config.logLevel, pretty: prettyByDefault() })
+    start: async (fileConfig) => {
+      // The live log tail of the setup page reads the same lines as stdout.
+      const logRing = new LogRing()
+      const pretty = prettyByDefault()
+      const stdout = pretty ? pino.transport({ target: 'pino-pretty', options: { translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname' } }) as pino.DestinationStream : process.stdout
+      const logger = createLogger({ name: 'gateway', level: fileConfig.logLevel, destination: pino.multistream([{ level: 'trace', stream: stdout }, { level: 'trace', stream: logRing.stream() }]) })
+      // Connectors from the setup page (<dataDir>/connectors.json) run next to the file's.
+      const fromUi = fileConfig.web.enabled ? await new ConnectorStore(fileConfig.dataDir).load() : []
+      const config = Object.freeze({ ...fileConfig, connectors: mergeConnectors(fileConfig.connectors, fromUi) })
       const relayCaPem = config.relay.caFile ? await readFile(config.relay.caFile, 'utf8') : undefined
       const gateway = new Gateway(config, { logger, clock: systemClock, counters: new Counters(), registry: adapterRegistry, ...(relayCaPem ? { relayCaPem } : {}) })
       await gateway.start()
-      return { stop: (reason) => gateway.stop(reason), log: (message) => logger.info(message) }
+      let web: BoxWebServer | undefined
+      if (config.web.enabled) {
+        const certificate = await ensureBoxCertificate(config.dataDir)
+        web = new BoxWebServer({
+          gateway, config, registry: adapterRegistry, logger, clock: systemClock, logRing, certificate,
+          fileConnectorIds: new Set(fileConfig.connectors.map((c) => c.id)),
+        })
+        const { url } = await web.start()
+        logger.info({ url, fingerprint256: certificate.fingerprint256, names: certificate.names }, 'setup page listening: compare the certificate fingerprint with the browser\'s')
+      }
+      return {
+        stop: async (reason) => {
+          await web?.stop()
+          await gateway.stop(reason)
+        },
+        log: (message) => logger.info(message),
+      }
     },
   })
 }

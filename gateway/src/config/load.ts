@@ -4,6 +4,9 @@ import type { TSchema, Static } from '@sinclair/typebox'
 import { GatewayConfigSchema, type GatewayConfig } from './schema.js'
 import type { AdapterDefinition } from '../adapters/types.js'
 
+/** [H6] The gatewayId of a config that leaves it out: the box takes its id from enrollment. */
+export const UNENROLLED_GATEWAY_ID = 'unenrolled'
+
 export class ConfigError extends Error {
   constructor(readonly problems: string[], source: string) {
     super(`${source}: the configuration has ${problems.length} problem(s):\n  - ${problems.join('\n  - ')}`)

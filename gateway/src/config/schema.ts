@@ -6,7 +6,11 @@ export const ConnectorBaseSchema = Type.Object({
 })
 
 export const GatewayConfigSchema = Type.Object({
-  gatewayId: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$', description: 'This box\'s id, as created in the cloud console.' }),
+  gatewayId: Type.String({
+    pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$',
+    default: 'unenrolled',
+    description: 'This box\'s id, as created in the cloud console. Leave it out on a box enrolled in its setup page: the enrollment gives it.',
+  }),
   relay: Type.Object({
     url: Type.String({ minLength: 1, description: 'Broker URL of the cloud relay: mqtt://, mqtts:// or wss://' }),
     username: Type.Optional(Type.String()),
@@ -39,6 +43,15 @@ export const GatewayConfigSchema = Type.Object({
     maxAgeDays: Type.Number({ exclusiveMinimum: 0, maximum: 365, default: 7, description: 'Undelivered changes older than this are dropped (the snapshot on reconnect still sends the current state).' }),
   }, { additionalProperties: false, default: {}, description: 'The durable outbox in <dataDir>/outbox: state changes kept until the relay\'s broker acknowledges them.' }),
   // --- end outbox ---
+  // --- box UI (H6) ---
+  web: Type.Object({
+    enabled: Type.Boolean({ default: true, description: 'Serve the box\'s setup page over HTTPS.' }),
+    host: Type.String({ default: '0.0.0.0', description: 'Address the setup page listens on (0.0.0.0: every LAN interface).' }),
+    port: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535, description: 'HTTPS port of the setup page: default 443 when running as root (a box), 8443 otherwise; 0 picks a free one.' })),
+    staticDir: Type.String({ default: 'dist/web/box', description: 'The built setup page (npm run build:web).' }),
+    sessionIdleMinutes: Type.Integer({ minimum: 1, maximum: 1440, default: 30, description: 'A setup-page session ends after this long without a request.' }),
+  }, { additionalProperties: false, default: {}, description: 'The box\'s local setup page (HTTPS, certificate made at first boot in <dataDir>/web/).' }),
+  // --- end box UI ---
   connectors: Type.Array(Type.Intersect([ConnectorBaseSchema, Type.Record(Type.String(), Type.Unknown())]), { default: [] }),
 }, { additionalProperties: false })
 
