@@ -51,6 +51,8 @@ export interface StackOptions {
   branchPeople?: readonly DemoPerson[]
   /** Log level written into the services' configs (default: the logger's level). */
   serviceLogLevel?: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
+  /** Where the relay serves the console's built files from (default dist/web/console). */
+  consoleDir?: string
   /** Gateway config fields to replace after validation, so tests can use durations below the schema's minimums. */
   gatewayOverrides?: Partial<LoadedGatewayConfig>
   /**
@@ -266,6 +268,7 @@ export class Stack {
       clock: systemClock,
       counters: this.relayCounters,
       graphCaPem: this.graph.caPem,
+      ...(this.options.consoleDir ? { consoleDir: this.options.consoleDir } : {}),
       databaseUrl: this.options.databaseUrl,
     })
     await relay.start()

@@ -5,7 +5,7 @@ import pino from 'pino'
 import t from 'tap'
 import { Stack } from '../../scripts/stack.js'
 import { launchBrowser, newContext, screenshot } from '../helpers/browser.js'
-import { DESKTOP, PHONE, startBox } from './box-harness.js'
+import { DESKTOP, PHONE, startBox } from './fixtures/box-harness.js'
 
 /** Tab until the focused element matches, as a keyboard user would; fails after `max` presses. */
 async function tabTo(page: import('playwright-core').Page, matches: (el: { tag: string; name: string; text: string; label: string }) => boolean, max = 40): Promise<void> {

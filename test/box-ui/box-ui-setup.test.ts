@@ -2,7 +2,7 @@ import { request as httpsRequest } from 'node:https'
 import t from 'tap'
 import { OsbizSimulator } from '../../gateway/src/adapters/osbiz/simulator/osbiz-simulator.js'
 import { launchBrowser, newContext, screenshot } from '../helpers/browser.js'
-import { buildOnce, DESKTOP, PHONE, startBox } from './box-harness.js'
+import { buildOnce, DESKTOP, PHONE, startBox } from './fixtures/box-harness.js'
 
 const PASSWORD = 'correct horse battery'
 

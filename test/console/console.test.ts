@@ -36,11 +36,11 @@ async function shoot(page: Page, name: string): Promise<void> {
 }
 
 t.test('the cloud console: first run, fleet, enrollment, live timeline, roles, keyboard', async (t) => {
-  const reports = await buildWeb('dist/web')
+  const reports = await buildWeb(join('dist', 'web-test-console')) // its own folder: other tests build in parallel
   t.comment(`console app.js ${(reports.find((r) => r.name === 'console')!.jsGzipBytes / 1024).toFixed(1)} KiB gzipped`)
   const dataDir = await mkdtemp(join(tmpdir(), 'console-'))
   const logger = pino({ level: 'silent' })
-  const stack = new TwoTenantStack({ dataDir, logger, secure: {}, gatewayOverrides: { telemetryIntervalS: 1 } })
+  const stack = new TwoTenantStack({ dataDir, logger, secure: {}, consoleDir: join('dist', 'web-test-console', 'console'), gatewayOverrides: { telemetryIntervalS: 1 } })
   t.teardown(async () => {
     await stack.stop()
     await rm(dataDir, { recursive: true, force: true })
