@@ -8,6 +8,11 @@ import { rm } from 'node:fs/promises'
 import { createInterface } from 'node:readline'
 import { parseArgs } from 'node:util'
 import { createLogger } from '../gateway/src/logging.js'
+import { adapterRegistry } from '../gateway/src/adapters/registry.js'
+import { systemClock } from '../gateway/src/core/clock.js'
+import { ensureBoxCertificate } from '../gateway/src/web/box-certificate.js'
+import { BoxWebServer } from '../gateway/src/web/box-web-server.js'
+import { LogRing } from '../gateway/src/web/log-ring.js'
 import { buildWeb } from './build-web.js'
 import { Stack } from './stack.js'
 
@@ -57,6 +62,15 @@ out(`${since()} Gateway "${stack.gatewayId}"  created on the relay; the box enro
 await stack.startGateway()
 out(`${since()} Gateway "${stack.gatewayId}"  connected out to the relay over mutual TLS, watching the PBX`)
 out(`${since()} Cloud console  ${stack.enrollUrl}/console/  (the first visit creates the admin account; the relay's certificate is from its own CA, so the browser asks once)`)
+// The box's own setup page, as an installer on site opens it (HTTPS with the box's first-boot certificate).
+const boxCertificate = await ensureBoxCertificate(stack.gatewayConfig().dataDir)
+const boxWeb = new BoxWebServer({
+  gateway: stack.gateway!, config: { ...stack.gatewayConfig(), web: { ...stack.gatewayConfig().web, host: '127.0.0.1', port: 0 } },
+  registry: adapterRegistry, logger, clock: systemClock, logRing: new LogRing(), certificate: boxCertificate,
+  fileConnectorIds: new Set(stack.gatewayConfig().connectors.map((c) => c.id)),
+})
+const boxUrl = (await boxWeb.start()).url
+out(`${since()} Box setup page ${boxUrl}  (the first visit sets the box's admin password; certificate SHA-256 ${boxCertificate.fingerprint256.slice(0, 23)}…)`)
 
 const waitUntil = async (check: () => boolean, what: string, timeoutMs = 15_000): Promise<void> => {
   const deadline = Date.now() + timeoutMs
@@ -130,6 +144,7 @@ const callsOf = (extension: string) => stack.pbx.calls().filter((c) => c.legs.so
 
 const shutdown = async () => {
   out('stopping...')
+  await boxWeb.stop()
   await stack.stop()
   process.exit(0)
 }
