@@ -11,6 +11,8 @@ COPY tsconfig.json ./
 COPY gateway ./gateway
 COPY cloud-relay ./cloud-relay
 COPY scripts ./scripts
+COPY web-ui ./web-ui
+# dist/gateway.js, dist/cloud-relay.js and dist/web/{box,console} (the setup page and the console).
 RUN npm run build && npm prune --omit=dev
 
 FROM node:20-bookworm-slim
@@ -25,8 +27,9 @@ COPY cloud-relay/examples ./examples/cloud-relay
 RUN mkdir -p /data /config && chown -R node:node /data
 USER node
 VOLUME ["/data"]
-# 1883: the relay's embedded MQTT broker (relay only).
-EXPOSE 1883
+# Relay: 8883 mqtts and 443 wss (embedded broker, client certificates), 8443 HTTPS (enrollment, console, API);
+# 1883 the optional password listener. Gateway: 8443 its setup page (443 when run as root).
+EXPOSE 1883 8883 8443 443
 LABEL org.opencontainers.image.title="pbx-presence-gateway" \
       org.opencontainers.image.description="PBX <-> Microsoft Teams presence sync: gateway and cloud relay" \
       org.opencontainers.image.licenses="Apache-2.0"
