@@ -4,7 +4,7 @@ import type { Clock } from '../../gateway/src/core/clock.js'
 import type { Counters } from '../../gateway/src/core/counters.js'
 import { EmbeddedBroker, type AuthorizeCertificate, type BrokerTlsOptions } from './broker/embedded-broker.js'
 import { applyMosquittoRevocations, writeMosquittoConfig } from './broker/mosquitto-config.js'
-// [tunnel/H3] fleet liveness and telemetry
+// fleet liveness and telemetry
 import { GatewayLiveness } from './fleet/gateway-liveness.js'
 import { fleetRoutes } from './fleet/fleet-routes.js'
 import { TelemetryStore } from './fleet/telemetry-store.js'
@@ -26,7 +26,6 @@ import { openSqlClient, type SqlClient } from './store/sql-client.js'
 import { effectiveSettings, type SyncSettings } from './sync/mapping.js'
 import { SyncEngine } from './sync/sync-engine.js'
 import { PresenceObservation } from './notifications/presence-observation.js'
-// --- enrollment (issue 5, H1) ---
 import { loadOrCreateRelayCa } from './enrollment/ca-store.js'
 import { EnrollmentService } from './enrollment/enrollment-service.js'
 import { enrollmentAdminRoutes, enrollmentPublicRoutes } from './enrollment/enrollment-routes.js'
@@ -34,8 +33,6 @@ import { relayHttpsMaterial } from './enrollment/https-material.js'
 import type { RelayPki } from './pki/relay-pki.js'
 import { loadSealer } from './secrets/sealer.js'
 import { EnrollmentStore } from './store/enrollment-store.js'
-// --- end enrollment ---
-// --- console (issue 8, H7) ---
 import { createConsoleAccess } from './console/console-access.js'
 import { ConsoleAuth } from './console/console-auth.js'
 import { ConsoleLive } from './console/console-live.js'
@@ -43,7 +40,6 @@ import { consoleApiRoutes, consolePublicRoutes } from './console/console-routes.
 import { ConsoleStore } from './console/console-store.js'
 import { toApi as toApiGateway } from './fleet/fleet-routes.js'
 import { toApiEvent } from './http/server.js'
-// --- end console ---
 
 export const RELAY_VERSION = '0.1.0'
 
@@ -63,11 +59,11 @@ export interface RelayDeps {
   subscriptionTuning?: { replanDebounceMs?: number; renewJitterMs?: number; retryBaseMs?: number; maxShardSize?: number; peopleCheckMs?: number } | undefined
   /** Sees every Teams presence reading with its source (tests and benchmarks). */
   observePresence?: ((source: 'notification' | 'read' | 'superseded', tenantId: string, readings: readonly PresenceReading[]) => void) | undefined
-  /** [tunnel/H3] The relay CA (loaded by the enrollment service): the embedded broker's TLS listeners need it. */
+  /** The relay CA (loaded by the enrollment service): the embedded broker's TLS listeners need it. */
   relayPki?: RelayPki | undefined
-  /** [tunnel/H3] Decides on a gateway certificate at connect (enrollment service: enrolled, not revoked, serial current). */
+  /** Decides on a gateway certificate at connect (enrollment service: enrolled, not revoked, serial current). */
   authorizeCertificate?: AuthorizeCertificate | undefined
-  /** [console/H7] The built console (index.html, app.js, app.css); default dist/web/console under the working directory. */
+  /** The built console (index.html, app.js, app.css); default dist/web/console under the working directory. */
   consoleDir?: string | undefined
 }
 
@@ -123,12 +119,12 @@ export class Relay {
   #link: RelayLink | undefined
   #http: HttpServer | undefined
   #retention: EventRetention | undefined
-  #liveness: GatewayLiveness | undefined // [tunnel/H3]
-  #telemetryRetention: EventRetention | undefined // [tunnel/H3]
+  #liveness: GatewayLiveness | undefined
+  #telemetryRetention: EventRetention | undefined
   #directory: DirectoryService | undefined
-  #enrollment: EnrollmentService | undefined // enrollment (issue 5, H1)
-  #pki: RelayPki | undefined // enrollment (issue 5, H1)
-  #consoleLive: ConsoleLive | undefined // [console/H7]
+  #enrollment: EnrollmentService | undefined
+  #pki: RelayPki | undefined
+  #consoleLive: ConsoleLive | undefined
   #started = false
 
   constructor(config: Readonly<RelayConfig>, deps: RelayDeps) {
@@ -154,13 +150,13 @@ export class Relay {
     return this.#observation
   }
 
-  /** Gateway enrollment: codes, certificates, renewal, revocation, the broker's connect check (issue 5, H1). */
+  /** Gateway enrollment: codes, certificates, renewal, revocation, the broker's connect check. */
   get enrollment(): EnrollmentService {
     if (!this.#enrollment) throw new Error('relay not started')
     return this.#enrollment
   }
 
-  /** The relay CA: broker server certificates, the relay's own client certificate, CRLs (issue 5, H1). */
+  /** The relay CA: broker server certificates, the relay's own client certificate, CRLs. */
   get pki(): RelayPki {
     if (!this.#pki) throw new Error('relay not started')
     return this.#pki
@@ -171,12 +167,12 @@ export class Relay {
     return this.#store
   }
 
-  /** [tunnel/H3] The embedded broker (disconnectGateway on revocation); undefined with an external broker. */
+  /** The embedded broker (disconnectGateway on revocation); undefined with an external broker. */
   get broker(): EmbeddedBroker | undefined {
     return this.#broker
   }
 
-  /** [tunnel/H3] Each gateway's liveness (online / connected / offline) and latest telemetry. */
+  /** Each gateway's liveness (online / connected / offline) and latest telemetry. */
   get liveness(): GatewayLiveness {
     if (!this.#liveness) throw new Error('relay not started')
     return this.#liveness
@@ -231,7 +227,7 @@ export class Relay {
     }
     for (const gateway of await store.listGateways()) this.#gatewayTenant.set(gateway.id, gateway.tenantId)
 
-    // --- enrollment (issue 5, H1): the CA (key sealed in the store), codes and certificates ---
+    // Enrollment: the relay CA (its key sealed in the store), one-time codes, gateway certificates.
     const sealer = await loadSealer({ envKey: this.#deps.sealKey, keyFile: config.secrets.sealKeyFile })
     const enrollmentStore = new EnrollmentStore(db)
     const pki = await loadOrCreateRelayCa({ store: enrollmentStore, sealer, clock, logger })
@@ -251,7 +247,6 @@ export class Relay {
     if (config.enrollment.brokerUrls.length === 0) {
       this.#log.warn('enrollment.brokerUrls is empty: enrolled boxes learn no broker URL and need relay.url in their own config')
     }
-    // --- end enrollment ---
 
     const relayWide: SyncSettings = {
       busyPresence: config.sync.busyPresence,
@@ -310,7 +305,7 @@ export class Relay {
     let brokerUrl = config.broker.url ?? ''
     const relayPki = this.#deps.relayPki ?? pki
     if (config.broker.mode === 'embedded') {
-      // [tunnel/H3] mutual-TLS listeners when configured and the relay CA is available
+      // mutual-TLS listeners when configured and the relay CA is available
       const tls = config.broker.tls ? await brokerTls(config.broker.tls, relayPki) : undefined
       const broker = new EmbeddedBroker({ host: config.broker.host, port: config.broker.port, passwordListener: config.broker.passwordListener, tls }, {
         // The tenant comes from the enrollment record of the certificate's gateway id, never from the box.
@@ -325,11 +320,11 @@ export class Relay {
       await broker.start()
       this.#broker = broker
       brokerUrl = `mqtt://127.0.0.1:${broker.port}`
-      // [tunnel/H3] no password listener: the relay's own client uses a relay:<name> certificate on mqtts
+      // no password listener: the relay's own client uses a relay:<name> certificate on mqtts
       if (config.broker.passwordListener === false && broker.tlsPort !== undefined) brokerUrl = `mqtts://127.0.0.1:${broker.tlsPort}`
     }
 
-    // [tunnel/H3] liveness: birth, last will, pings, telemetry kept like the event log
+    // liveness: birth, last will, pings, telemetry kept like the event log
     const telemetryStore = new TelemetryStore(db)
     const liveness = new GatewayLiveness({}, {
       clock,
@@ -366,7 +361,7 @@ export class Relay {
       username: config.broker.relayUsername,
       password: config.broker.relayPassword,
       commandTimeoutMs: config.sync.commandTimeoutMs,
-      ...relayClient, // [tunnel/H3] client certificate and persistent session
+      ...relayClient, // client certificate and persistent session
     }, {
       knowsGateway: (gatewayId) => this.#gatewayTenant.has(gatewayId),
       // A revoked gateway's messages (already on the broker, or from a connection not yet cut) never reach a handler.
@@ -377,7 +372,7 @@ export class Relay {
       },
       onStatus: async (gatewayId, data, retained, seq) => {
         const online = data.state === 'online'
-        liveness.onStatus(gatewayId, data) // [tunnel/H3]
+        liveness.onStatus(gatewayId, data)
         await store.setGatewayStatus(gatewayId, data.state, data.reason ?? null, data.version, new Date(clock.now()))
         if (online && !retained) await engine.resetGatewaySeq(gatewayId, seq)
         engine.onGatewayStatus(gatewayId, online, data.reason)
@@ -388,10 +383,10 @@ export class Relay {
         }
       },
       onLink: async (gatewayId, data) => {
-        liveness.onLink(gatewayId, data) // [tunnel/H3]
+        liveness.onLink(gatewayId, data)
         await store.upsertLink(gatewayId, data)
       },
-      // [tunnel/H3] liveness hooks
+      // liveness hooks
       onActivity: (gatewayId) => liveness.onActivity(gatewayId),
       onCommandAnswered: (gatewayId, _command, _ok, roundTripMs) => liveness.onCommandAnswered(gatewayId, roundTripMs),
       onTelemetry: (gatewayId, data) => liveness.onTelemetry(gatewayId, data),
@@ -425,7 +420,7 @@ export class Relay {
     }))
     await link.start()
     engine.start()
-    liveness.start() // [tunnel/H3]
+    liveness.start()
 
     const observation = new PresenceObservation(config, {
       db,
@@ -444,7 +439,6 @@ export class Relay {
     this.#observation = observation
     await observation.prepare()
 
-    // --- console (issue 8, H7): local accounts, sessions, role checks, live updates, the app at /console/ ---
     const consoleAuth = new ConsoleAuth({}, { store: new ConsoleStore(db), clock, logger, tenants: () => config.tenants.map((t) => t.id) })
     const explainer = this.#deps.explainer ?? engine
     const consoleLive = new ConsoleLive({}, {
@@ -470,7 +464,6 @@ export class Relay {
       tenantOfGateway: (gatewayId) => this.#gatewayTenant.get(gatewayId),
       tenantOfPerson: async (personId) => (await store.getPerson(personId))?.tenantId,
     })
-    // --- end console ---
 
     const http = buildServer({
       store,
@@ -482,14 +475,14 @@ export class Relay {
       apiToken: config.http.apiToken,
       version: RELAY_VERSION,
       health: () => ({ broker: link.connected, store: db.kind }),
-      publicRoutes: [observation.publicRoutes, enrollmentPublicRoutes(enrollment, clock), consolePublicRoutes({ dir: this.#deps.consoleDir ?? join(process.cwd(), 'dist', 'web', 'console') })], // enrollment (issue 5, H1), [console/H7]
-      apiRoutes: [...observation.apiRoutes, enrollmentAdminRoutes(enrollment), fleetRoutes({ liveness, telemetry: telemetryStore }), consoleRoutes], // [tunnel], [console/H7]
-      console: { authenticate: (cookie) => consoleAuth.authenticate(cookie), authorize: consoleAccess }, // [console/H7]
-      https: await relayHttpsMaterial(config.http.tls, pki, config.enrollment.publicHostnames, clock.now()), // enrollment (issue 5, H1)
+      publicRoutes: [observation.publicRoutes, enrollmentPublicRoutes(enrollment, clock), consolePublicRoutes({ dir: this.#deps.consoleDir ?? join(process.cwd(), 'dist', 'web', 'console') })],
+      apiRoutes: [...observation.apiRoutes, enrollmentAdminRoutes(enrollment), fleetRoutes({ liveness, telemetry: telemetryStore }), consoleRoutes],
+      console: { authenticate: (cookie) => consoleAuth.authenticate(cookie), authorize: consoleAccess },
+      https: await relayHttpsMaterial(config.http.tls, pki, config.enrollment.publicHostnames, clock.now()),
     })
     this.#http = http
     await http.listen({ host: config.http.host, port: config.http.port })
-    await consoleLive.start(http.server) // [console/H7]
+    await consoleLive.start(http.server)
     // After listen: creating a subscription makes Graph call the webhook (validation handshake).
     await observation.start()
     if (!config.http.apiToken) this.#log.info('http.apiToken is not set: the admin API answers 503 until it is')
@@ -499,7 +492,7 @@ export class Relay {
   async stop(): Promise<void> {
     if (!this.#started) return
     this.#started = false
-    this.#consoleLive?.stop() // [console/H7]
+    this.#consoleLive?.stop()
     this.#consoleLive = undefined
     await this.#http?.close()
     this.#http = undefined
@@ -515,7 +508,7 @@ export class Relay {
     await this.#retention?.stop()
     this.#retention = undefined
     for (const off of this.#unsubscribe.splice(0)) off()
-    this.#liveness?.stop() // [tunnel/H3]
+    this.#liveness?.stop()
     await this.#telemetryRetention?.stop()
     this.#telemetryRetention = undefined
     await this.#db?.close()
@@ -544,7 +537,7 @@ export class Relay {
   }
 }
 
-/** [tunnel/H3] The embedded broker's TLS listeners: the server certificate from files, or issued from the relay CA. */
+/** The embedded broker's TLS listeners: the server certificate from files, or issued from the relay CA. */
 async function brokerTls(tls: NonNullable<RelayConfig['broker']['tls']>, pki: RelayPki): Promise<BrokerTlsOptions> {
   if (tls.certFile !== undefined && tls.keyFile !== undefined) {
     const read = async (what: string, file: string): Promise<string> => {
@@ -561,7 +554,7 @@ async function brokerTls(tls: NonNullable<RelayConfig['broker']['tls']>, pki: Re
 }
 
 /**
- * [tunnel/H3] The relay's own MQTT identity: with broker.mosquitto, the certificate mosquitto-cli wrote (relay.pem,
+ * The relay's own MQTT identity: with broker.mosquitto, the certificate mosquitto-cli wrote (relay.pem,
  * relay.key, ca.pem); embedded without a password listener, a relay:main certificate issued from the relay CA.
  */
 async function relayClientCredentials(config: Readonly<RelayConfig>, pki: RelayPki | undefined): Promise<{ caPem?: string; certPem?: string; keyPem?: string; clientId?: string }> {

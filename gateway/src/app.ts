@@ -9,7 +9,7 @@ import type { Counters } from './core/counters.js'
 import { CutoffGuard, type OwnedDndEndpoint } from './core/cutoff-guard.js'
 import { EndpointTracker } from './core/endpoint-tracker.js'
 import { GatewayStore } from './core/gateway-store.js'
-// [tunnel/H3] the box's health in telemetry
+// the box's health in telemetry
 import { TelemetryCollector, type SystemProbe } from './core/telemetry.js'
 import type { AnyEnvelope } from '../protocol/schemas.js'
 import { MqttUplink, type ClientTls, type CommandEnvelope } from './mqtt/uplink.js'
@@ -20,12 +20,12 @@ import { CertificateRenewal } from './identity/renewal.js'
 
 export const GATEWAY_VERSION = '0.1.0'
 
-/** [H6] How many endpoint changes the box's status page can show. */
+/** How many endpoint changes the box's status page can show. */
 export const RECENT_EVENTS = 50
 
 export type ConnectorConfig = LoadedGatewayConfig['connectors'][number]
 
-/** [H6] The tunnel as the box's status page shows it. */
+/** The tunnel as the box's status page shows it. */
 export interface TunnelStatus {
   gatewayId: string
   enrolled: boolean
@@ -40,13 +40,11 @@ export interface GatewayDeps {
   registry: ReadonlyMap<string, AdapterDefinition>
   /** Extra CA (PEM) for the relay link, read by the composition root from relay.caFile. */
   relayCaPem?: string
-  // --- outbox/transport (H2) ---
   /** The box's client certificate for mutual TLS (mqtts/wss), from enrollment; read by the composition root. */
   relayTls?: ClientTls
-  // --- end outbox/transport ---
-  /** [tunnel/H3] Stands in for systeminformation (tests of a board with a temperature sensor). */
+  /** Stands in for systeminformation (tests of a board with a temperature sensor). */
   systemProbe?: SystemProbe
-  /** [tunnel/H3] Records waiting in the outbox, reported in telemetry (the outbox owner wires it). */
+  /** Records waiting in the outbox, reported in telemetry (the outbox owner wires it). */
   outboxRecords?: () => number
 }
 
@@ -75,8 +73,7 @@ export class Gateway {
   #started = false
   #enrolled = false
   readonly #startedAt: number
-  readonly #telemetry: TelemetryCollector // [tunnel/H3]
-  // --- box UI (H6) ---
+  readonly #telemetry: TelemetryCollector
   /** From the config, or from the enrolled identity when the config leaves it at UNENROLLED_GATEWAY_ID. */
   #gatewayId: string
   /** Every connector this gateway runs: the file config's, then those added in the box's UI. */
@@ -84,7 +81,6 @@ export class Gateway {
   readonly #adapterUnsubscribe = new Map<string, () => void>()
   readonly #recentEvents: EndpointData[] = []
   readonly #endpointListeners = new Set<(endpoint: EndpointData) => void>()
-  // --- end box UI ---
 
   constructor(config: Readonly<LoadedGatewayConfig>, deps: GatewayDeps) {
     this.#config = config
@@ -93,16 +89,14 @@ export class Gateway {
     for (const connector of config.connectors) this.#connectorConfigs.set(connector.id, connector)
     this.#log = deps.logger.child({ component: 'gateway', gatewayId: config.gatewayId })
     this.#store = new GatewayStore(join(config.dataDir, 'state.json'))
-    // --- outbox (H2) ---
     this.#outbox = new OutboxStore({
       dir: join(config.dataDir, 'outbox'),
       maxBytes: config.outbox.maxBytes,
       maxRecords: config.outbox.maxRecords,
       maxAgeMs: Math.round(config.outbox.maxAgeDays * 24 * 3600_000),
     }, { logger: deps.logger.child({ component: 'outbox', gatewayId: config.gatewayId }), clock: deps.clock, counters: deps.counters })
-    // --- end outbox ---
     this.#startedAt = deps.clock.now()
-    // [tunnel/H3] cached for half an interval, so a tick never probes twice
+    // cached for half an interval, so a tick never probes twice
     this.#telemetry = new TelemetryCollector({ dataPath: config.dataDir, maxAgeMs: (config.telemetryIntervalS * 1000) / 2 }, {
       clock: deps.clock,
       logger: this.#log,
@@ -127,7 +121,6 @@ export class Gateway {
     return this.#uplink?.connected ?? false
   }
 
-  // --- box UI (H6) ---
   get dataDir(): string {
     return this.#config.dataDir
   }
@@ -208,22 +201,19 @@ export class Gateway {
       void this.#uplink.publishDurable(outboxKeys.link(id), 'link', offline, topics.link(this.#gatewayId, id), true)
     }
   }
-  // --- end box UI ---
 
   async start(): Promise<void> {
     if (this.#started) return
     this.#started = true
     await this.#store.open()
-    // --- outbox (H2) ---
     await this.#outbox.open()
     this.#seqAboveOutbox()
-    // --- end outbox ---
     this.#tracker = new EndpointTracker(this.#store.ownedDnd)
     const { logger, clock, counters, registry } = this.#deps
 
     // The identity from enrollment, when the box has one: client certificate, CA and the broker URLs the relay gave.
     const identity = this.#deps.relayTls ? undefined : await loadUplinkIdentity(this.#config.dataDir)
-    // [H6] A box set up in its own UI has no gatewayId in its config: enrollment gives it.
+    // A box set up in its own UI has no gatewayId in its config: enrollment gives it.
     this.#gatewayId = identity && this.#config.gatewayId === UNENROLLED_GATEWAY_ID ? identity.gatewayId : this.#config.gatewayId
     this.#enrolled = identity !== undefined || this.#deps.relayTls !== undefined
     this.#log = this.#deps.logger.child({ component: 'gateway', gatewayId: this.#gatewayId })
@@ -246,9 +236,8 @@ export class Gateway {
       version: GATEWAY_VERSION,
       startedAt: this.#startedAt,
     }, { logger: logger.child({ component: 'uplink' }), clock, counters, nextSeq: () => this.#store.nextSeq(), outbox: this.#outbox })
-    // --- end outbox/transport ---
     this.#uplink = uplink
-    // [H6] A box enrolled in its setup page renews at the relay it enrolled with (relay.enrollUrl may be unset).
+    // A box enrolled in its setup page renews at the relay it enrolled with (relay.enrollUrl may be unset).
     if (identity) this.#startRenewal(uplink)
     uplink.onCommand((command) => this.#onCommand(command))
     this.#unsubscribe.push(uplink.onConnect(() => this.#publishSnapshot('connect')))
@@ -352,7 +341,7 @@ export class Gateway {
   }
 
   /**
-   * After every relay (re)connect: links, directories and every endpoint, so the relay can resync. (H2) Not
+   * After every relay (re)connect: links, directories and every endpoint, so the relay can resync. Not
    * stored in the outbox: the uplink queues these behind the outbox replay while connected and drops them while
    * not (the next connect sends a new snapshot).
    */
@@ -370,7 +359,7 @@ export class Gateway {
   }
 
   async #onCommand(command: CommandEnvelope): Promise<CommandResult> {
-    // [tunnel/H3] cmd/ping proves the path both ways; answered at once.
+    // cmd/ping proves the path both ways; answered at once.
     if ((command as AnyEnvelope).type === 'cmd.ping') return { ok: true }
     if (command.type === 'cmd.resync') {
       this.#publishSnapshot(`relay asked: ${command.data.reason}`)
@@ -412,7 +401,6 @@ export class Gateway {
     }
   }
 
-  // --- outbox (H2) ---
   /**
    * The store reserves seq numbers on disk in blocks, written after the fact; after a crash in a burst, the outbox
    * can hold records whose seq is above the last reservation written. New envelopes must come after them, or the
@@ -429,7 +417,6 @@ export class Gateway {
     while (next <= floor) next = this.#store.nextSeq()
     this.#log.warn({ outboxMaxSeq: floor, nowAt: next }, 'seq moved above the outbox records left by a crash')
   }
-  // --- end outbox ---
 
   /** For the cut-off guard: switches off a DND we own, if it is still on and still ours. */
   async #releaseOwnedDnd({ connectorId, endpointId }: OwnedDndEndpoint): Promise<boolean> {
@@ -446,7 +433,7 @@ export class Gateway {
   #scheduleTelemetry(): void {
     const { clock, counters } = this.#deps
     this.#telemetryTimer = clock.setTimeout(() => {
-      // [tunnel/H3] machine health from systeminformation (cached), process counters, version, outbox depth
+      // machine health from systeminformation (cached), process counters, version, outbox depth
       void this.#telemetry.sample().then((health) => {
         if (!this.#started) return
         const processUptimeS = Math.round((clock.now() - this.#startedAt) / 1000)

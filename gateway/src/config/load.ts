@@ -4,7 +4,7 @@ import type { TSchema, Static } from '@sinclair/typebox'
 import { GatewayConfigSchema, type GatewayConfig } from './schema.js'
 import type { AdapterDefinition } from '../adapters/types.js'
 
-/** [H6] The gatewayId of a config that leaves it out: the box takes its id from enrollment. */
+/** The gatewayId of a config that leaves it out: the box takes its id from enrollment. */
 export const UNENROLLED_GATEWAY_ID = 'unenrolled'
 
 export class ConfigError extends Error {

@@ -16,14 +16,12 @@ export const GatewayConfigSchema = Type.Object({
     username: Type.Optional(Type.String()),
     password: Type.Optional(Type.String()),
     caFile: Type.Optional(Type.String({ description: 'PEM file with CA certificates to trust for mqtts/wss and for enrollment.' })),
-    // --- outbox/transport (H2): fallback URLs, proxy, attempts per URL ---
     fallbackUrls: Type.Optional(Type.Array(Type.String({ minLength: 1 }), {
       maxItems: 8,
       description: 'Broker URLs tried after relay.url, in order, e.g. ["wss://relay.example.net:443/mqtt"] for sites that only let HTTPS out.',
     })),
     proxyUrl: Type.Optional(Type.String({ pattern: '^http://', description: 'HTTP proxy for the relay link (HTTP CONNECT), e.g. http://user:pass@proxy:3128. Applies to mqtts, wss and enrollment.' })),
     attemptsPerUrl: Type.Integer({ minimum: 1, maximum: 100, default: 3, description: 'Failed connection attempts on one broker URL before the next is tried.' }),
-    // --- end outbox/transport ---
     enrollUrl: Type.Optional(Type.String({ pattern: '^https://', description: 'https URL of the relay\'s enrollment endpoint, as shown in the console.' })),
     caFingerprint: Type.Optional(Type.String({ pattern: '^(sha256[:/])?([0-9A-Fa-f]{2}:?){31}[0-9A-Fa-f]{2}$', description: 'SHA-256 fingerprint of the relay\'s CA or server certificate (the pin shown in the console).' })),
   }, { additionalProperties: false }),
@@ -36,14 +34,11 @@ export const GatewayConfigSchema = Type.Object({
     default: 600,
     description: 'Seconds the relay link may be down before the gateway releases every PBX DND it switched on (never one the person set).',
   }),
-  // --- outbox (H2) ---
   outbox: Type.Object({
     maxBytes: Type.Integer({ minimum: 65_536, maximum: 4 * 1024 ** 3, default: 64 * 1024 * 1024, description: 'Bound on the bytes of undelivered changes kept on disk (and in memory); the oldest go first.' }),
     maxRecords: Type.Integer({ minimum: 100, maximum: 10_000_000, default: 200_000, description: 'Bound on the number of undelivered changes kept.' }),
     maxAgeDays: Type.Number({ exclusiveMinimum: 0, maximum: 365, default: 7, description: 'Undelivered changes older than this are dropped (the snapshot on reconnect still sends the current state).' }),
   }, { additionalProperties: false, default: {}, description: 'The durable outbox in <dataDir>/outbox: state changes kept until the relay\'s broker acknowledges them.' }),
-  // --- end outbox ---
-  // --- box UI (H6) ---
   web: Type.Object({
     enabled: Type.Boolean({ default: true, description: 'Serve the box\'s setup page over HTTPS.' }),
     host: Type.String({ default: '0.0.0.0', description: 'Address the setup page listens on (0.0.0.0: every LAN interface).' }),
@@ -51,7 +46,6 @@ export const GatewayConfigSchema = Type.Object({
     staticDir: Type.String({ default: 'dist/web/box', description: 'The built setup page (npm run build:web).' }),
     sessionIdleMinutes: Type.Integer({ minimum: 1, maximum: 1440, default: 30, description: 'A setup-page session ends after this long without a request.' }),
   }, { additionalProperties: false, default: {}, description: 'The box\'s local setup page (HTTPS, certificate made at first boot in <dataDir>/web/).' }),
-  // --- end box UI ---
   connectors: Type.Array(Type.Intersect([ConnectorBaseSchema, Type.Record(Type.String(), Type.Unknown())]), { default: [] }),
 }, { additionalProperties: false })
 
