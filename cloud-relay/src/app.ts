@@ -439,6 +439,7 @@ export class Relay {
     this.#observation = observation
     await observation.prepare()
 
+    // The console: local accounts, sessions, role checks, live updates, the app at /console/.
     const consoleAuth = new ConsoleAuth({}, { store: new ConsoleStore(db), clock, logger, tenants: () => config.tenants.map((t) => t.id) })
     const explainer = this.#deps.explainer ?? engine
     const consoleLive = new ConsoleLive({}, {
