@@ -36,7 +36,7 @@ function MapForm({ tenant, endpoint, people, listId, action, onMapped }: {
     const wanted = email.trim().toLowerCase()
     if (!wanted) return setFieldError('Enter the e-mail of the person who uses this extension, or pick one from the suggestions.')
     const person = people.find((p) => p.email.toLowerCase() === wanted)
-    if (!person) return setFieldError(`No person in ${tenant} has the e-mail ${email.trim()}: pick one from the suggestions, or import the user from Entra ID first.`)
+    if (!person) return setFieldError(`No person in ${tenant} has the e-mail ${email.trim()}: pick one from the suggestions (the people the relay syncs).`)
     setBusy(true)
     try {
       await api('PUT', `/tenants/${encodeURIComponent(tenant)}/mappings`, { gatewayId: endpoint.gatewayId, connectorId: endpoint.connectorId, endpointId: endpoint.endpointId, personId: person.id })
