@@ -87,9 +87,20 @@ export interface Explanation {
   endpoints: Array<{ gatewayId: string; connectorId: string; endpointId: string; name: string; state: string; dnd: boolean; dndOwner: string; cause: string; changedAt: string | null; stale: boolean }>
   summary: string[]
 }
+/** How an extension is mapped: manual, or automatically by one of the user's addresses, or by e-mail before the first import. */
+export type MappingVia = 'manual' | 'mail' | 'userPrincipalName' | 'proxyAddress' | 'e-mail' | null
+export interface MappedEndpoint { gatewayId: string; connectorId: string; endpointId: string; name: string; email: string | null; personId: number | null; via: MappingVia | string }
+/** GET /api/v1/tenants/{tenant}/mapping; endpoint names are gatewayId/connectorId/endpointId. */
 export interface MappingReport {
   tenantId: string
-  endpoints: Array<{ gatewayId: string; connectorId: string; endpointId: string; name: string; email: string | null; personId: number | null; via: string | null }>
+  imported: boolean
+  directoryUsers: number
+  endpoints: MappedEndpoint[]
+  ambiguous: Array<{ email: string; graphUserIds: string[]; endpoints: string[] }>
+  sharedUsers: Array<{ graphUserId: string; emails: string[]; endpoints: string[] }>
+  unmatchedPbx: Array<{ endpoint: string; email: string; name: string }>
+  withoutEmail: Array<{ endpoint: string; name: string }>
+  unmatchedEntra: Array<{ graphUserId: string; userPrincipalName: string; displayName: string }>
   manual: Array<{ endpoint: string; personId: number; setBy: string; setAt: string }>
 }
 export interface ServiceAccount { id: string; username: string; state: 'ok' | 'needs-sign-in'; reason: string | null; action: string | null }

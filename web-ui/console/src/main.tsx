@@ -6,6 +6,7 @@ import { SignIn } from './auth.js'
 import { EventsPage } from './events.js'
 import { GatewayDetailPage, GatewaysPage } from './gateways.js'
 import { connectLive, disconnectLive, onLiveStatus } from './live.js'
+import { MappingPage } from './mapping.js'
 import { GraphPage, PeoplePage, PersonPage } from './people.js'
 import { Alert, message } from './ui.js'
 import './app.css'
@@ -61,11 +62,12 @@ function App() {
   if (section === 'gateways' && param) page = <GatewayDetailPage id={decodeURIComponent(param)} />
   else if (section === 'people' && param) page = <PersonPage id={Number(param)} />
   else if (section === 'people') page = <PeoplePage account={account} tenants={tenants} />
+  else if (section === 'mapping') page = <MappingPage account={account} tenants={tenants} />
   else if (section === 'graph') page = <GraphPage account={account} tenants={tenants} />
   else if (section === 'events') page = <EventsPage account={account} tenants={tenants} />
   else if (section === 'accounts' && account.role === 'operator') page = <AccountsPage tenants={tenants} />
   else page = <GatewaysPage account={account} tenants={tenants} />
-  const nav = [['gateways', 'Gateways'], ['people', 'People'], ['graph', 'Graph'], ['events', 'Event log'], ...(account.role === 'operator' ? [['accounts', 'Accounts']] : [])] as const
+  const nav = [['gateways', 'Gateways'], ['people', 'People'], ['mapping', 'Mapping'], ['graph', 'Graph'], ['events', 'Event log'], ...(account.role === 'operator' ? [['accounts', 'Accounts']] : [])] as const
   return (
     <>
       <a class="skip" href="#main" onClick={(e) => { e.preventDefault(); document.getElementById('page-title')?.focus() }}>Skip to content</a>

@@ -68,6 +68,7 @@ export function PeoplePage({ account, tenants }: { account: Account; tenants: Te
       {mapping && mapping.endpoints.some((e) => e.personId === null) && (
         <section class="card">
           <h2>Extensions without a person</h2>
+          <p><a href="#/mapping">Map extensions by hand on the Mapping page</a></p>
           <ul>{mapping.endpoints.filter((e) => e.personId === null).map((e) => <li key={`${e.gatewayId}/${e.connectorId}/${e.endpointId}`}>{e.endpointId} {e.name} on {e.gatewayId}/{e.connectorId}{e.email ? ` (${e.email})` : ' (no e-mail: map by hand)'}</li>)}</ul>
         </section>
       )}

@@ -16,13 +16,15 @@ export function Alert({ id, children }: { id?: string; children: ComponentChildr
 export function Field(props: {
   label: string; value: string; onInput: (value: string) => void; type?: string; error?: string | undefined; hint?: string
   autocomplete?: string; required?: boolean; name?: string; placeholder?: string
+  /** The id of a <datalist> of suggestions. */
+  list?: string
 }) {
   const id = useId('f')
   const describedBy = [props.hint ? `${id}-hint` : '', props.error ? `${id}-err` : ''].filter(Boolean).join(' ') || undefined
   return (
     <div class="field">
       <label for={id}>{props.label}</label>
-      <input id={id} name={props.name} type={props.type ?? 'text'} value={props.value} required={props.required} placeholder={props.placeholder}
+      <input id={id} name={props.name} type={props.type ?? 'text'} value={props.value} required={props.required} placeholder={props.placeholder} list={props.list}
         autocomplete={props.autocomplete} aria-invalid={props.error ? 'true' : undefined} aria-describedby={describedBy}
         onInput={(e) => props.onInput((e.currentTarget as HTMLInputElement).value)} />
       {props.hint && <small id={`${id}-hint`}>{props.hint}</small>}
