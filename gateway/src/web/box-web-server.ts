@@ -3,7 +3,7 @@ import { join } from 'node:path'
 import type { AddressInfo } from 'node:net'
 import swagger from '@fastify/swagger'
 import type { FastifyPluginAsyncTypebox, TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify'
+import Fastify, { LogController, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
 import type { AdapterDefinition } from '../adapters/types.js'
 import { GATEWAY_VERSION, type ConnectorConfig, type Gateway } from '../app.js'
@@ -75,7 +75,8 @@ export function buildBoxWebServer(deps: BoxWebServerDeps) {
   const app = Fastify({
     https: { key: deps.certificate.keyPem, cert: deps.certificate.certPem },
     loggerInstance: log,
-    disableRequestLogging: true,
+    // Request lines would drown the live log tail the installer reads.
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 1024 * 1024,
     trustProxy: false,
   }).withTypeProvider<TypeBoxTypeProvider>()
