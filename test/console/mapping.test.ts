@@ -181,4 +181,18 @@ t.test('the console maps an unmatched extension by hand and removes the manual m
     await carol.getByText(`203 on ${stack.gatewayId}/osbiz-main (auto-mapped)`).waitFor()
     t.equal(await carol.getByText(/^204 on/).count(), 0, 'Carol no longer has 204')
   })
+  await t.test('an imported Entra user with no extension yet can be the target of a manual mapping', async (t) => {
+    stack.graph.addUser({ displayName: 'Dana Diaz', userPrincipalName: 'dana@contoso.example' })
+    const run = await relay.directory.startImport('contoso', { dryRun: false, trigger: 'test' })
+    await run.done
+    await page.getByRole('link', { name: 'People', exact: true }).click()
+    await page.getByRole('link', { name: 'Mapping', exact: true }).click()
+    await page.getByTestId('unmatched-entra').getByText(/Dana Diaz \(dana@contoso\.example\)/).waitFor()
+    await emailField.fill('dana@contoso.example')
+    await emailField.press('Enter')
+    await page.getByRole('status').filter({ hasText: 'Extension 204 is now mapped by hand to Dana Diaz.' }).waitFor()
+    const report = await relay.directory.mappingReport('contoso')
+    t.match(report.manual, [{ endpoint }], 'the relay holds the manual mapping to Dana')
+    t.notOk(report.unmatchedEntra.some((u) => u.userPrincipalName === 'dana@contoso.example'), 'Dana is no longer an Entra user without an extension')
+  })
 })

@@ -106,7 +106,8 @@ export interface MappingReport {
   /** PBX extensions without any e-mail (map them manually). */
   withoutEmail: Array<{ endpoint: string; name: string }>
   /** Imported Entra users no PBX extension maps to. */
-  unmatchedEntra: Array<{ graphUserId: string; userPrincipalName: string; displayName: string }>
+  /** Imported users no extension maps to; personId is theirs among the relay's people (a manual mapping target). */
+  unmatchedEntra: Array<{ graphUserId: string; userPrincipalName: string; displayName: string; personId: number | null; email: string | null }>
   manual: Array<{ endpoint: string; personId: number; setBy: string; setAt: string }>
 }
 
@@ -468,8 +469,11 @@ export class DirectoryService {
     report.ambiguous = [...ambiguous.values()]
     for (const [graphUserId, claim] of claims) if (claim.emails.size > 1) report.sharedUsers.push({ graphUserId, emails: [...claim.emails].sort(), endpoints: claim.endpoints })
     if (index) {
+      const personByGraphUser = new Map(people.filter((p) => p.graphUserId).map((p) => [p.graphUserId!.toLowerCase(), p]))
       for (const user of index.users()) {
-        if (!claims.has(user.id.toLowerCase())) report.unmatchedEntra.push({ graphUserId: user.id, userPrincipalName: user.userPrincipalName, displayName: user.displayName })
+        if (claims.has(user.id.toLowerCase())) continue
+        const person = personByGraphUser.get(user.id.toLowerCase())
+        report.unmatchedEntra.push({ graphUserId: user.id, userPrincipalName: user.userPrincipalName, displayName: user.displayName, personId: person?.id ?? null, email: person?.email ?? null })
       }
     }
     return report

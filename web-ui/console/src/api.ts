@@ -100,7 +100,7 @@ export interface MappingReport {
   sharedUsers: Array<{ graphUserId: string; emails: string[]; endpoints: string[] }>
   unmatchedPbx: Array<{ endpoint: string; email: string; name: string }>
   withoutEmail: Array<{ endpoint: string; name: string }>
-  unmatchedEntra: Array<{ graphUserId: string; userPrincipalName: string; displayName: string }>
+  unmatchedEntra: Array<{ graphUserId: string; userPrincipalName: string; displayName: string; personId: number | null; email: string | null }>
   manual: Array<{ endpoint: string; personId: number; setBy: string; setAt: string }>
 }
 export interface ServiceAccount { id: string; username: string; state: 'ok' | 'needs-sign-in'; reason: string | null; action: string | null }

@@ -36,7 +36,7 @@ function MapForm({ tenant, endpoint, people, listId, action, onMapped }: {
     const wanted = email.trim().toLowerCase()
     if (!wanted) return setFieldError('Enter the e-mail of the person who uses this extension, or pick one from the suggestions.')
     const person = people.find((p) => p.email.toLowerCase() === wanted)
-    if (!person) return setFieldError(`No person in ${tenant} has the e-mail ${email.trim()}: pick one from the suggestions (the people the relay syncs).`)
+    if (!person) return setFieldError(`No person in ${tenant} has the e-mail ${email.trim()}: pick one from the suggestions (the relay's people and the imported Entra users).`)
     setBusy(true)
     try {
       await api('PUT', `/tenants/${encodeURIComponent(tenant)}/mappings`, { gatewayId: endpoint.gatewayId, connectorId: endpoint.connectorId, endpointId: endpoint.endpointId, personId: person.id })
@@ -74,7 +74,12 @@ export function MappingPage({ account, tenants }: { account: Account; tenants: T
     try {
       const [r, p] = await Promise.all([api<MappingReport>('GET', `${base}/mapping`), api<{ people: Person[] }>('GET', `/people${q({ tenant })}`)])
       setReport(r)
-      setPeople(p.people)
+      // Imported people no extension maps to yet are mapping targets too (the people list holds those the relay syncs).
+      const known = new Set(p.people.map((x) => x.id))
+      const imported = r.unmatchedEntra.flatMap((u) => (u.personId !== null && !known.has(u.personId)
+        ? [{ id: u.personId, tenantId: tenant, email: u.email ?? u.userPrincipalName, displayName: u.displayName, syncMode: 'off' as const }]
+        : []))
+      setPeople([...p.people, ...imported])
       setError('')
     } catch (err) {
       setError(message(err))
