@@ -1,14 +1,14 @@
 import { readFile } from 'node:fs/promises'
-import type { LinkState } from '../../../protocol/schemas.js'
-import { backoffDelay, type ClockTimer } from '../../core/clock.js'
+import type { ClockTimer } from '../../core/clock.js'
+import { LinkLifecycle } from '../link-lifecycle.js'
 import {
   AdapterError,
   type AdapterDeps,
   type CallLegState,
   type PbxAdapter,
-  type PbxObservation,
   type PbxObservationListener,
 } from '../types.js'
+import { DndCommands } from '../dnd-commands.js'
 import { normaliseFingerprint, type AvayaIpoConfig } from './config.js'
 import { AvayaIpoDriver, type DriverClosed } from './driver.js'
 import { MtctiLinkError } from './link-error.js'
@@ -68,11 +68,6 @@ interface Link {
   unsubscribe: Array<() => void>
 }
 
-interface PendingDndCommand {
-  dnd: boolean
-  until: number
-}
-
 interface DndWaiter {
   dnd: boolean
   resolve: () => void
@@ -88,46 +83,34 @@ export class AvayaIpoAdapter implements PbxAdapter {
   readonly type = 'avaya-ipo'
   readonly #config: AvayaIpoConfig
   readonly #deps: AdapterDeps
-  readonly #listeners = new Set<PbxObservationListener>()
-  readonly #pendingDnd = new Map<string, PendingDndCommand[]>()
+  readonly #lifecycle: LinkLifecycle<Link>
+  readonly #dndCommands: DndCommands
   readonly #dndWaiters = new Map<string, DndWaiter[]>()
-  #running = false
-  #link: Link | undefined
-  #attempt = 0
-  #retryTimer: ClockTimer | undefined
-  #lastLink: { state: LinkState; reason: string | undefined } | undefined
-  #stopping: Promise<void> | undefined
 
   constructor(config: AvayaIpoConfig, deps: AdapterDeps) {
     this.connectorId = config.id
     this.#config = config
     this.#deps = deps
+    this.#dndCommands = new DndCommands(deps.clock)
+    this.#lifecycle = new LinkLifecycle<Link>({
+      deps,
+      backoffBaseMs: BACKOFF_BASE_MS,
+      backoffMaxMs: BACKOFF_MAX_MS,
+      connect: () => this.#connect(),
+      drop: (link) => this.#dropLink(link),
+    })
   }
 
-  async start(): Promise<void> {
-    if (this.#running) return
-    this.#running = true
-    this.#stopping = undefined
-    this.#attempt = 0
-    this.#emitLink('connecting')
-    void this.#connect()
+  start(): Promise<void> {
+    return this.#lifecycle.start()
   }
 
-  async stop(): Promise<void> {
-    if (!this.#running) return this.#stopping
-    this.#running = false
-    this.#deps.clock.clearTimeout(this.#retryTimer)
-    this.#retryTimer = undefined
-    const link = this.#link
-    if (link !== undefined) this.#dropLink(link)
-    this.#emitLink('offline', 'connector stopped')
-    this.#stopping = link?.driver.close()
-    await this.#stopping
+  stop(): Promise<void> {
+    return this.#lifecycle.stop()
   }
 
   onObservation(listener: PbxObservationListener): () => void {
-    this.#listeners.add(listener)
-    return () => this.#listeners.delete(listener)
+    return this.#lifecycle.onObservation(listener)
   }
 
   async setDnd(endpointId: string, dnd: boolean): Promise<{ dnd: boolean }> {
@@ -139,7 +122,7 @@ export class AvayaIpoAdapter implements PbxAdapter {
       )
     }
     const link = this.#link
-    if (!this.#running || link === undefined || !link.driver.isOpen) {
+    if (!this.#lifecycle.running || link === undefined || !link.driver.isOpen) {
       throw new AdapterError('AVAYA_IPO_NOT_CONNECTED', `the MTCTI-3 link to ${this.#address} is down`, { endpointId })
     }
     const user = link.byExtension.get(endpointId)
@@ -152,8 +135,7 @@ export class AvayaIpoAdapter implements PbxAdapter {
     }
     const changes = user.data.dnd !== dnd
     // Registered before sending: the NotifyUser may arrive before the RequestResponse.
-    const command: PendingDndCommand = { dnd, until: Number.POSITIVE_INFINITY }
-    this.#pushPending(endpointId, command)
+    const command = this.#dndCommands.add(endpointId, dnd)
     const confirmed = changes ? this.#waitForDnd(endpointId, dnd) : undefined
     try {
       await link.driver.request('Send All Calls update', (requestid) => ({
@@ -161,13 +143,13 @@ export class AvayaIpoAdapter implements PbxAdapter {
       }))
     } catch (error) {
       confirmed?.cancel()
-      this.#forgetPending(endpointId, command)
+      this.#dndCommands.forget(endpointId, command)
       throw this.#toAdapterError(error, endpointId)
     }
     if (confirmed === undefined) {
       // Same value: nothing will change, so the PBX's positive answer is the confirmation.
-      this.#forgetPending(endpointId, command)
-      if (this.#link === link) this.#emit({ kind: 'dnd', endpointId, dnd, at: this.#deps.clock.now(), byCommand: true })
+      this.#dndCommands.forget(endpointId, command)
+      if (this.#link === link) this.#lifecycle.emit({ kind: 'dnd', endpointId, dnd, at: this.#deps.clock.now(), byCommand: true })
       return { dnd }
     }
     const timeoutMs = this.#config.dndConfirmTimeoutMs
@@ -189,27 +171,28 @@ export class AvayaIpoAdapter implements PbxAdapter {
 
   // --- Connection lifecycle -------------------------------------------------------------------------------
 
+  get #link(): Link | undefined {
+    return this.#lifecycle.link
+  }
+
   get #address(): string {
     return `${this.#config.host}:${this.#config.port}`
   }
 
   async #connect(): Promise<void> {
-    this.#retryTimer = undefined
-    if (!this.#running) return
     const config = this.#config
     let caPem: string | undefined
     if (config.tls.caFile !== undefined) {
       try {
         caPem = await readFile(config.tls.caFile, 'utf8')
       } catch (error) {
-        if (!this.#running) return
+        if (!this.#lifecycle.running) return
         const reason = `cannot read tls.caFile ${config.tls.caFile} (${error instanceof Error ? error.message : String(error)}): fix the path or the file's permissions`
         this.#deps.logger.error({ caFile: config.tls.caFile }, 'cannot read the IP Office CA file')
-        this.#emitLink('offline', reason)
-        this.#scheduleReconnect()
+        this.#lifecycle.reconnectLater(reason)
         return
       }
-      if (!this.#running) return
+      if (!this.#lifecycle.running) return
     }
     const driver = new AvayaIpoDriver({
       host: config.host,
@@ -230,7 +213,7 @@ export class AvayaIpoAdapter implements PbxAdapter {
       linesSubscribedAt: 0, linesFailures: 0, initialPending: undefined, sawLines: false, queue: [],
       tokens: this.#burst, lastRefill: now, pumpTimer: undefined, directoryTimer: undefined, timers: new Set(), unsubscribe: [],
     }
-    this.#link = link
+    this.#lifecycle.link = link
     link.unsubscribe.push(
       driver.onNotify((notify) => this.#onNotify(link, notify)),
       driver.onSubscribeTerminated((terminated) => this.#onTerminated(link, terminated)),
@@ -242,14 +225,13 @@ export class AvayaIpoAdapter implements PbxAdapter {
       if (this.#link !== link) return
       this.#dropLink(link)
       const reason = this.#describeConnectFailure(error)
-      this.#deps.logger.warn({ code: error instanceof MtctiLinkError ? error.code : undefined, reason, attempt: this.#attempt }, 'PBX link failed')
-      this.#emitLink('offline', reason)
-      this.#scheduleReconnect(error instanceof MtctiLinkError && error.code === 'AUTH_REJECTED' ? AUTH_RETRY_MS : undefined)
+      this.#deps.logger.warn({ code: error instanceof MtctiLinkError ? error.code : undefined, reason, attempt: this.#lifecycle.attempt }, 'PBX link failed')
+      this.#lifecycle.reconnectLater(reason, error instanceof MtctiLinkError && error.code === 'AUTH_REJECTED' ? AUTH_RETRY_MS : undefined)
       return
     }
     if (this.#link !== link) return
     this.#deps.logger.info({ address: this.#address }, 'PBX link connected')
-    this.#emitLink('connected')
+    this.#lifecycle.emitLink('connected')
     this.#subscribeLines(link)
   }
 
@@ -257,8 +239,7 @@ export class AvayaIpoAdapter implements PbxAdapter {
     if (this.#link !== link) return
     this.#dropLink(link)
     const hint = closed.code === 'FRAME_TOO_LARGE' ? '; raise maxFrameBytes if this PBX has very many users' : ''
-    this.#emitLink('offline', `lost the MTCTI-3 link to ${this.#address}: ${closed.reason}${hint}`)
-    this.#scheduleReconnect()
+    this.#lifecycle.reconnectLater(`lost the MTCTI-3 link to ${this.#address}: ${closed.reason}${hint}`)
   }
 
   /** Forgets everything tied to the connection: subscription ids are meaningless on the next one. */
@@ -272,18 +253,10 @@ export class AvayaIpoAdapter implements PbxAdapter {
     this.#deps.clock.clearTimeout(link.directoryTimer)
     link.queue.length = 0
     link.bySubId.clear()
-    this.#pendingDnd.clear()
+    this.#dndCommands.clear()
     for (const waiters of this.#dndWaiters.values()) for (const waiter of waiters) waiter.resolve()
     this.#dndWaiters.clear()
-    if (this.#link === link) this.#link = undefined
-  }
-
-  #scheduleReconnect(minimumMs?: number): void {
-    if (!this.#running) return
-    const delayMs = Math.max(minimumMs ?? 0, backoffDelay(this.#attempt, BACKOFF_BASE_MS, BACKOFF_MAX_MS))
-    this.#attempt += 1
-    this.#deps.logger.info({ delayMs, attempt: this.#attempt }, 'reconnecting to the PBX')
-    this.#retryTimer = this.#deps.clock.setTimeout(() => void this.#connect(), delayMs)
+    if (this.#link === link) this.#lifecycle.link = undefined
   }
 
   #describeConnectFailure(error: unknown): string {
@@ -384,8 +357,7 @@ export class AvayaIpoAdapter implements PbxAdapter {
         // Without the user list nothing works: start over on a fresh connection, with backoff.
         this.#dropLink(link)
         void link.driver.close()
-        this.#emitLink('offline', reason)
-        this.#scheduleReconnect()
+        this.#lifecycle.reconnectLater(reason)
         return
       }
       if (this.#link !== link) return
@@ -475,7 +447,7 @@ export class AvayaIpoAdapter implements PbxAdapter {
       })
     }
     // The person's calls end with the user: the core must not keep showing them busy.
-    for (const callId of user.calls.keys()) this.#emit({ kind: 'call', endpointId: user.extension, callId, state: 'cleared', at: this.#deps.clock.now(), cause: 'user deleted in IP Office' })
+    for (const callId of user.calls.keys()) this.#lifecycle.emit({ kind: 'call', endpointId: user.extension, callId, state: 'cleared', at: this.#deps.clock.now(), cause: 'user deleted in IP Office' })
     user.calls.clear()
   }
 
@@ -617,7 +589,7 @@ export class AvayaIpoAdapter implements PbxAdapter {
     }
     if (!user.snapshotDone) return
     if (previous?.dnd !== data.dnd) {
-      this.#emit({ kind: 'dnd', endpointId: user.extension, dnd: data.dnd, at: this.#deps.clock.now(), byCommand: this.#takePending(user.extension, data.dnd) })
+      this.#lifecycle.emit({ kind: 'dnd', endpointId: user.extension, dnd: data.dnd, at: this.#deps.clock.now(), byCommand: this.#dndCommands.take(user.extension, data.dnd) })
     }
     if (previous?.email !== data.email || previous?.fullName !== data.fullName || previous?.name !== data.name) this.#scheduleDirectory(link)
   }
@@ -640,13 +612,13 @@ export class AvayaIpoAdapter implements PbxAdapter {
         if (known === state) continue
         user.calls.set(callId, state)
       }
-      if (user.snapshotDone) this.#emit({ kind: 'call', endpointId: user.extension, callId, state, at })
+      if (user.snapshotDone) this.#lifecycle.emit({ kind: 'call', endpointId: user.extension, callId, state, at })
     }
     for (const lost of control.calllost ?? []) {
       const { callId, cause } = lostCall(lost)
       if (!user.calls.delete(callId)) continue
       if (!user.snapshotDone) continue
-      this.#emit(cause === undefined
+      this.#lifecycle.emit(cause === undefined
         ? { kind: 'call', endpointId: user.extension, callId, state: 'cleared', at }
         : { kind: 'call', endpointId: user.extension, callId, state: 'cleared', at, cause })
     }
@@ -676,7 +648,7 @@ export class AvayaIpoAdapter implements PbxAdapter {
   #snapshot(link: Link, user: UserSub): void {
     user.snapshotDone = true
     user.failures = 0
-    this.#emit({
+    this.#lifecycle.emit({
       kind: 'snapshot',
       endpointId: user.extension,
       calls: [...user.calls].map(([callId, state]) => ({ callId, state })),
@@ -698,13 +670,8 @@ export class AvayaIpoAdapter implements PbxAdapter {
   #settleInitial(link: Link): void {
     if (link.initialPending === undefined || link.initialPending.size > 0) return
     link.initialPending = undefined
-    this.#attemptReset(link)
+    this.#lifecycle.markHealthy(link)
     this.#emitDirectory(link)
-  }
-
-  #attemptReset(link: Link): void {
-    // A link that carried a full synchronisation is healthy: the next failure starts the backoff afresh.
-    if (this.#link === link) this.#attempt = 0
   }
 
   #scheduleDirectory(link: Link): void {
@@ -716,7 +683,7 @@ export class AvayaIpoAdapter implements PbxAdapter {
   }
 
   #emitDirectory(link: Link): void {
-    this.#emit({ kind: 'directory', entries: [...link.byExtension.values()].map((user) => directoryEntry(user.extension, user.linesName, user.data)) })
+    this.#lifecycle.emit({ kind: 'directory', entries: [...link.byExtension.values()].map((user) => directoryEntry(user.extension, user.linesName, user.data)) })
   }
 
   // --- DND commands ---------------------------------------------------------------------------------------
@@ -756,31 +723,6 @@ export class AvayaIpoAdapter implements PbxAdapter {
     for (const waiter of waiters) if (waiter.dnd === dnd) waiter.resolve()
   }
 
-  #pushPending(endpointId: string, command: PendingDndCommand): void {
-    const commands = this.#pendingDnd.get(endpointId) ?? []
-    commands.push(command)
-    this.#pendingDnd.set(endpointId, commands)
-  }
-
-  /** True when a DND change matches a recent command of ours; each command explains at most one change. */
-  #takePending(endpointId: string, dnd: boolean): boolean {
-    const commands = this.#pendingDnd.get(endpointId)
-    if (commands === undefined) return false
-    const now = this.#deps.clock.now()
-    const live = commands.filter((command) => command.until >= now)
-    const index = live.findIndex((command) => command.dnd === dnd)
-    if (index >= 0) live.splice(index, 1)
-    if (live.length === 0) this.#pendingDnd.delete(endpointId)
-    else this.#pendingDnd.set(endpointId, live)
-    return index >= 0
-  }
-
-  #forgetPending(endpointId: string, command: PendingDndCommand): void {
-    const commands = this.#pendingDnd.get(endpointId)?.filter((entry) => entry !== command)
-    if (commands === undefined || commands.length === 0) this.#pendingDnd.delete(endpointId)
-    else this.#pendingDnd.set(endpointId, commands)
-  }
-
   #toAdapterError(error: unknown, endpointId: string): AdapterError {
     if (!(error instanceof MtctiLinkError)) {
       return new AdapterError('AVAYA_IPO_ERROR', error instanceof Error ? error.message : String(error), { endpointId })
@@ -796,26 +738,6 @@ export class AvayaIpoAdapter implements PbxAdapter {
         return new AdapterError('AVAYA_IPO_NOT_CONNECTED', `the MTCTI-3 link to ${this.#address} went down`, detail)
       default:
         return new AdapterError('AVAYA_IPO_ERROR', error.message, detail)
-    }
-  }
-
-  // --- Output ---------------------------------------------------------------------------------------------
-
-  #emitLink(state: LinkState, reason?: string): void {
-    if (this.#lastLink?.state === state && this.#lastLink.reason === reason) return
-    this.#lastLink = { state, reason }
-    const observation: PbxObservation = { kind: 'link', state, at: this.#deps.clock.now() }
-    if (reason !== undefined) observation.reason = reason
-    this.#emit(observation)
-  }
-
-  #emit(observation: PbxObservation): void {
-    for (const listener of this.#listeners) {
-      try {
-        listener(observation)
-      } catch (error) {
-        this.#deps.logger.error({ err: error, kind: observation.kind }, 'observation listener threw')
-      }
     }
   }
 }

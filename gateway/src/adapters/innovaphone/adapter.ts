@@ -1,14 +1,15 @@
 import { readFile } from 'node:fs/promises'
-import type { DirectoryEntry, LinkState } from '../../../protocol/schemas.js'
-import { backoffDelay, type ClockTimer } from '../../core/clock.js'
+import type { DirectoryEntry } from '../../../protocol/schemas.js'
+import type { ClockTimer } from '../../core/clock.js'
+import { LinkLifecycle } from '../link-lifecycle.js'
 import {
   AdapterError,
   type AdapterDeps,
   type CallLegState,
   type PbxAdapter,
-  type PbxObservation,
   type PbxObservationListener,
 } from '../types.js'
+import { DndCommands } from '../dnd-commands.js'
 import { innovaphoneUrl, type InnovaphoneConfig } from './config.js'
 import { InnovaphoneDriver, type DriverClosed } from './driver.js'
 import { InnoLinkError } from './link-error.js'
@@ -78,11 +79,6 @@ interface Link {
   directoryTimer: ClockTimer | undefined
 }
 
-interface PendingDndCommand {
-  dnd: boolean
-  until: number
-}
-
 /** A failure of the first synchronisation that makes the link useless (an API not enabled, ...). */
 class SyncFailure extends Error {}
 
@@ -96,62 +92,47 @@ export class InnovaphoneAdapter implements PbxAdapter {
   readonly type = 'innovaphone'
   readonly #config: InnovaphoneConfig
   readonly #deps: AdapterDeps
-  readonly #listeners = new Set<PbxObservationListener>()
-  readonly #pendingDnd = new Map<string, PendingDndCommand[]>()
+  readonly #lifecycle: LinkLifecycle<Link>
+  readonly #dndCommands: DndCommands
   readonly #pbxNames: ReadonlySet<string> | undefined
-  #running = false
-  #link: Link | undefined
-  #attempt = 0
-  #retryTimer: ClockTimer | undefined
-  #lastLink: { state: LinkState; reason: string | undefined } | undefined
-  #stopping: Promise<void> | undefined
 
   constructor(config: InnovaphoneConfig, deps: AdapterDeps) {
     this.connectorId = config.id
     this.#config = config
     this.#deps = deps
+    this.#dndCommands = new DndCommands(deps.clock)
     this.#pbxNames = config.pbxNames === undefined ? undefined : new Set(config.pbxNames)
+    this.#lifecycle = new LinkLifecycle<Link>({
+      deps,
+      backoffBaseMs: BACKOFF_BASE_MS,
+      backoffMaxMs: BACKOFF_MAX_MS,
+      connect: () => this.#connect(),
+      drop: (link) => this.#dropLink(link),
+    })
   }
 
-  async start(): Promise<void> {
-    if (this.#running) return
-    this.#running = true
-    this.#stopping = undefined
-    this.#attempt = 0
-    this.#emitLink('connecting')
-    void this.#connect()
+  start(): Promise<void> {
+    return this.#lifecycle.start()
   }
 
-  async stop(): Promise<void> {
-    if (!this.#running) return this.#stopping
-    this.#running = false
-    this.#deps.clock.clearTimeout(this.#retryTimer)
-    this.#retryTimer = undefined
-    const link = this.#link
-    if (link !== undefined) this.#dropLink(link)
-    this.#emitLink('offline', 'connector stopped')
-    this.#stopping = link?.driver.close()
-    await this.#stopping
+  stop(): Promise<void> {
+    return this.#lifecycle.stop()
   }
 
   onObservation(listener: PbxObservationListener): () => void {
-    this.#listeners.add(listener)
-    return () => this.#listeners.delete(listener)
+    return this.#lifecycle.onObservation(listener)
   }
 
   async setDnd(endpointId: string, dnd: boolean): Promise<{ dnd: boolean }> {
     const link = this.#link
-    if (!this.#running || link === undefined || !link.driver.isOpen) {
+    if (!this.#lifecycle.running || link === undefined || !link.driver.isOpen) {
       throw new AdapterError('INNOVAPHONE_NOT_CONNECTED', `the link to ${this.#url} is down`, { endpointId })
     }
     const person = link.byEndpoint.get(endpointId)
     if (person === undefined) {
       throw new AdapterError('INNOVAPHONE_UNKNOWN_DEVICE', `${endpointId} is not a monitored person of connector ${this.connectorId}`, { endpointId })
     }
-    const command: PendingDndCommand = { dnd, until: Number.POSITIVE_INFINITY }
-    const commands = this.#pendingDnd.get(endpointId) ?? []
-    commands.push(command)
-    this.#pendingDnd.set(endpointId, commands)
+    const command = this.#dndCommands.add(endpointId, dnd)
     try {
       // Addressed by SIP name when there is one, else by guid [C: SetPresence takes sip or guid].
       await link.driver.request({
@@ -163,27 +144,29 @@ export class InnovaphoneAdapter implements PbxAdapter {
         note: dnd ? this.#config.dndNote : '',
       })
     } catch (error) {
-      this.#forgetDndCommand(endpointId, command)
+      this.#dndCommands.forget(endpointId, command)
       throw this.#toAdapterError(error, endpointId)
     }
     // Whether the PBX sends a PresenceUpdate for an unchanged value is [U]: keep the window open either way.
     command.until = this.#deps.clock.now() + DND_ATTRIBUTION_WINDOW_MS
     if (this.#link === link) {
       person.dnd = dnd
-      this.#emit({ kind: 'dnd', endpointId, dnd, at: this.#deps.clock.now(), byCommand: true })
+      this.#lifecycle.emit({ kind: 'dnd', endpointId, dnd, at: this.#deps.clock.now(), byCommand: true })
     }
     return { dnd }
   }
 
   // --- Connection lifecycle -------------------------------------------------------------------------------
 
+  get #link(): Link | undefined {
+    return this.#lifecycle.link
+  }
+
   get #url(): string {
     return innovaphoneUrl(this.#config)
   }
 
   async #connect(): Promise<void> {
-    this.#retryTimer = undefined
-    if (!this.#running) return
     const config = this.#config
     let ca: string | undefined
     if (config.caFile !== undefined && config.certificateSha256 === undefined) {
@@ -193,7 +176,7 @@ export class InnovaphoneAdapter implements PbxAdapter {
         this.#connectFailed(new InnoLinkError('CA_FILE_UNREADABLE', `cannot read caFile ${config.caFile}: ${error instanceof Error ? error.message : String(error)}`))
         return
       }
-      if (!this.#running) return
+      if (!this.#lifecycle.running) return
     }
     const driver = new InnovaphoneDriver({
       url: this.#url,
@@ -209,7 +192,7 @@ export class InnovaphoneAdapter implements PbxAdapter {
       driver, people: new Map(), bySrc: new Map(), byEndpoint: new Map(), rows: new Map(), live: false, nextSrc: 1,
       timers: new Set(), unsubscribe: [], unknownMts: new Set(), directoryTimer: undefined,
     }
-    this.#link = link
+    this.#lifecycle.link = link
     link.unsubscribe.push(
       driver.onMessage((message) => this.#onMessage(link, message)),
       driver.onClose((closed) => this.#onLinkLost(link, closed)),
@@ -224,7 +207,7 @@ export class InnovaphoneAdapter implements PbxAdapter {
     }
     if (this.#link !== link) return
     this.#deps.logger.info({ url: this.#url }, 'PBX link connected')
-    this.#emitLink('connected')
+    this.#lifecycle.emitLink('connected')
     void this.#synchronise(link)
   }
 
@@ -232,16 +215,14 @@ export class InnovaphoneAdapter implements PbxAdapter {
     const reason = this.#describeConnectFailure(error)
     const code = error instanceof InnoLinkError ? error.code : undefined
     const level = code === 'LOGIN_REFUSED' || code === 'TLS_UNTRUSTED' || code === 'CERTIFICATE_MISMATCH' ? 'error' : 'warn'
-    this.#deps.logger[level]({ code, reason, attempt: this.#attempt }, 'PBX link failed')
-    this.#emitLink('offline', reason)
-    this.#scheduleReconnect()
+    this.#deps.logger[level]({ code, reason, attempt: this.#lifecycle.attempt }, 'PBX link failed')
+    this.#lifecycle.reconnectLater(reason)
   }
 
   #onLinkLost(link: Link, closed: DriverClosed): void {
     if (this.#link !== link) return
     this.#dropLink(link)
-    this.#emitLink('offline', `lost the link to ${this.#url}: ${closed.reason}`)
-    this.#scheduleReconnect()
+    this.#lifecycle.reconnectLater(`lost the link to ${this.#url}: ${closed.reason}`)
   }
 
   /** The link cannot do its job (an API is not enabled, ...): say why, close it and try again later. */
@@ -250,8 +231,7 @@ export class InnovaphoneAdapter implements PbxAdapter {
     this.#dropLink(link)
     this.#deps.logger.error({ reason }, 'PBX link unusable; closing it and retrying with backoff')
     void link.driver.close()
-    this.#emitLink('offline', reason)
-    this.#scheduleReconnect()
+    this.#lifecycle.reconnectLater(reason)
   }
 
   #dropLink(link: Link): void {
@@ -260,16 +240,8 @@ export class InnovaphoneAdapter implements PbxAdapter {
     this.#deps.clock.clearTimeout(link.directoryTimer)
     link.timers.clear()
     link.bySrc.clear()
-    this.#pendingDnd.clear()
-    if (this.#link === link) this.#link = undefined
-  }
-
-  #scheduleReconnect(): void {
-    if (!this.#running) return
-    const delayMs = backoffDelay(this.#attempt, BACKOFF_BASE_MS, BACKOFF_MAX_MS)
-    this.#attempt += 1
-    this.#deps.logger.info({ delayMs, attempt: this.#attempt }, 'reconnecting to the PBX')
-    this.#retryTimer = this.#deps.clock.setTimeout(() => void this.#connect(), delayMs)
+    this.#dndCommands.clear()
+    if (this.#link === link) this.#lifecycle.link = undefined
   }
 
   #describeConnectFailure(error: unknown): string {
@@ -347,7 +319,7 @@ export class InnovaphoneAdapter implements PbxAdapter {
     }
     await Promise.all(Array.from({ length: Math.min(this.#config.maxInFlight, wanted.length) }, worker))
     if (this.#link === link) {
-      this.#attempt = 0
+      this.#lifecycle.markHealthy(link)
       this.#deps.logger.info({ people: link.byEndpoint.size }, 'PBX state synchronised')
     }
   }
@@ -432,7 +404,7 @@ export class InnovaphoneAdapter implements PbxAdapter {
 
   #goLive(person: Person): void {
     person.phase = 'live'
-    this.#emit({
+    this.#lifecycle.emit({
       kind: 'snapshot',
       endpointId: person.e164,
       calls: [...person.calls].map(([callId, state]) => ({ callId, state })),
@@ -575,7 +547,7 @@ export class InnovaphoneAdapter implements PbxAdapter {
     if (known.phase === 'live' && info.channel === 0 && (info.alert ?? 0) === 0 && known.calls.size > 0) {
       for (const callId of [...known.calls.keys()]) {
         known.calls.delete(callId)
-        this.#emit({ kind: 'call', endpointId: known.e164, callId, state: 'cleared', at: this.#deps.clock.now(), cause: 'UserInfo shows no calls' })
+        this.#lifecycle.emit({ kind: 'call', endpointId: known.e164, callId, state: 'cleared', at: this.#deps.clock.now(), cause: 'UserInfo shows no calls' })
       }
     }
   }
@@ -591,12 +563,12 @@ export class InnovaphoneAdapter implements PbxAdapter {
     if (outcome.state === 'cleared') {
       if (!person.calls.delete(callId) || !live) return
       const cause = info.info?.find((entry) => entry.type === 'cause')?.vals
-      this.#emit({ kind: 'call', endpointId: person.e164, callId, state: 'cleared', at: this.#deps.clock.now(), ...(cause === undefined ? {} : { cause }) })
+      this.#lifecycle.emit({ kind: 'call', endpointId: person.e164, callId, state: 'cleared', at: this.#deps.clock.now(), ...(cause === undefined ? {} : { cause }) })
       return
     }
     if (person.calls.get(callId) === outcome.state) return
     person.calls.set(callId, outcome.state)
-    if (live) this.#emit({ kind: 'call', endpointId: person.e164, callId, state: outcome.state, at: this.#deps.clock.now() })
+    if (live) this.#lifecycle.emit({ kind: 'call', endpointId: person.e164, callId, state: outcome.state, at: this.#deps.clock.now() })
   }
 
   #onPresence(person: Person, dnd: boolean): void {
@@ -607,7 +579,7 @@ export class InnovaphoneAdapter implements PbxAdapter {
     }
     if (person.phase !== 'live' || person.dnd === dnd) return
     person.dnd = dnd
-    this.#emit({ kind: 'dnd', endpointId: person.e164, dnd, at: this.#deps.clock.now(), byCommand: this.#takeDndCommand(person.e164, dnd) })
+    this.#lifecycle.emit({ kind: 'dnd', endpointId: person.e164, dnd, at: this.#deps.clock.now(), byCommand: this.#dndCommands.take(person.e164, dnd) })
   }
 
   #applyRow(link: Link, mt: string, columns: unknown): void {
@@ -647,28 +619,10 @@ export class InnovaphoneAdapter implements PbxAdapter {
       const name = displayName(row ?? { cn: person.cn, ...(person.h323 === undefined ? {} : { h323: person.h323 }) })
       entries.push(email === undefined ? { endpointId: person.e164, name } : { endpointId: person.e164, name, email })
     }
-    this.#emit({ kind: 'directory', entries })
+    this.#lifecycle.emit({ kind: 'directory', entries })
   }
 
-  // --- DND attribution ------------------------------------------------------------------------------------
-
-  #takeDndCommand(endpointId: string, dnd: boolean): boolean {
-    const commands = this.#pendingDnd.get(endpointId)
-    if (commands === undefined) return false
-    const now = this.#deps.clock.now()
-    const live = commands.filter((command) => command.until >= now)
-    const index = live.findIndex((command) => command.dnd === dnd)
-    if (index >= 0) live.splice(index, 1)
-    if (live.length === 0) this.#pendingDnd.delete(endpointId)
-    else this.#pendingDnd.set(endpointId, live)
-    return index >= 0
-  }
-
-  #forgetDndCommand(endpointId: string, command: PendingDndCommand): void {
-    const commands = this.#pendingDnd.get(endpointId)?.filter((entry) => entry !== command)
-    if (commands === undefined || commands.length === 0) this.#pendingDnd.delete(endpointId)
-    else this.#pendingDnd.set(endpointId, commands)
-  }
+  // --- Errors ---------------------------------------------------------------------------------------------
 
   #toAdapterError(error: unknown, endpointId: string): AdapterError {
     if (!(error instanceof InnoLinkError)) {
@@ -685,26 +639,6 @@ export class InnovaphoneAdapter implements PbxAdapter {
         return new AdapterError('INNOVAPHONE_NOT_CONNECTED', `the link to ${this.#url} went down`, detail)
       default:
         return new AdapterError('INNOVAPHONE_REFUSED', error.message, detail)
-    }
-  }
-
-  // --- Output ---------------------------------------------------------------------------------------------
-
-  #emitLink(state: LinkState, reason?: string): void {
-    if (this.#lastLink?.state === state && this.#lastLink.reason === reason) return
-    this.#lastLink = { state, reason }
-    const observation: PbxObservation = { kind: 'link', state, at: this.#deps.clock.now() }
-    if (reason !== undefined) observation.reason = reason
-    this.#emit(observation)
-  }
-
-  #emit(observation: PbxObservation): void {
-    for (const listener of this.#listeners) {
-      try {
-        listener(observation)
-      } catch (error) {
-        this.#deps.logger.error({ err: error, kind: observation.kind }, 'observation listener threw')
-      }
     }
   }
 }

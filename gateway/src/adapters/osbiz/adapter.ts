@@ -1,5 +1,5 @@
-import type { LinkState } from '../../../protocol/schemas.js'
-import { backoffDelay, type ClockTimer } from '../../core/clock.js'
+import type { ClockTimer } from '../../core/clock.js'
+import { LinkLifecycle } from '../link-lifecycle.js'
 import {
   AdapterError,
   type AdapterDeps,
@@ -7,6 +7,7 @@ import {
   type PbxObservation,
   type PbxObservationListener,
 } from '../types.js'
+import { DndCommands } from '../dnd-commands.js'
 import type { OsbizConfig } from './config.js'
 import { createCstaCodec } from './csta/codec-registry.js'
 import type { CstaEvent } from './csta/model.js'
@@ -36,12 +37,6 @@ interface Link {
   unsubscribe: Array<() => void>
 }
 
-interface PendingDndCommand {
-  dnd: boolean
-  /** Until the answer arrives the window is open-ended. */
-  until: number
-}
-
 /**
  * OpenScape Business over CSTA: keeps one association up (with backoff), monitors every configured extension,
  * reads their state after each (re)connect and turns events into observations.
@@ -51,86 +46,73 @@ export class OsbizAdapter implements PbxAdapter {
   readonly type = 'osbiz'
   readonly #config: OsbizConfig
   readonly #deps: AdapterDeps
-  readonly #listeners = new Set<PbxObservationListener>()
-  readonly #pendingDnd = new Map<string, PendingDndCommand[]>()
+  readonly #lifecycle: LinkLifecycle<Link>
+  readonly #dndCommands: DndCommands
   /** Last DND state the PBX reported per endpoint, to know whether a command will cause an event. */
   readonly #knownDnd = new Map<string, boolean>()
-  #running = false
-  #link: Link | undefined
-  #attempt = 0
-  #retryTimer: ClockTimer | undefined
-  #lastLink: { state: LinkState; reason: string | undefined } | undefined
-  #stopping: Promise<void> | undefined
 
   constructor(config: OsbizConfig, deps: AdapterDeps) {
     this.connectorId = config.id
     this.#config = config
     this.#deps = deps
+    this.#dndCommands = new DndCommands(deps.clock)
+    this.#lifecycle = new LinkLifecycle<Link>({
+      deps,
+      backoffBaseMs: BACKOFF_BASE_MS,
+      backoffMaxMs: BACKOFF_MAX_MS,
+      connect: () => this.#connect(),
+      drop: (link) => this.#dropLink(link),
+    })
   }
 
-  async start(): Promise<void> {
-    if (this.#running) return
-    this.#running = true
-    this.#stopping = undefined
-    this.#attempt = 0
-    this.#emitLink('connecting')
-    void this.#connect()
+  start(): Promise<void> {
+    return this.#lifecycle.start()
   }
 
-  async stop(): Promise<void> {
-    if (!this.#running) return this.#stopping
-    this.#running = false
-    this.#deps.clock.clearTimeout(this.#retryTimer)
-    this.#retryTimer = undefined
-    const link = this.#link
-    if (link !== undefined) this.#dropLink(link)
-    this.#emitLink('offline', 'connector stopped')
-    this.#stopping = link?.driver.close()
-    await this.#stopping
+  stop(): Promise<void> {
+    return this.#lifecycle.stop()
   }
 
   onObservation(listener: PbxObservationListener): () => void {
-    this.#listeners.add(listener)
-    return () => this.#listeners.delete(listener)
+    return this.#lifecycle.onObservation(listener)
   }
 
   async setDnd(endpointId: string, dnd: boolean): Promise<{ dnd: boolean }> {
     const link = this.#link
-    if (!this.#running || link === undefined || !link.driver.isOpen) {
+    if (!this.#lifecycle.running || link === undefined || !link.driver.isOpen) {
       throw new AdapterError('OSBIZ_NOT_CONNECTED', `the CSTA link to ${this.#address} is down`, { endpointId })
     }
     if (!this.#config.users.some((user) => user.extension === endpointId)) {
       throw new AdapterError('OSBIZ_UNKNOWN_DEVICE', `${endpointId} is not a configured extension of connector ${this.connectorId}`, { endpointId })
     }
     // Registered before sending: the switch may send the DoNotDisturbEvent before its response.
-    const command: PendingDndCommand = { dnd, until: Number.POSITIVE_INFINITY }
-    const commands = this.#pendingDnd.get(endpointId) ?? []
-    commands.push(command)
-    this.#pendingDnd.set(endpointId, commands)
+    const command = this.#dndCommands.add(endpointId, dnd)
     const changes = this.#knownDnd.get(endpointId) !== dnd
     try {
       await link.driver.request({ kind: 'SetDoNotDisturb', device: endpointId, doNotDisturbOn: dnd })
     } catch (error) {
-      this.#forgetDndCommand(endpointId, command)
+      this.#dndCommands.forget(endpointId, command)
       throw this.#toAdapterError(error, endpointId)
     }
     // Setting DND to its current value is answered positively with no event (ECMA-269 §9.5.1): the confirmed
     // state comes from the response, and no later event can be ours, so the window closes at once.
     if (changes) command.until = this.#deps.clock.now() + DND_ATTRIBUTION_WINDOW_MS
-    else this.#forgetDndCommand(endpointId, command)
+    else this.#dndCommands.forget(endpointId, command)
     if (this.#link === link) this.#emit({ kind: 'dnd', endpointId, dnd, at: this.#deps.clock.now(), byCommand: true })
     return { dnd }
   }
 
   // --- Connection lifecycle -------------------------------------------------------------------------------
 
+  get #link(): Link | undefined {
+    return this.#lifecycle.link
+  }
+
   get #address(): string {
     return `${this.#config.host}:${this.#config.port}`
   }
 
   async #connect(): Promise<void> {
-    this.#retryTimer = undefined
-    if (!this.#running) return
     const config = this.#config
     const codec = createCstaCodec(config.codec, config.devicePrefix === undefined ? {} : { devicePrefix: config.devicePrefix })
     const driver = new OsbizDriver({
@@ -145,7 +127,7 @@ export class OsbizAdapter implements PbxAdapter {
       probeIntervalMs: config.probeIntervalS * 1000,
     }, { logger: this.#deps.logger.child({ component: 'csta-driver' }), clock: this.#deps.clock, counters: this.#deps.counters })
     const link: Link = { driver, monitors: new Map(), syncing: new Map(), timers: new Set(), unsubscribe: [] }
-    this.#link = link
+    this.#lifecycle.link = link
     link.unsubscribe.push(
       driver.onEvent((event) => this.#onEvent(link, event)),
       driver.onClose((closed) => this.#onLinkLost(link, closed)),
@@ -156,14 +138,13 @@ export class OsbizAdapter implements PbxAdapter {
       if (this.#link !== link) return
       this.#dropLink(link)
       const reason = this.#describeConnectFailure(error)
-      this.#deps.logger.warn({ code: error instanceof CstaLinkError ? error.code : undefined, reason, attempt: this.#attempt }, 'PBX link failed')
-      this.#emitLink('offline', reason)
-      this.#scheduleReconnect()
+      this.#deps.logger.warn({ code: error instanceof CstaLinkError ? error.code : undefined, reason, attempt: this.#lifecycle.attempt }, 'PBX link failed')
+      this.#lifecycle.reconnectLater(reason)
       return
     }
     if (this.#link !== link) return
     this.#deps.logger.info({ address: this.#address, extensions: config.users.length }, 'PBX link connected')
-    this.#emitLink('connected')
+    this.#lifecycle.emitLink('connected')
     this.#emit({
       kind: 'directory',
       entries: config.users.map((user) => (user.email === undefined
@@ -176,8 +157,7 @@ export class OsbizAdapter implements PbxAdapter {
   #onLinkLost(link: Link, closed: DriverClosed): void {
     if (this.#link !== link) return
     this.#dropLink(link)
-    this.#emitLink('offline', `lost the CSTA link to ${this.#address}: ${closed.reason}`)
-    this.#scheduleReconnect()
+    this.#lifecycle.reconnectLater(`lost the CSTA link to ${this.#address}: ${closed.reason}`)
   }
 
   /** Forgets everything tied to the association: monitorCrossRefIDs are meaningless on the next one. */
@@ -187,17 +167,9 @@ export class OsbizAdapter implements PbxAdapter {
     link.timers.clear()
     link.monitors.clear()
     link.syncing.clear()
-    this.#pendingDnd.clear()
+    this.#dndCommands.clear()
     this.#knownDnd.clear()
-    if (this.#link === link) this.#link = undefined
-  }
-
-  #scheduleReconnect(): void {
-    if (!this.#running) return
-    const delayMs = backoffDelay(this.#attempt, BACKOFF_BASE_MS, BACKOFF_MAX_MS)
-    this.#attempt += 1
-    this.#deps.logger.info({ delayMs, attempt: this.#attempt }, 'reconnecting to the PBX')
-    this.#retryTimer = this.#deps.clock.setTimeout(() => void this.#connect(), delayMs)
+    if (this.#link === link) this.#lifecycle.link = undefined
   }
 
   #describeConnectFailure(error: unknown): string {
@@ -263,8 +235,7 @@ export class OsbizAdapter implements PbxAdapter {
       )
     }
     await Promise.all(reads)
-    // A link that carried a full synchronisation is healthy: the next failure starts the backoff afresh.
-    if (this.#link === link) this.#attempt = 0
+    this.#lifecycle.markHealthy(link)
   }
 
   async #monitor(link: Link, extension: string): Promise<'monitored' | 'skipped' | 'limit'> {
@@ -352,7 +323,7 @@ export class OsbizAdapter implements PbxAdapter {
     switch (outcome.action) {
       case 'observe': {
         const { observation } = outcome
-        if (observation.kind === 'dnd') observation.byCommand = this.#takeDndCommand(extension, observation.dnd)
+        if (observation.kind === 'dnd') observation.byCommand = this.#dndCommands.take(extension, observation.dnd)
         this.#emit(observation)
         return
       }
@@ -364,25 +335,6 @@ export class OsbizAdapter implements PbxAdapter {
         if (!link.syncing.has(extension)) void this.#readEndpoint(link, extension)
         return
     }
-  }
-
-  /** True when a DND change matches a recent command of ours; each command explains at most one event. */
-  #takeDndCommand(endpointId: string, dnd: boolean): boolean {
-    const commands = this.#pendingDnd.get(endpointId)
-    if (commands === undefined) return false
-    const now = this.#deps.clock.now()
-    const live = commands.filter((command) => command.until >= now)
-    const index = live.findIndex((command) => command.dnd === dnd)
-    if (index >= 0) live.splice(index, 1)
-    if (live.length === 0) this.#pendingDnd.delete(endpointId)
-    else this.#pendingDnd.set(endpointId, live)
-    return index >= 0
-  }
-
-  #forgetDndCommand(endpointId: string, command: PendingDndCommand): void {
-    const commands = this.#pendingDnd.get(endpointId)?.filter((entry) => entry !== command)
-    if (commands === undefined || commands.length === 0) this.#pendingDnd.delete(endpointId)
-    else this.#pendingDnd.set(endpointId, commands)
   }
 
   #toAdapterError(error: unknown, endpointId: string): AdapterError {
@@ -408,23 +360,8 @@ export class OsbizAdapter implements PbxAdapter {
 
   // --- Output ---------------------------------------------------------------------------------------------
 
-  #emitLink(state: LinkState, reason?: string): void {
-    // Repeated failures with the same cause are one state, not a stream of identical reports.
-    if (this.#lastLink?.state === state && this.#lastLink.reason === reason) return
-    this.#lastLink = { state, reason }
-    const observation: PbxObservation = { kind: 'link', state, at: this.#deps.clock.now() }
-    if (reason !== undefined) observation.reason = reason
-    this.#emit(observation)
-  }
-
   #emit(observation: PbxObservation): void {
     if (observation.kind === 'dnd' || observation.kind === 'snapshot') this.#knownDnd.set(observation.endpointId, observation.dnd)
-    for (const listener of this.#listeners) {
-      try {
-        listener(observation)
-      } catch (error) {
-        this.#deps.logger.error({ err: error, kind: observation.kind }, 'observation listener threw')
-      }
-    }
+    this.#lifecycle.emit(observation)
   }
 }
