@@ -5,6 +5,7 @@ import pino from 'pino'
 import t from 'tap'
 import { Stack } from '../../scripts/stack.js'
 import { launchBrowser, newContext, screenshot } from '../helpers/browser.js'
+import { eventually } from '../helpers/eventually.js'
 import { DESKTOP, PHONE, startBox } from './fixtures/box-harness.js'
 
 /** Tab until the focused element matches, as a keyboard user would; fails after `max` presses. */
@@ -43,7 +44,9 @@ t.test('keyboard only: set the password and enrol the box against a real relay (
   await page.keyboard.type('keyboard only 2024')
   await page.keyboard.press('Enter')
   await page.getByRole('heading', { name: 'Connect this box to the cloud' }).waitFor()
-  t.equal(await page.evaluate<string>('document.activeElement && document.activeElement.tagName'), 'H2', 'focus moves to the new page\'s heading')
+  // The page moves focus once it has rendered, a moment after the heading appears.
+  const onHeading = await eventually(async () => (await page.evaluate<string>('document.activeElement && document.activeElement.tagName')) === 'H2' || undefined, 'focus on the new page\'s heading', 5_000).catch(() => false)
+  t.equal(onHeading, true, 'focus moves to the new page\'s heading')
 
   // A wrong code: the relay's refusal in words, tied to the field.
   const { code } = await relay.enrollment.createGateway('contoso', { id: 'gw-box-ui', name: 'Box UI' })

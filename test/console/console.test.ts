@@ -17,6 +17,7 @@ import { systemClock } from '../../gateway/src/core/clock.js'
 import { EnrollmentClient } from '../../gateway/src/identity/enrollment-client.js'
 import { IdentityStore } from '../../gateway/src/identity/identity-store.js'
 import { launchBrowser, newContext, screenshot } from '../helpers/browser.js'
+import { eventually } from '../helpers/eventually.js'
 
 /** A second tenant, so a tenant admin's view can be shown to leave the other tenant out. */
 class TwoTenantStack extends Stack {
@@ -153,7 +154,9 @@ t.test('the cloud console: first run, fleet, enrollment, live timeline, roles, k
     t.ok(reached, 'Tab reaches the Event log link')
     await page.keyboard.press('Enter')
     await page.getByRole('heading', { name: 'Event log', exact: true }).waitFor()
-    t.equal(await page.evaluate<string>('document.activeElement?.id'), 'page-title', 'focus moves to the new page\'s heading')
+    // The page moves focus once it has rendered, a moment after the heading appears.
+    const focused = await eventually(async () => (await page.evaluate<string>('document.activeElement?.id')) === 'page-title' || undefined, 'focus on the new page\'s heading', 5_000).catch(() => false)
+    t.equal(focused, true, 'focus moves to the new page\'s heading')
     t.equal(await page.evaluate<string>('location.hash'), '#/events')
   })
 
