@@ -63,9 +63,6 @@ t.test('the stored PBX password is never sent to another host, port or TLS setti
   }
   const otherHost = await call(`${box.origin}/api/connectors/test`, { method: 'POST', headers, body: { id: 'pbx1', type: 'osbiz', config: { ...osbiz(pbxPort), host: 'localhost' } } })
   t.equal(otherHost.status, 400, 'another host name for the same machine needs the password too')
-  // The same via a new id that does not exist: nothing to merge.
-  const newId = await call(`${box.origin}/api/connectors/test`, { method: 'POST', headers, body: { id: 'pbx2', type: 'osbiz', config: osbiz(attacker.port) } })
-  t.equal(newId.status, 400, 'a new connector without a password is refused by its schema check or the secret rule')
   await new Promise((resolve) => setTimeout(resolve, 200))
   t.equal(attacker.connections(), 0, 'the attacker\'s host never got a connection')
   t.notMatch(attacker.received(), PBX_SECRET, 'nor the stored secret')
