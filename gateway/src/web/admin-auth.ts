@@ -1,8 +1,8 @@
 import { randomBytes, scrypt, timingSafeEqual } from 'node:crypto'
-import { link, mkdir, open, readFile, unlink } from 'node:fs/promises'
-import { basename, dirname, join } from 'node:path'
+import { mkdir, readFile } from 'node:fs/promises'
+import { dirname, join } from 'node:path'
 import type { Clock } from '../core/clock.js'
-import { syncDirectory, writeFileAtomic } from '../identity/atomic-file.js'
+import { writeFileAtomic } from '../identity/atomic-file.js'
 import { AttemptLimiter, type AttemptLimits } from './attempt-limiter.js'
 import { SetupCodeStore } from './setup-code.js'
 
@@ -214,32 +214,12 @@ export class AdminAuth {
     }
     const text = JSON.stringify(stored, null, 2)
     await mkdir(dirname(this.#file), { recursive: true, mode: 0o700 })
-    if (options.exclusive) await createExclusive(this.#file, text)
-    else await writeFileAtomic(this.#file, text, 0o600)
+    try {
+      await writeFileAtomic(this.#file, text, 0o600, { exclusive: options.exclusive })
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new AuthError('WEB_PASSWORD_EXISTS', 'The admin password is already set: sign in with it. Forgot it? Run factory-reset on the box.', 409)
+      throw err
+    }
     this.#stored = stored
   }
-}
-
-/**
- * Creates a file with its whole content, or fails with 409 if it exists: written to a temp file and fsynced, then
- * hard-linked into place (link, like O_EXCL, fails when the name exists, and the file is never seen half written).
- */
-async function createExclusive(file: string, text: string): Promise<void> {
-  const temp = join(dirname(file), `.${basename(file)}.${randomBytes(4).toString('hex')}.tmp`)
-  const handle = await open(temp, 'wx', 0o600)
-  try {
-    await handle.writeFile(text)
-    await handle.sync()
-  } finally {
-    await handle.close()
-  }
-  try {
-    await link(temp, file)
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new AuthError('WEB_PASSWORD_EXISTS', 'The admin password is already set: sign in with it. Forgot it? Run factory-reset on the box.', 409)
-    throw err
-  } finally {
-    await unlink(temp).catch(() => undefined)
-  }
-  await syncDirectory(dirname(file))
 }
