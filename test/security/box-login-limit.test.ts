@@ -2,6 +2,8 @@ import { randomBytes, scryptSync } from 'node:crypto'
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import t from 'tap'
+import { systemClock } from '../../gateway/src/core/clock.js'
+import { AttemptLimiter } from '../../gateway/src/web/attempt-limiter.js'
 import { call, startBox, type BoxUnderTest } from '../box-ui/fixtures/box-harness.js'
 
 const PASSWORD = 'correct horse battery'
@@ -72,4 +74,17 @@ t.test('a malformed session cookie is no session, never an error', async (t) => 
     const status = await call(`${box.origin}/api/status`, { method: 'GET', headers: { cookie } })
     t.equal(status.status, 401, 'and the API says signed out')
   }
+})
+
+t.test('the attempt limiter forgets the oldest addresses past its cap, and its window slides', async (t) => {
+  let now = 1_000_000
+  const clock = { ...systemClock, now: () => now }
+  const limiter = new AttemptLimiter({ perKey: 2, total: 1_000_000, windowMs: 60_000, maxKeys: 1000 }, { clock })
+  for (let i = 0; i < 20_000; i++) limiter.take(`10.${i >> 16}.${(i >> 8) & 255}.${i & 255}`)
+  t.equal(limiter.size, 1000, '20,000 addresses: 1,000 remembered')
+  t.ok(limiter.take('10.0.78.31').allowed, 'the newest addresses are the ones kept (10.0.78.31 was the last: its second attempt passes)')
+  t.notOk(limiter.take('10.0.78.31').allowed, 'and its third is refused')
+  t.ok(limiter.take('10.0.0.0').allowed && limiter.take('10.0.0.0').allowed, 'the oldest address was forgotten: it starts again from zero')
+  now += 60_000
+  t.ok(limiter.take('10.0.78.31').allowed, 'after the window the address may try again')
 })
