@@ -23,7 +23,7 @@ export class AttemptLimiter {
   readonly #limits: Required<AttemptLimits>
   readonly #clock: Clock
   readonly #byKey = new Map<string, number[]>()
-  #all: number[] = []
+  readonly #all: number[] = []
 
   constructor(limits: AttemptLimits, deps: { clock: Clock }) {
     this.#limits = { maxKeys: 10_000, ...limits }
@@ -34,7 +34,9 @@ export class AttemptLimiter {
     const now = this.#clock.now()
     const { windowMs, perKey, total, maxKeys } = this.#limits
     const fresh = (at: number) => now - at < windowMs
-    this.#all = this.#all.filter(fresh)
+    // Oldest first: drop the expired head only (a filter of the whole list per attempt would be quadratic).
+    const firstFresh = this.#all.findIndex(fresh)
+    if (firstFresh !== 0) this.#all.splice(0, firstFresh < 0 ? this.#all.length : firstFresh)
     const mine = (this.#byKey.get(key) ?? []).filter(fresh)
     // Re-inserted so the map's order is "least recently seen first", the order eviction follows.
     this.#byKey.delete(key)
@@ -66,7 +68,7 @@ export class AttemptLimiter {
 
   clear(): void {
     this.#byKey.clear()
-    this.#all = []
+    this.#all.length = 0
   }
 }
 
