@@ -3,21 +3,16 @@
  * (`relay:main`, whose link would be kept down and whose persistent session would be wiped) and not another
  * gateway's. The client id is bound to the certificate on both brokers.
  */
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import t from 'tap'
 import { EmbeddedBroker } from '../../cloud-relay/src/broker/embedded-broker.js'
-import { writeMosquittoConfig } from '../../cloud-relay/src/broker/mosquitto-config.js'
 import { createEnvelope, encodeEnvelope } from '../../gateway/protocol/codec.js'
 import { topics } from '../../gateway/protocol/topics.js'
 import { Counters } from '../../gateway/src/core/counters.js'
 import { captureLogger } from '../helpers/capture-logger.js'
 import type { TapTest } from '../helpers/tap-types.js'
 import { eventually } from '../helpers/eventually.js'
-import { closedPort } from '../helpers/free-port.js'
 import { certOptions, tryConnect } from '../broker/fixtures/clients.js'
-import { startMosquitto } from '../broker/fixtures/mosquitto.js'
+import { startGeneratedMosquitto } from '../broker/fixtures/mosquitto.js'
 import { testPki, type ClientCert } from '../broker/fixtures/pki.js'
 import { watchedClient, type WatchedClient } from '../broker/fixtures/watched-client.js'
 
@@ -60,14 +55,7 @@ async function attack(t: TapTest, world: World, extra: Array<{ what: string; cer
 
 t.test('Mosquitto: a box cannot take over the relay\'s or another gateway\'s client id', async (t) => {
   const { pki, client } = await testPki('takeover-mosquitto')
-  const dir = await mkdtemp(join(tmpdir(), 'mosq-takeover-'))
-  t.teardown(() => rm(dir, { recursive: true, force: true }))
-  const port = await closedPort()
-  const files = await writeMosquittoConfig({ configDir: dir, host: '127.0.0.1', port, ...(process.getuid?.() === 0 ? { user: 'root' } : {}) }, { pki, revoked: { certificates: [], gateways: [] } })
-  const mosquitto = await startMosquitto(files.confFile, port)
-  t.teardown(() => mosquitto.stop())
-  const url = `mqtts://127.0.0.1:${port}`
-  const relayCert = { certPem: await readFile(files.relayCertFile, 'utf8'), keyPem: await readFile(files.relayKeyFile, 'utf8') }
+  const { mosquitto, files, url, relayCert } = await startGeneratedMosquitto(t, pki, { prefix: 'mosq-takeover-' })
   const relay = await watchedClient(url, { ca: pki.caCertPem, ...{ cert: relayCert.certPem, key: relayCert.keyPem }, clientId: files.relayClientId, clean: false })
   t.teardown(() => relay.client.endAsync(true))
   await relay.client.subscribeAsync('pbxgw/v1/+/evt/#', { qos: 1 })

@@ -2,19 +2,14 @@
  * A packet is refused as soon as its fixed header announces more than the broker takes: nothing of it is buffered.
  * Seen before: one 250 MB PUBLISH to the embedded broker grew the relay by 450 MB before it was refused.
  */
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { connect as tlsConnect, type TLSSocket } from 'node:tls'
 import t from 'tap'
 import mqttPacket from 'mqtt-packet'
 import { EmbeddedBroker } from '../../cloud-relay/src/broker/embedded-broker.js'
-import { writeMosquittoConfig } from '../../cloud-relay/src/broker/mosquitto-config.js'
 import { Counters } from '../../gateway/src/core/counters.js'
 import { captureLogger } from '../helpers/capture-logger.js'
 import { eventually } from '../helpers/eventually.js'
-import { closedPort } from '../helpers/free-port.js'
-import { startMosquitto } from '../broker/fixtures/mosquitto.js'
+import { startGeneratedMosquitto } from '../broker/fixtures/mosquitto.js'
 import { testPki, type ClientCert } from '../broker/fixtures/pki.js'
 
 const MIB = 1024 * 1024
@@ -106,12 +101,8 @@ t.test('embedded broker: a PUBLISH announcing 250 MB is refused from its header'
 
 t.test('Mosquitto: max_packet_size refuses the same packet from its header', async (t) => {
   const { pki, client } = await testPki('packet-size-mosquitto')
-  const dir = await mkdtemp(join(tmpdir(), 'mosq-size-'))
-  t.teardown(() => rm(dir, { recursive: true, force: true }))
-  const port = await closedPort()
-  const files = await writeMosquittoConfig({ configDir: dir, host: '127.0.0.1', port, ...(process.getuid?.() === 0 ? { user: 'root' } : {}) }, { pki, revoked: { certificates: [], gateways: [] } })
-  const mosquitto = await startMosquitto(files.confFile, port)
-  t.teardown(() => mosquitto.stop())
+  const { url } = await startGeneratedMosquitto(t, pki, { prefix: 'mosq-size-' })
+  const port = Number(new URL(url).port)
   const result = await sendHugePublish(port, pki.caCertPem, await client('gw1'), 'gw1')
   t.comment(`Mosquitto closed after ${(result.written / MIB).toFixed(1)} MiB of body written`)
   t.ok(result.closed, 'Mosquitto closed the connection')

@@ -3,20 +3,16 @@
  * `status` and `link/{connectorId}` topics, at most 64 links, 16 KiB each. Anything else it retains is not kept
  * (embedded broker) or is cleared by the relay right after (Mosquitto, whose ACL cannot limit retain).
  */
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { readFile } from 'node:fs/promises'
 import t from 'tap'
 import type { MqttClient } from 'mqtt'
 import { EmbeddedBroker } from '../../cloud-relay/src/broker/embedded-broker.js'
-import { writeMosquittoConfig } from '../../cloud-relay/src/broker/mosquitto-config.js'
 import { Counters } from '../../gateway/src/core/counters.js'
 import { captureLogger } from '../helpers/capture-logger.js'
 import type { TapTest } from '../helpers/tap-types.js'
 import { eventually } from '../helpers/eventually.js'
-import { closedPort } from '../helpers/free-port.js'
 import { certOptions, tryConnect } from '../broker/fixtures/clients.js'
-import { startMosquitto } from '../broker/fixtures/mosquitto.js'
+import { startGeneratedMosquitto } from '../broker/fixtures/mosquitto.js'
 import { testPki } from '../broker/fixtures/pki.js'
 import { retainedUnder } from '../broker/fixtures/watched-client.js'
 
@@ -80,13 +76,7 @@ t.test('embedded broker: a box retains only its status and links, within the cap
 
 t.test('Mosquitto: the relay clears what a box retained where it may not', async (t) => {
   const { pki, client } = await testPki('retained-mosquitto')
-  const dir = await mkdtemp(join(tmpdir(), 'mosq-retained-'))
-  t.teardown(() => rm(dir, { recursive: true, force: true }))
-  const port = await closedPort()
-  const files = await writeMosquittoConfig({ configDir: dir, host: '127.0.0.1', port, ...(process.getuid?.() === 0 ? { user: 'root' } : {}) }, { pki, revoked: { certificates: [], gateways: [] } })
-  const mosquitto = await startMosquitto(files.confFile, port)
-  t.teardown(() => mosquitto.stop())
-  const url = `mqtts://127.0.0.1:${port}`
+  const { files, url } = await startGeneratedMosquitto(t, pki, { prefix: 'mosq-retained-' })
   const { logger, lines } = captureLogger()
   const counters = new Counters()
   const { MosquittoRetainedGuard } = await import('../../cloud-relay/src/broker/mosquitto-retained-guard.js')
