@@ -15,7 +15,7 @@ import { GatewayLiveness } from './fleet/gateway-liveness.js'
 import { fleetRoutes } from './fleet/fleet-routes.js'
 import { TelemetryStore } from './fleet/telemetry-store.js'
 import { join } from 'node:path'
-import { hashSecret, verifySecret } from './broker/secrets.js'
+import { hashSecret, sameSecret } from './broker/secrets.js'
 import type { RelayConfig } from './config/schema.js'
 import { DirectoryService } from './directory/directory-service.js'
 import { createGraphPresenceClient, type ClientCertificate } from './graph/graph-presence-client.js'
@@ -111,7 +111,10 @@ export class Relay {
   readonly #deps: RelayDeps
   readonly #log: Logger
   readonly #gatewayTenant = new Map<string, string>()
-  readonly #gatewaySecret = new Map<string, string>()
+  /** Password-listener gateways from the config: their passwords, compared in constant time at connect. */
+  readonly #gatewayPassword = new Map<string, string>()
+  /** The stored scrypt hashes of those passwords, written in the background (a third of a second each). */
+  #hashing: Promise<void> = Promise.resolve()
   readonly #graph = new Map<string, GraphClient>()
   readonly #commandSeq = new Map<string, { next: number; end: number }>()
   readonly #commandSeqLock = new Map<string, Promise<number>>()
@@ -218,12 +221,16 @@ export class Relay {
     retention.start()
     this.#retention = retention
 
+    const storedHashes = new Map((await store.listGateways()).map((g) => [g.id, g.secretHash]))
     for (const tenant of config.tenants) {
       await store.upsertTenant(tenant.id, tenant.name || tenant.id)
       for (const gateway of tenant.gateways) {
-        const hash = await hashSecret(gateway.password)
-        await store.upsertGateway({ id: gateway.id, tenantId: tenant.id, name: gateway.name, secretHash: hash })
-        this.#gatewaySecret.set(gateway.id, hash)
+        const row = { id: gateway.id, tenantId: tenant.id, name: gateway.name }
+        await store.upsertGateway({ ...row, secretHash: storedHashes.get(gateway.id) ?? null })
+        this.#gatewayPassword.set(gateway.id, gateway.password)
+        this.#hashing = this.#hashing
+          .then(async () => store.upsertGateway({ ...row, secretHash: await hashSecret(gateway.password) }))
+          .catch((err: unknown) => this.#log.warn({ gatewayId: gateway.id, err: (err as Error).message }, 'could not store the gateway password hash'))
       }
       if (tenant.graph) {
         this.#graph.set(tenant.id, createGraphPresenceClient({
@@ -335,9 +342,10 @@ export class Relay {
         authorizeRelayCertificate: (identity) => relayCertificates.decide(identity),
         relayUsername: config.broker.relayUsername,
         relayPassword: config.broker.relayPassword,
-        verifyGateway: async (gatewayId, password) => {
-          const hash = this.#gatewaySecret.get(gatewayId)
-          return hash !== undefined && (await verifySecret(password, hash))
+        // The config holds these passwords in clear anyway: a constant-time compare, no scrypt per attempt.
+        verifyGateway: (gatewayId, password) => {
+          const expected = this.#gatewayPassword.get(gatewayId)
+          return expected !== undefined && sameSecret(password, expected)
         },
       }, { logger: logger.child({ component: 'broker' }), counters, clock })
       await broker.start()
@@ -559,6 +567,7 @@ export class Relay {
     this.#liveness?.stop()
     await this.#telemetryRetention?.stop()
     this.#telemetryRetention = undefined
+    await this.#hashing
     await this.#db?.close()
     this.#log.info('relay stopped')
   }
