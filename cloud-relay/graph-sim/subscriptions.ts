@@ -31,6 +31,8 @@ export const DEFAULT_SUBSCRIPTION_TUNING: SubscriptionTuning = {
   sweepIntervalMs: 30_000,
   reauthorizationLeadMs: 5 * 60_000,
   batchWindowMs: 10,
+  maxBatchItems: 1000,
+  maxBatchBytes: 256 * 1024,
 }
 
 export const MAX_PRESENCE_SUBSCRIPTION_MS = 60 * 60_000
