@@ -170,6 +170,7 @@ export const RelayConfigSchema = Type.Object({
     }),
     failedAttemptsPerWindow: Type.Integer({ minimum: 1, default: 10, description: 'failed enrollment attempts per remote address before 429' }),
     failedAttemptsWindowMinutes: Type.Integer({ minimum: 1, default: 10 }),
+    renewalsPerWindow: Type.Integer({ minimum: 1, default: 10, description: 'certificate renewals per gateway in failedAttemptsWindowMinutes before 429 (a box renews every 20 days)' }),
   }, { additionalProperties: false, default: {} }),
   eventLog: Type.Object({
     /** Event log rows older than this are deleted (hourly, in batches). */
