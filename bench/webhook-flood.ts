@@ -14,7 +14,6 @@ import { availableParallelism, loadavg } from 'node:os'
 import { parseArgs } from 'node:util'
 import { Worker } from 'node:worker_threads'
 import pino from 'pino'
-import { encryptResourceData, parseEncryptionCertificate } from '../cloud-relay/graph-sim/notification-crypto.js'
 import { MAX_NOTIFICATIONS_PER_POST, WEBHOOK_BODY_LIMIT } from '../cloud-relay/src/notifications/webhook-routes.js'
 import { eventually } from '../test/helpers/eventually.js'
 import { startNotifyHarness, TENANT } from '../test/notify/fixtures/notify-harness.js'
@@ -59,8 +58,6 @@ await h.relay.observation.idle()
 
 const base = `http://127.0.0.1:${h.relay.httpPort}`
 const sub = h.sim.getSubscriptions()[0]!
-const certificate = parseEncryptionCertificate(sub.encryptionCertificate ?? '', sub.encryptionCertificateId ?? '')
-if (typeof certificate === 'string') throw new Error(certificate)
 const zeros = (bytes: number) => `{"value":[${Array(Math.floor((bytes - 12) / 2)).fill('0').join(',')}]}`
 const strangers = JSON.stringify({
   value: Array.from({ length: MAX_NOTIFICATIONS_PER_POST }, (_, i) => ({
@@ -70,15 +67,7 @@ const strangers = JSON.stringify({
   })),
 })
 const validBody = () => JSON.stringify({
-  value: Array.from({ length: validItems }, () => ({
-    subscriptionId: sub.id,
-    clientState: sub.clientState,
-    changeType: 'updated',
-    tenantId: h.sim.tenantId,
-    resource: `communications/presences('${person.id}')`,
-    resourceData: { '@odata.id': `communications/presences('${person.id}')`, '@odata.type': '#Microsoft.Graph.presence', id: person.id },
-    encryptedContent: encryptResourceData({ id: person.id, availability: 'Busy', activity: 'InACall' }, certificate),
-  })),
+  value: Array.from({ length: validItems }, () => h.sim.changeNotification(sub.id, person.id, { availability: 'Busy', activity: 'InACall' })),
   validationTokens: h.lastNotification()?.validationTokens,
 })
 const bodies = Object.entries({

@@ -518,6 +518,15 @@ export class SubscriptionService {
     return undefined
   }
 
+  /**
+   * The change notification Graph would send for this subscription and presence, without sending it: for tests
+   * and benchmarks that POST batches of their own (floods, replays, tampering). Undefined for an unknown id.
+   */
+  changeNotification(subscriptionId: string, userId: string, presence: PresenceValue): Record<string, unknown> | undefined {
+    const sub = this.subs.get(subscriptionId)
+    return sub === undefined ? undefined : this.changeItem(sub, userId.toLowerCase(), presence).payload
+  }
+
   private changeItem(sub: SubscriptionRecord, userId: string, current: PresenceValue): OutboundItem {
     const resourceData = {
       '@odata.id': `users/${userId}/presence`,

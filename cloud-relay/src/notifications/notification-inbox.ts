@@ -164,14 +164,7 @@ export class NotificationInbox {
     const verdicts = new Map<string, string | undefined>()
     const tokens = isRecord(body) ? body['validationTokens'] : undefined
     const rejections = new Rejections()
-    let sliceStart = performance.now()
-    for (const item of items) {
-      if (performance.now() - sliceStart >= SLICE_MS) {
-        await yieldToEventLoop()
-        sliceStart = performance.now()
-      }
-      const listener = this.#authenticate(item, rejections)
-      if (listener === undefined || listener === 'retired') continue
+    for await (const { item, listener } of this.#inSlices(items, rejections)) {
       const verifier = this.#deps.validationTokens
       if (verifier !== undefined) {
         if (!verdicts.has(listener.tenantId)) verdicts.set(listener.tenantId, await verifier.check(listener.tenantId, tokens))
@@ -196,14 +189,7 @@ export class NotificationInbox {
   async handleLifecycle(body: unknown): Promise<void> {
     const items = this.#items(body)
     const rejections = new Rejections()
-    let sliceStart = performance.now()
-    for (const item of items) {
-      if (performance.now() - sliceStart >= SLICE_MS) {
-        await yieldToEventLoop()
-        sliceStart = performance.now()
-      }
-      const listener = this.#authenticate(item, rejections)
-      if (listener === undefined || listener === 'retired') continue
+    for await (const { item, listener } of this.#inSlices(items, rejections)) {
       const event = item['lifecycleEvent']
       if (typeof event !== 'string' || !LIFECYCLE_EVENTS.has(event)) {
         this.#reject(rejections, 'unknown-lifecycle-event', item, `lifecycleEvent "${String(event).slice(0, 64)}" is not one the relay handles`)
@@ -214,6 +200,19 @@ export class NotificationInbox {
       listener.onLifecycle(event as LifecycleEvent, String(item['subscriptionId']))
     }
     this.#report('lifecycle notification', rejections, items.length)
+  }
+
+  /** The items still ours (re-checked: a subscription may have gone since `screen`), yielding every SLICE_MS. */
+  async *#inSlices(items: readonly Record<string, unknown>[], rejections: Rejections): AsyncGenerator<{ item: Record<string, unknown>; listener: SubscriptionListener }> {
+    let sliceStart = performance.now()
+    for (const item of items) {
+      if (performance.now() - sliceStart >= SLICE_MS) {
+        await yieldToEventLoop()
+        sliceStart = performance.now()
+      }
+      const listener = this.#authenticate(item, rejections)
+      if (listener !== undefined && listener !== 'retired') yield { item, listener }
+    }
   }
 
   /** The object items of a screened body (the webhook checked the shape). */
