@@ -87,7 +87,7 @@ t.test('a large genuine batch is worked through in slices: /healthz answers whil
   const validationTokens = h.lastNotification()?.validationTokens ?? (await (async () => {
     // Make Graph send one notification, so its validation tokens are at hand.
     h.sim.teams(h.users[0]!.id).startCall()
-    await eventually(() => h.lastNotification() !== undefined, 'a notification from the simulator')
+    await eventually(() => h.lastNotification() !== undefined && observed(h.relay, h.users[0]!.id) === 'Busy/InACall', 'a notification from the simulator')
     return h.lastNotification()?.validationTokens
   })())
   await h.relay.observation.idle()

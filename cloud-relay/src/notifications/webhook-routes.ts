@@ -22,7 +22,7 @@ export const LIFECYCLE_PATH = '/graph/lifecycle'
 
 /**
  * Graph documents no maximum POST size; its batches are at most a few hundred KiB. A rich presence item is about
- * 1.2 KiB (measured on the simulator's, which follows Graph's documented payload), so 1 MiB holds some 850 of
+ * 1.4 KiB (measured on the simulator's, which follows Graph's documented payload), so 1 MiB holds some 700 of
  * them: more than a whole subscription's 650 people changing at once. An unauthenticated 16 MiB body used to
  * freeze the relay for most of a minute.
  */
