@@ -148,7 +148,7 @@ export class NotificationInbox {
     }
     if (retired > 0) {
       this.#deps.counters.inc('notify.ignored.retired', retired)
-      this.#log.debug({ kind, retired }, `${what}s for retired subscriptions ignored`)
+      this.#log.debug({ what, retired }, 'Graph notifications for retired subscriptions ignored')
     }
     this.#report(what, rejections, items.length)
     if (accepted.length > 0) {
