@@ -12,7 +12,7 @@
  * part (validation tokens, RSA and AES per item) in slices of a few milliseconds, yielding to the event loop
  * between them, so /healthz and other requests are answered while a large batch is worked through.
  */
-import { createHash, timingSafeEqual, type KeyObject } from 'node:crypto'
+import { hash, timingSafeEqual, type KeyObject } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
 import type { Logger } from 'pino'
 import type { Counters } from '../../../gateway/src/core/counters.js'
@@ -86,7 +86,8 @@ class Rejections {
   }
 }
 
-const digest = (value: string): Buffer => createHash('sha256').update(value, 'utf8').digest()
+// One-shot hash: a Hash object per item made screening a 600-item batch cost ~8 ms instead of ~1 ms.
+const digest = (value: string): Buffer => hash('sha256', value, 'buffer')
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value)
@@ -100,6 +101,7 @@ export class NotificationInbox {
   readonly #expected = new Map<string, SubscriptionListener>()
   /** Subscriptions we dropped lately: their late notifications are expected, not an attack. */
   readonly #retired = new Set<string>()
+  readonly #digests = new WeakMap<SubscriptionListener, Buffer>()
 
   constructor(deps: NotificationInboxDeps) {
     this.#deps = deps
@@ -239,11 +241,21 @@ export class NotificationInbox {
       return undefined
     }
     // Both sides hashed first: neither the content nor the length of our clientState leaks through timing.
-    if (plausible === undefined || !timingSafeEqual(digest(plausible), digest(listener.clientState))) {
+    if (plausible === undefined || !timingSafeEqual(digest(plausible), this.#stateDigest(listener))) {
       this.#reject(rejections, 'bad-client-state', item, 'its clientState does not match the subscription\'s')
       return undefined
     }
     return listener
+  }
+
+  /** The listener's clientState hashed once, not once per item. */
+  #stateDigest(listener: SubscriptionListener): Buffer {
+    let value = this.#digests.get(listener)
+    if (value === undefined) {
+      value = digest(listener.clientState)
+      this.#digests.set(listener, value)
+    }
+    return value
   }
 
   /** A subscription whose create has not answered yet, found by its (secret, random) clientState. */

