@@ -517,6 +517,13 @@ export class GraphSimulator extends EventEmitter<GraphSimulatorEvents> {
     return this.subscriptions.get(id)
   }
 
+  /** A change notification item exactly as delivery would POST it (encrypted for rich subscriptions), not sent. */
+  changeNotification(subscriptionId: string, userId: string, presence: PresenceValue): Record<string, unknown> {
+    const item = this.subscriptions.changeNotification(subscriptionId, userId, presence)
+    if (item === undefined) throw new Error(`no subscription ${subscriptionId}`)
+    return item
+  }
+
   /** Sends reauthorizationRequired to the subscription's lifecycle URL now. */
   requestReauthorization(subscriptionId: string): void {
     this.subscriptions.requestReauthorization(subscriptionId)

@@ -2,7 +2,7 @@
  * Outbound webhook calls of the simulated Graph: the validation handshake and the delivery of change and
  * lifecycle notifications, with Graph's rules from research §3: a 2xx within 3 s is delivered; anything else
  * is retried with exponential backoff until 4 hours after the first attempt; several notifications for the
- * same URL may share one POST.
+ * same URL may share one POST, within `maxBatchItems` and `maxBatchBytes` (more are split over several POSTs).
  *
  * Network time (the 3 s and 10 s timeouts) is real time, because the receiver's HTTP stack runs on real time
  * even when the simulator's clock is compressed; retry delays and the 4-hour window are simulator time.
@@ -155,7 +155,7 @@ export class NotificationDelivery {
       this.waiting--
       const items = this.gathering.get(url) ?? []
       this.gathering.delete(url)
-      void this.attempt({ url, items, attempt: 1 })
+      for (const chunk of this.split(items)) void this.attempt({ url, items: chunk, attempt: 1 })
     }, this.deps.tuning.batchWindowMs)
     this.timers.add(timer)
   }
@@ -183,15 +183,39 @@ export class NotificationDelivery {
     this.emitFor('dropped', url, items, 0, undefined, reason)
   }
 
+  /** The gathered items in POST-sized groups: at most maxBatchItems, and maxBatchBytes with room for the tokens. */
+  private split(items: readonly OutboundItem[]): OutboundItem[][] {
+    const { maxBatchItems, maxBatchBytes } = this.deps.tuning
+    // `{"value":[` … `]}` and a validation token (about 1.5 KiB) per app: a generous allowance.
+    const room = maxBatchBytes - 8 * 1024
+    const chunks: OutboundItem[][] = []
+    let chunk: OutboundItem[] = []
+    let bytes = 0
+    for (const item of items) {
+      const size = JSON.stringify(item.payload).length + 1
+      if (chunk.length > 0 && (chunk.length >= maxBatchItems || bytes + size > room)) {
+        chunks.push(chunk)
+        chunk = []
+        bytes = 0
+      }
+      chunk.push(item)
+      bytes += size
+    }
+    if (chunk.length > 0) chunks.push(chunk)
+    return chunks
+  }
+
   private async attempt(batch: Batch): Promise<void> {
     if (this.stopped) return
     const now = this.deps.now()
     for (const item of batch.items) item.firstAttemptAt ??= now
     this.inFlight += batch.items.length
     let response: WebhookResponse
+    let bytes = 0
     try {
       const extra = await this.deps.decorate(batch.items)
       const body = JSON.stringify({ value: batch.items.map((i) => i.payload), ...extra })
+      bytes = Buffer.byteLength(body)
       response = await this.deps.client.post(batch.url, body, 'application/json; charset=utf-8', this.deps.tuning.deliveryTimeoutMs)
     } finally {
       this.inFlight -= batch.items.length
@@ -203,12 +227,12 @@ export class NotificationDelivery {
         if (item.kind === 'change') this.counters.delivered++
         else this.counters.lifecycleDelivered++
       }
-      this.emitFor('delivered', batch.url, batch.items, batch.attempt, status, undefined)
+      this.emitFor('delivered', batch.url, batch.items, batch.attempt, status, undefined, bytes)
       return
     }
     this.counters.failedAttempts++
     const reason = response.error ?? `HTTP ${String(status)}`
-    this.emitFor('failed', batch.url, batch.items, batch.attempt, status, reason)
+    this.emitFor('failed', batch.url, batch.items, batch.attempt, status, reason, bytes)
     const { retryFirstDelayMs, retryMaxDelayMs, retryWindowMs } = this.deps.tuning
     const delay = Math.min(retryMaxDelayMs, retryFirstDelayMs * 2 ** Math.min(batch.attempt - 1, 20))
     const afterDelay = this.deps.now() + delay
@@ -232,6 +256,7 @@ export class NotificationDelivery {
     attempt: number,
     status: number | undefined,
     reason: string | undefined,
+    bytes?: number,
   ): void {
     // One event per kind, so a test waiting for lifecycle events never sees them mixed with changes.
     for (const kind of ['change', 'lifecycle'] as const) {
@@ -244,6 +269,7 @@ export class NotificationDelivery {
         subscriptionIds: [...new Set(mine.map((i) => i.subscriptionId))],
         items: mine.map((i) => i.label),
         attempt,
+        ...(bytes === undefined ? {} : { bytes }),
         ...(status === undefined ? {} : { status }),
         ...(reason === undefined ? {} : { reason }),
         at: performance.now(),

@@ -295,6 +295,10 @@ export interface SubscriptionTuning {
   reauthorizationLeadMs: number
   /** Several notifications for one URL noticed within this (real ms) share one POST. Default 10. */
   batchWindowMs: number
+  /** Notifications in one POST at most; more are split over several POSTs. Default 1000 (Graph documents no figure). */
+  maxBatchItems: number
+  /** Bytes of one POST's body at most (Graph's batches are a few hundred KiB at most). Default 256 KiB. */
+  maxBatchBytes: number
 }
 
 export interface SimulatedSubscription {
@@ -330,6 +334,8 @@ export interface NotificationEvent {
   /** User ids (change) or lifecycle event names (lifecycle) carried. */
   items: readonly string[]
   attempt: number
+  /** Size of the POST's body (delivered and failed attempts). */
+  bytes?: number
   status?: number
   reason?: string
   at: number

@@ -31,6 +31,8 @@ export const DEFAULT_SUBSCRIPTION_TUNING: SubscriptionTuning = {
   sweepIntervalMs: 30_000,
   reauthorizationLeadMs: 5 * 60_000,
   batchWindowMs: 10,
+  maxBatchItems: 1000,
+  maxBatchBytes: 256 * 1024,
 }
 
 export const MAX_PRESENCE_SUBSCRIPTION_MS = 60 * 60_000
@@ -514,6 +516,15 @@ export class SubscriptionService {
       }
     }
     return undefined
+  }
+
+  /**
+   * The change notification Graph would send for this subscription and presence, without sending it: for tests
+   * and benchmarks that POST batches of their own (floods, replays, tampering). Undefined for an unknown id.
+   */
+  changeNotification(subscriptionId: string, userId: string, presence: PresenceValue): Record<string, unknown> | undefined {
+    const sub = this.subs.get(subscriptionId)
+    return sub === undefined ? undefined : this.changeItem(sub, userId.toLowerCase(), presence).payload
   }
 
   private changeItem(sub: SubscriptionRecord, userId: string, current: PresenceValue): OutboundItem {

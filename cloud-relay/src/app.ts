@@ -531,6 +531,7 @@ export class Relay {
       apiRoutes: [...observation.apiRoutes, enrollmentAdminRoutes(enrollment), fleetRoutes({ liveness, telemetry: telemetryStore }), consoleRoutes],
       console: { authenticate: (cookie) => consoleAuth.authenticate(cookie), authorize: consoleAccess },
       https: await relayHttpsMaterial(config.http.tls, pki, config.enrollment.publicHostnames, clock.now()),
+      trustProxy: config.http.trustProxy,
     })
     this.#http = http
     await http.listen({ host: config.http.host, port: config.http.port })

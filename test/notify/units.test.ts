@@ -9,6 +9,7 @@ import { Counters } from '../../gateway/src/core/counters.js'
 import { createNotificationCertificate, decryptResourceData, DecryptError } from '../../cloud-relay/src/notifications/notification-crypto.js'
 import { ReadBudget } from '../../cloud-relay/src/notifications/read-budget.js'
 import { planShards } from '../../cloud-relay/src/notifications/shard-planner.js'
+import { NotificationInbox } from '../../cloud-relay/src/notifications/notification-inbox.js'
 import { registerWebhookRoutes, WebhookQueue } from '../../cloud-relay/src/notifications/webhook-routes.js'
 import { loadSealer, SealError, Sealer } from '../../cloud-relay/src/secrets/sealer.js'
 
@@ -101,25 +102,35 @@ t.test('read budget: a sliding window shared by everyone of the tenant, and Retr
   t.same(budget.take(), { ok: false, waitMs: 5_000 })
 })
 
-t.test('webhook: validation handshake echoes the decoded token as text/plain; notifications get 202; a full queue 503', async (t) => {
-  const seen: unknown[] = []
+t.test('webhook: validation handshake echoes the decoded token as text/plain while a create is pending; notifications get 202; a full queue 503', async (t) => {
   let release!: () => void
   const gate = new Promise<void>((resolve) => { release = resolve })
-  const queue = new WebhookQueue({
-    handleNotifications: async (body) => { await gate; seen.push(body) },
-    handleLifecycle: async (body) => { seen.push(body) },
-  }, { logger: pino({ level: 'silent' }), counters: new Counters() }, 2)
+  const logger = pino({ level: 'silent' })
+  const counters = new Counters()
+  const checked: string[] = []
+  const inbox = new NotificationInbox({
+    logger,
+    counters,
+    certificateKey: () => undefined,
+    onReadings: async () => undefined,
+    // The validation-token check is where processing waits (the authority's keys would be fetched there).
+    validationTokens: { check: async (tenantId) => { await gate; checked.push(tenantId); return undefined } },
+  })
+  inbox.register('s1', { tenantId: 'contoso', clientState: 'cs', onLifecycle: () => undefined })
+  const queue = new WebhookQueue(inbox, { logger, counters }, 2)
   const app = Fastify()
-  registerWebhookRoutes(app, queue)
+  registerWebhookRoutes(app, { queue, inbox, logger })
   t.teardown(() => app.close())
-  const token = 'Validation: Token with spaces & symbols=/+'
+  const token = 'Validation: Token with spaces and symbols=/+'
+  inbox.expect('pending', { tenantId: 'contoso', clientState: 'pending', onLifecycle: () => undefined })
   for (const url of ['/graph/notifications', '/graph/lifecycle']) {
     const r = await app.inject({ method: 'POST', url: `${url}?validationToken=${encodeURIComponent(token)}`, headers: { 'content-type': 'text/plain; charset=utf-8' }, payload: '' })
     t.equal(r.statusCode, 200)
     t.match(r.headers['content-type'], /^text\/plain/)
     t.equal(r.body, token)
   }
-  const post = (n: number) => app.inject({ method: 'POST', url: '/graph/notifications', payload: { value: [{ n }] } })
+  inbox.forget('pending')
+  const post = (n: number) => app.inject({ method: 'POST', url: '/graph/notifications', payload: { value: [{ subscriptionId: 's1', clientState: 'cs', n }] } })
   t.equal((await post(1)).statusCode, 202)
   t.equal((await post(2)).statusCode, 202)
   await new Promise((resolve) => setImmediate(resolve))
@@ -128,5 +139,5 @@ t.test('webhook: validation handshake echoes the decoded token as text/plain; no
   t.equal(full.statusCode, 503, 'Graph retries a 5xx later')
   release()
   await queue.idle()
-  t.equal(seen.length, 3)
+  t.equal(checked.length, 3)
 })

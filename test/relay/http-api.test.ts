@@ -372,7 +372,7 @@ t.test('a failing explainer is a 500 with a stable code, logged at error', async
 
 t.test('http and eventLog config: defaults keep existing configs valid, bad values are refused', async (t) => {
   const config = parseRelayConfig({ broker: { relayPassword: 'secret' } })
-  t.same(config.http, { host: '127.0.0.1', port: 8080 })
+  t.same(config.http, { host: '127.0.0.1', port: 8080, trustProxy: false })
   t.same(config.eventLog, { retentionDays: 30 })
   t.equal(parseRelayConfig({ broker: { relayPassword: 'secret' }, http: { port: 0, apiToken: TOKEN } }).http.apiToken, TOKEN)
   t.throws(() => parseRelayConfig({ broker: { relayPassword: 'secret' }, http: { apiToken: 'short' } }), ConfigError)

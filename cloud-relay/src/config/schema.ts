@@ -137,6 +137,19 @@ export const RelayConfigSchema = Type.Object({
     /** Bearer token for /api/v1 (a stopgap until the console has its own login). Without it the API answers 503. */
     apiToken: Type.Optional(Type.String({ minLength: 16, description: 'Bearer token for /api/v1; at least 16 characters. Keep it secret.' })),
     /**
+     * Which reverse proxies' X-Forwarded-For to believe (fastify's trustProxy): the per-address limiters (console
+     * sign-in, enrollment) and the logs then see the client's address instead of the proxy's. Off by default:
+     * without a proxy anyone can send that header.
+     */
+    trustProxy: Type.Union([
+      Type.Boolean({ description: 'true: trust every hop (only when nothing but the proxy can reach the port)' }),
+      Type.Integer({ minimum: 1, maximum: 16, description: 'trust this many proxy hops in front of the relay' }),
+      Type.Array(Type.String({
+        pattern: '^(loopback|linklocal|uniquelocal|[0-9]{1,3}(\\.[0-9]{1,3}){3}(/([0-9]|[12][0-9]|3[0-2]))?|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*(/([0-9]|[1-9][0-9]|1[01][0-9]|12[0-8]))?)$',
+        description: 'a proxy address or CIDR, e.g. 127.0.0.1, 10.0.0.0/8, ::1, or loopback / linklocal / uniquelocal',
+      }), { minItems: 1 }),
+    ], { default: false, description: 'false (default), true, a hop count, or the proxies\' addresses/CIDRs' }),
+    /**
      * HTTPS for the relay's own port (the boxes' enrollment endpoint is on it): PEM files, or selfIssued: the relay
      * issues its server certificate from its own CA for enrollment.publicHostnames at every start (boxes then pin
      * the relay CA's fingerprint). Without it the port speaks plain HTTP (behind a TLS reverse proxy).
@@ -166,6 +179,7 @@ export const RelayConfigSchema = Type.Object({
     }),
     failedAttemptsPerWindow: Type.Integer({ minimum: 1, default: 10, description: 'failed enrollment attempts per remote address before 429' }),
     failedAttemptsWindowMinutes: Type.Integer({ minimum: 1, default: 10 }),
+    renewalsPerWindow: Type.Integer({ minimum: 1, default: 10, description: 'certificate renewals per gateway in failedAttemptsWindowMinutes before 429 (a box renews every 20 days)' }),
   }, { additionalProperties: false, default: {} }),
   eventLog: Type.Object({
     /** Event log rows older than this are deleted (hourly, in batches). */

@@ -4,13 +4,14 @@ import type { Clock } from '../../../gateway/src/core/clock.js'
 import type { Counters } from '../../../gateway/src/core/counters.js'
 import { PkiError, type RelayPki } from '../pki/relay-pki.js'
 import type { EnrollmentState, EnrollmentStore, GatewayIdentityRow } from '../store/enrollment-store.js'
+import { AttemptLimiter } from './attempt-limiter.js'
 import { generateCode, hashCode, normaliseCode } from './enrollment-codes.js'
 
 const HOUR_MS = 3600_000
 const DAY_MS = 24 * HOUR_MS
 const GATEWAY_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/
-/** Remote addresses the rate limiter remembers at most (an attacker spraying addresses cannot grow it further). */
-const MAX_TRACKED_ADDRESSES = 10_000
+/** A box renews once every 2/3 of its certificate's lifetime and retries a lost answer a few times. */
+const DEFAULT_RENEWALS_PER_WINDOW = 10
 
 /** Stable error codes of enrollment and renewal, with their HTTP status. Messages say what to do. */
 export const ENROLLMENT_ERROR_STATUS = {
@@ -20,6 +21,7 @@ export const ENROLLMENT_ERROR_STATUS = {
   ENROLL_GATEWAY_REVOKED: 403,
   ENROLL_BAD_CSR: 400,
   ENROLL_RATE_LIMITED: 429,
+  RENEW_RATE_LIMITED: 429,
   ENROLL_UNKNOWN_TENANT: 404,
   ENROLL_UNKNOWN_GATEWAY: 404,
   ENROLL_GATEWAY_EXISTS: 409,
@@ -48,6 +50,15 @@ export interface EnrollmentSettings {
   brokerUrls: readonly string[]
   failedAttemptsPerWindow: number
   failedAttemptsWindowMinutes: number
+  /** Renewals per gateway per window (default 10). */
+  renewalsPerWindow?: number | undefined
+}
+
+/** What a renewal request proved before anything is looked up or signed: a certificate of ours and its key. */
+interface RenewalProof {
+  gatewayId: string
+  serial: string
+  publicKeySha256: string
 }
 
 export interface EnrollmentServiceDeps {
@@ -124,13 +135,23 @@ export class EnrollmentService {
   readonly #gateways = new Map<string, GatewayMemo>()
   #revoked: Array<{ serial: string; revokedAt: Date; notAfter: Date }> = []
   #revokedSerials = new Set<string>()
-  readonly #failures = new Map<string, number[]>()
+  /** Failed enrollments per remote address. */
+  readonly #enrollFailures: AttemptLimiter
+  /** Failed renewals that did not show a certificate of ours and its key, per remote address. */
+  readonly #renewFailures: AttemptLimiter
+  /** Renewals per gateway, once the request holds the gateway's certificate and key. */
+  readonly #renewals: AttemptLimiter
   readonly #revokedListeners = new Set<Listener<RevokedGateway>>()
   readonly #createdListeners = new Set<Listener<GatewayIdentity>>()
 
   constructor(deps: EnrollmentServiceDeps) {
     this.#deps = deps
     this.#log = deps.logger.child({ component: 'enrollment' })
+    const { settings, clock } = deps
+    const windowMs = settings.failedAttemptsWindowMinutes * 60_000
+    this.#enrollFailures = new AttemptLimiter({ limit: settings.failedAttemptsPerWindow, windowMs }, clock)
+    this.#renewFailures = new AttemptLimiter({ limit: settings.failedAttemptsPerWindow, windowMs }, clock)
+    this.#renewals = new AttemptLimiter({ limit: settings.renewalsPerWindow ?? DEFAULT_RENEWALS_PER_WINDOW, windowMs }, clock)
   }
 
   /** Reads every gateway's enrollment state and the revoked certificates into memory. Call once before use. */
@@ -193,17 +214,62 @@ export class EnrollmentService {
     return { gatewayId, code, expiresAt: expiresAt.toISOString() }
   }
 
-  /** A box trades a one-time code and its CSR for a certificate. Failures are rate limited per remote address. */
+  /**
+   * A box trades a one-time code and its CSR for a certificate. Failures are limited per remote address; the
+   * attempt is counted before the code is checked, so parallel guesses cannot all slip under the limit.
+   */
   async enroll(request: { code: string; csrPem: string; remoteAddress: string }): Promise<IssuedIdentity> {
-    return this.#guarded('enroll', request.remoteAddress, () => this.#enroll(request))
+    const address = request.remoteAddress
+    const taken = this.#enrollFailures.take(address)
+    if (!taken.ok) {
+      this.#refused({ reason: 'ENROLL_RATE_LIMITED', what: 'enroll', remoteAddress: address, failures: taken.attempts, retryAfterS: taken.retryAfterS })
+      throw new EnrollmentError('ENROLL_RATE_LIMITED', `Too many failed attempts from ${address}: wait ${taken.retryAfterS} s and check the code before trying again.`, taken.retryAfterS)
+    }
+    try {
+      const issued = await this.#enroll(request)
+      this.#enrollFailures.giveBack(address, taken.token)
+      return issued
+    } catch (err) {
+      if (err instanceof EnrollmentError) this.#refused({ reason: err.code, what: 'enroll', remoteAddress: address })
+      else this.#enrollFailures.giveBack(address, taken.token)
+      throw err
+    }
   }
 
   /**
    * A box renews with its current (or, if it lost the last answer, previous) certificate and a CSR for the SAME
    * key: the CSR's signature proves it holds that key. An expired certificate renews within the grace.
+   *
+   * Limits (separate from enrollment's, so an attacker hammering enrollment from the address a fleet shares
+   * cannot stop the fleet renewing): a request that shows a certificate of ours and its key counts against
+   * that gateway only; one that does not is a failure of its remote address.
    */
   async renew(request: { certificatePem: string; csrPem: string; remoteAddress?: string | undefined }): Promise<IssuedIdentity> {
-    return this.#guarded('renew', request.remoteAddress ?? 'unknown', () => this.#renew(request))
+    const address = request.remoteAddress ?? 'unknown'
+    let proof: RenewalProof
+    try {
+      proof = await this.#proveRenewal(request)
+    } catch (err) {
+      if (!(err instanceof EnrollmentError)) throw err
+      const taken = this.#renewFailures.take(address)
+      if (!taken.ok) {
+        this.#refused({ reason: 'RENEW_RATE_LIMITED', what: 'renew', remoteAddress: address, failures: taken.attempts, retryAfterS: taken.retryAfterS })
+        throw new EnrollmentError('RENEW_RATE_LIMITED', `Too many failed renewals from ${address}: wait ${taken.retryAfterS} s. A box renews with the certificate and key this relay gave it.`, taken.retryAfterS)
+      }
+      this.#refused({ reason: err.code, what: 'renew', remoteAddress: address })
+      throw err
+    }
+    const taken = this.#renewals.take(proof.gatewayId)
+    if (!taken.ok) {
+      this.#refused({ reason: 'RENEW_RATE_LIMITED', what: 'renew', gatewayId: proof.gatewayId, remoteAddress: address, renewals: taken.attempts, retryAfterS: taken.retryAfterS })
+      throw new EnrollmentError('RENEW_RATE_LIMITED', `Gateway ${proof.gatewayId} asked for ${taken.attempts} certificates within ${this.#deps.settings.failedAttemptsWindowMinutes} minutes: wait ${taken.retryAfterS} s. If the box keeps renewing, check its clock and its stored identity.`, taken.retryAfterS)
+    }
+    try {
+      return await this.#renew(proof, request.csrPem)
+    } catch (err) {
+      if (err instanceof EnrollmentError) this.#refused({ reason: err.code, what: 'renew', gatewayId: proof.gatewayId, remoteAddress: address })
+      throw err
+    }
   }
 
   /** Revokes a gateway for good: codes and certificates stop working, listeners cut it off at once. */
@@ -316,8 +382,9 @@ export class EnrollmentService {
     return this.#answer(row.tenantId, gatewayId, issued, now)
   }
 
-  async #renew(request: { certificatePem: string; csrPem: string }): Promise<IssuedIdentity> {
-    const { store, clock, pki, settings, counters } = this.#deps
+  /** Parses and verifies the certificate (ours, within the grace) and checks the CSR is for its key: CPU only. */
+  async #proveRenewal(request: { certificatePem: string; csrPem: string }): Promise<RenewalProof> {
+    const { clock, pki, settings } = this.#deps
     const now = clock.now()
     let parsed: X509Certificate
     try {
@@ -337,16 +404,6 @@ export class EnrollmentService {
       if (err instanceof PkiError) throw new EnrollmentError('RENEW_NOT_OURS', `${err.message}: this relay did not issue it. Enroll the box with a code from this relay's console.`)
       throw err
     }
-    const gatewayId = verified.commonName
-    const row = await store.getGateway(gatewayId)
-    if (!row) throw new EnrollmentError('RENEW_NOT_OURS', `The certificate names gateway "${gatewayId}", which this relay does not know: enroll the box with a code from this relay's console.`)
-    if (row.state === 'revoked') {
-      throw new EnrollmentError('RENEW_REVOKED', `Gateway ${gatewayId} was revoked${row.revokedReason ? ` (${row.revokedReason})` : ''}: it cannot renew. Create a new gateway in the console if the box should come back.`)
-    }
-    const cert = await store.getCertificate(verified.serial)
-    if (!cert || cert.revokedAt !== null || (verified.serial !== row.currentSerial && verified.serial !== row.previousSerial)) {
-      throw new EnrollmentError('RENEW_REVOKED', `Certificate ${verified.serial} of gateway ${gatewayId} was replaced or revoked: it cannot renew. Get a new code from the console and enroll the box again.`)
-    }
     let csrKey: string
     try {
       csrKey = (await pki.inspectCsr(request.csrPem)).publicKeySha256
@@ -357,8 +414,24 @@ export class EnrollmentService {
     if (csrKey !== verified.publicKeySha256) {
       throw new EnrollmentError('RENEW_KEY_MISMATCH', 'The CSR is for a different key than the certificate: a renewal keeps the key. To change the key, enroll the box again with a new code.')
     }
-    const issued = await pki.signCsr(request.csrPem, gatewayId, { validityDays: settings.certificateValidityDays, now })
-    const recorded = await store.recordRenewal(gatewayId, verified.serial, { serial: issued.serial, notBefore: issued.notBefore, notAfter: issued.notAfter, publicKeySha256: csrKey }, new Date(now))
+    return { gatewayId: verified.commonName, serial: verified.serial, publicKeySha256: csrKey }
+  }
+
+  async #renew(proof: RenewalProof, csrPem: string): Promise<IssuedIdentity> {
+    const { store, clock, pki, settings, counters } = this.#deps
+    const now = clock.now()
+    const { gatewayId, serial } = proof
+    const row = await store.getGateway(gatewayId)
+    if (!row) throw new EnrollmentError('RENEW_NOT_OURS', `The certificate names gateway "${gatewayId}", which this relay does not know: enroll the box with a code from this relay's console.`)
+    if (row.state === 'revoked') {
+      throw new EnrollmentError('RENEW_REVOKED', `Gateway ${gatewayId} was revoked${row.revokedReason ? ` (${row.revokedReason})` : ''}: it cannot renew. Create a new gateway in the console if the box should come back.`)
+    }
+    const cert = await store.getCertificate(serial)
+    if (!cert || cert.revokedAt !== null || (serial !== row.currentSerial && serial !== row.previousSerial)) {
+      throw new EnrollmentError('RENEW_REVOKED', `Certificate ${serial} of gateway ${gatewayId} was replaced or revoked: it cannot renew. Get a new code from the console and enroll the box again.`)
+    }
+    const issued = await pki.signCsr(csrPem, gatewayId, { validityDays: settings.certificateValidityDays, now })
+    const recorded = await store.recordRenewal(gatewayId, serial, { serial: issued.serial, notBefore: issued.notBefore, notAfter: issued.notAfter, publicKeySha256: proof.publicKeySha256 }, new Date(now))
     if (!recorded) {
       throw new EnrollmentError('RENEW_REVOKED', `Gateway ${gatewayId} was revoked or renewed by another request meanwhile: retry once; if it is refused again, enroll the box with a new code.`)
     }
@@ -366,8 +439,8 @@ export class EnrollmentService {
     this.#remember(fresh)
     if (recorded.revoked.length) await this.#reloadRevoked()
     counters.inc('enrollment.renewed')
-    this.#log.info({ gatewayId, serial: issued.serial, previous: verified.serial, notAfter: issued.notAfter.toISOString() }, 'gateway certificate renewed')
-    await this.#event(fresh.tenantId, gatewayId, 'gateway.renewed', `gateway ${gatewayId} renewed its certificate; ${issued.serial} valid until ${issued.notAfter.toISOString()}`, { serial: issued.serial, previous: verified.serial })
+    this.#log.info({ gatewayId, serial: issued.serial, previous: serial, notAfter: issued.notAfter.toISOString() }, 'gateway certificate renewed')
+    await this.#event(fresh.tenantId, gatewayId, 'gateway.renewed', `gateway ${gatewayId} renewed its certificate; ${issued.serial} valid until ${issued.notAfter.toISOString()}`, { serial: issued.serial, previous: serial })
     return this.#answer(fresh.tenantId, gatewayId, issued, now)
   }
 
@@ -380,41 +453,10 @@ export class EnrollmentService {
     if (code.expiresAt.getTime() <= now) throw new EnrollmentError('ENROLL_CODE_EXPIRED', `This enrollment code expired at ${code.expiresAt.toISOString()}: create a new code in the console.`)
   }
 
-  async #guarded<T>(what: 'enroll' | 'renew', remoteAddress: string, run: () => Promise<T>): Promise<T> {
-    const { clock, counters, settings } = this.#deps
-    const windowMs = settings.failedAttemptsWindowMinutes * 60_000
-    const now = clock.now()
-    const recent = (this.#failures.get(remoteAddress) ?? []).filter((at) => at > now - windowMs)
-    if (recent.length >= settings.failedAttemptsPerWindow) {
-      const retryAfterS = Math.max(1, Math.ceil(((recent[0] ?? now) + windowMs - now) / 1000))
-      counters.inc('enrollment.rejected')
-      this.#log.warn({ reason: 'ENROLL_RATE_LIMITED', what, remoteAddress, failures: recent.length, retryAfterS }, 'enrollment request rejected')
-      throw new EnrollmentError('ENROLL_RATE_LIMITED', `Too many failed attempts from ${remoteAddress}: wait ${retryAfterS} s and check the code before trying again.`, retryAfterS)
-    }
-    try {
-      return await run()
-    } catch (err) {
-      if (err instanceof EnrollmentError) {
-        recent.push(clock.now())
-        this.#trackFailures(remoteAddress, recent)
-        counters.inc('enrollment.rejected')
-        // The reason code, never the code itself.
-        this.#log.warn({ reason: err.code, what, remoteAddress }, 'enrollment request rejected')
-      }
-      throw err
-    }
-  }
-
-  #trackFailures(remoteAddress: string, recent: number[]): void {
-    this.#failures.set(remoteAddress, recent)
-    if (this.#failures.size <= MAX_TRACKED_ADDRESSES) return
-    const cutoff = this.#deps.clock.now() - this.#deps.settings.failedAttemptsWindowMinutes * 60_000
-    for (const [address, times] of this.#failures) if ((times[times.length - 1] ?? 0) <= cutoff) this.#failures.delete(address)
-    // Still full (a spray of fresh addresses): forget the oldest entries rather than grow without bound.
-    for (const address of this.#failures.keys()) {
-      if (this.#failures.size <= MAX_TRACKED_ADDRESSES) break
-      this.#failures.delete(address)
-    }
+  /** Counted and logged with the reason code, never the code or certificate itself. */
+  #refused(fields: { reason: string; what: 'enroll' | 'renew'; remoteAddress: string; [key: string]: unknown }): void {
+    this.#deps.counters.inc('enrollment.rejected')
+    this.#log.warn(fields, 'enrollment request rejected')
   }
 
   #answer(tenantId: string, gatewayId: string, issued: { certPem: string; notBefore: Date; notAfter: Date }, now: number): IssuedIdentity {

@@ -84,7 +84,19 @@ export interface HttpServerDeps {
   apiRoutes?: readonly FastifyPluginAsyncTypebox[] | undefined
   /** With it, /api/v1 also accepts a console session cookie (+ CSRF header on changes), checked by role. */
   console?: ConsoleSessions | undefined
+  /**
+   * Which reverse proxies' X-Forwarded-For to believe (config http.trustProxy): request.ip, which every
+   * per-address limiter keys on, is then the client's address. Default false: the socket's address.
+   */
+  trustProxy?: boolean | number | readonly string[] | undefined
 }
+
+/**
+ * Every route takes at most this much body unless it says otherwise: the admin API's and the console's JSON
+ * bodies are a few hundred bytes (the largest, a person's sync settings, well under 1 KiB). The exceptions set
+ * their own: enrollment 64 KiB (two PEMs), the Graph webhook 1 MiB (notifications-webhook).
+ */
+export const DEFAULT_BODY_LIMIT = 16 * 1024
 
 const API_PREFIX = '/api/v1'
 
@@ -114,6 +126,8 @@ export function buildServer(deps: HttpServerDeps) {
     // Unknown query parameters are errors (a typo must not silently widen a query); `verbose` gives the failing
     // schema to the error messages.
     ajv: { customOptions: { removeAdditional: false, verbose: true } },
+    bodyLimit: DEFAULT_BODY_LIMIT,
+    trustProxy: trustProxyOption(deps.trustProxy),
     // Typed as the plain HTTP server either way: the routes do not care, and node's https.Server is a net.Server too.
     ...(deps.https ? { https: { cert: deps.https.certPem, key: deps.https.keyPem } } : {}),
   }).withTypeProvider<TypeBoxTypeProvider>()
@@ -128,6 +142,11 @@ export function buildServer(deps: HttpServerDeps) {
       return reply.code(err.statusCode).send({ error: { code: err.code, message: err.message } })
     }
     if (err.validation) return reply.code(400).send(errorBody('HTTP_BAD_REQUEST', describeValidation(err)))
+    if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+      const limit = request.routeOptions.bodyLimit ?? DEFAULT_BODY_LIMIT
+      request.log.info({ url: request.url.split('?')[0], limit }, 'request body too large')
+      return reply.code(413).send(errorBody('HTTP_PAYLOAD_TOO_LARGE', `The request body is larger than ${request.method} ${request.url.split('?')[0]} takes (${limit} bytes at most): send a smaller body; nothing was changed.`))
+    }
     const status = err.statusCode ?? 500
     if (status >= 400 && status < 500) {
       request.log.debug({ err: err.message, code: err.code }, 'bad request')
@@ -162,6 +181,14 @@ export function buildServer(deps: HttpServerDeps) {
 }
 
 export type HttpServer = ReturnType<typeof buildServer>
+
+/** The config's trustProxy as fastify takes it (a hop count becomes the same rule proxy-addr applies to numbers). */
+function trustProxyOption(value: HttpServerDeps['trustProxy']): boolean | string[] | ((address: string, hop: number) => boolean) {
+  if (value === undefined) return false
+  if (typeof value === 'number') return (_address, hop) => hop < value
+  if (typeof value === 'boolean') return value
+  return [...value]
+}
 
 const healthRoutes: FastifyPluginAsyncTypebox<{ deps: HttpServerDeps }> = async (app, { deps }) => {
   app.get('/healthz', {

@@ -102,8 +102,10 @@ export class PresenceObservation {
   /** The webhook (outside /api/v1). Undefined without graph.notifications. */
   get publicRoutes(): FastifyPluginAsyncTypebox | undefined {
     const queue = this.#queue
-    if (queue === undefined) return undefined
-    return async (app) => registerWebhookRoutes(app, queue)
+    const inbox = this.#inbox
+    if (queue === undefined || inbox === undefined) return undefined
+    const logger = this.#deps.logger
+    return async (app) => registerWebhookRoutes(app, { queue, inbox, logger })
   }
 
   /** The service account admin routes (inside /api/v1). */

@@ -47,6 +47,7 @@ const RELAY_CODES: Record<string, { words: string; retryable: boolean }> = {
   RENEW_REVOKED: { words: 'the box\'s certificate was revoked or replaced: needs enrollment: get a new code from the console', retryable: false },
   RENEW_EXPIRED: { words: 'the box\'s certificate expired too long ago to renew: needs enrollment: get a new code from the console', retryable: false },
   RENEW_KEY_MISMATCH: { words: 'the renewal request was not for the box\'s own key: needs enrollment: get a new code from the console', retryable: false },
+  RENEW_RATE_LIMITED: { words: 'the relay is pacing renewals: the box tries again later', retryable: true },
 }
 
 const TLS_UNKNOWN_CA = new Set(['UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'UNABLE_TO_GET_ISSUER_CERT', 'CERT_UNTRUSTED'])
@@ -184,8 +185,8 @@ export class EnrollmentClient {
       const message = typeof error?.message === 'string' ? error.message : text.slice(0, 200)
       const known = RELAY_CODES[code]
       const retryAfter = res.headers['retry-after']
-      const wait = code === 'ENROLL_RATE_LIMITED' && retryAfter !== undefined ? ` (retry after ${String(retryAfter)} s)` : ''
-      throw new BoxEnrollmentError(code, known ? `${known.words}${wait}. The relay said: ${message}` : `the relay refused (HTTP ${res.statusCode} ${code}): ${message}`, known?.retryable ?? res.statusCode >= 500, res.statusCode)
+      const wait = res.statusCode === 429 && retryAfter !== undefined ? ` (retry after ${String(retryAfter)} s)` : ''
+      throw new BoxEnrollmentError(code, known ? `${known.words}${wait}. The relay said: ${message}` : `the relay refused (HTTP ${res.statusCode} ${code}): ${message}`, known?.retryable ?? (res.statusCode >= 500 || res.statusCode === 429), res.statusCode)
     }
     const issued = parseIssued(json)
     if (!issued) throw new BoxEnrollmentError('BOX_HTTP', `the relay's answer at ${path} is not an enrollment answer: update the gateway software or check relay.enrollUrl.`, false, res.statusCode)
