@@ -37,7 +37,7 @@ t.test('production entry points', async (t) => {
   t.equal(relayHelp.code, 0)
   t.match(relayHelp.stdout, /DATABASE_URL/)
 
-  const gatewayCheck = await node(['dist/gateway.js', '--config', 'gateway/examples/gateway.example.json', '--check'])
+  const gatewayCheck = await node(['dist/gateway.js', '--config', 'gateway/examples/gateway.example.json', '--check'], { OSBIZ_MAIN_PASSWORD: 'pbx-password' })
   t.equal(gatewayCheck.code, 0, `example gateway config is valid: ${gatewayCheck.stderr}`)
   // The example takes its secrets from the environment.
   const relayCheck = await node(['dist/cloud-relay.js', '--config', 'cloud-relay/examples/relay.example.json', '--check'], {

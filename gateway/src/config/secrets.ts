@@ -16,13 +16,16 @@ export function SecretFile(options: StringOptions = {}): TString {
   return Type.String({ ...options, secretFile: true })
 }
 
+/** A connector field holding a PBX credential (the same rule the setup page uses to seal and hide fields). */
+export const CONNECTOR_SECRET_FIELD = /password|secret/i
+
 /** How to make a secret, named in every "too short" or "placeholder" problem. */
 export const MAKE_SECRET = 'make one with "openssl rand -base64 32"'
 
 /** The examples' placeholders: a service must never start with one. */
 const PLACEHOLDER = /change[-_ ]?me/i
 
-type Env = Readonly<Record<string, string | undefined>>
+export type Env = Readonly<Record<string, string | undefined>>
 
 interface SchemaNode {
   type?: unknown
@@ -84,6 +87,40 @@ function readSecretFile(path: string, file: string): { value?: string; problem?:
   return { value }
 }
 
+/**
+ * One secret field: a string, {"env": NAME} or {"file": PATH}. Answers the secret, or a problem (placeholder,
+ * too short, variable unset, file unreadable or readable by others). Values of other types are left to the schema.
+ */
+export function resolveSecret(path: string, value: unknown, env: Env, minLength?: number): { value: unknown; problem?: string } {
+  let secret = value
+  let from = ''
+  if (isRecord(value)) {
+    const keys = Object.keys(value)
+    if (keys.length === 1 && typeof value['env'] === 'string') {
+      const name = value['env']
+      secret = env[name]
+      from = ` (from the environment variable ${name})`
+      if (secret === undefined || secret === '') {
+        return { value, problem: `${path}: the environment variable ${name} is not set or empty: set it in the service's environment (e.g. an EnvironmentFile in its systemd unit)` }
+      }
+    } else if (keys.length === 1 && typeof value['file'] === 'string') {
+      const file = value['file']
+      const read = readSecretFile(path, file)
+      if (read.problem !== undefined) return { value, problem: read.problem }
+      secret = read.value
+      from = ` (from ${file})`
+    } else {
+      return { value, problem: `${path}: give the secret as a string, {"env": "VARIABLE"} or {"file": "/path/to/file"}` }
+    }
+  }
+  if (typeof secret !== 'string') return { value: secret }
+  if (PLACEHOLDER.test(secret)) return { value: secret, problem: `${path}: still the example's placeholder${from}: replace it with a real secret (${MAKE_SECRET})` }
+  if (minLength !== undefined && secret.length < minLength) {
+    return { value: secret, problem: `${path}: too short${from}: ${secret.length} characters, at least ${minLength} are needed; ${MAKE_SECRET}` }
+  }
+  return { value: secret }
+}
+
 export interface SecretCheck {
   /** The input with every {"env"} / {"file"} reference replaced by the secret; a deep copy when anything changed. */
   input: unknown
@@ -111,39 +148,9 @@ export function resolveSecrets(schema: TSchema, raw: unknown, env: Env): SecretC
       if (problem) report(path, problem)
       return
     }
-    let secret = value
-    let from = ''
-    if (isRecord(value)) {
-      const keys = Object.keys(value)
-      if (keys.length === 1 && typeof value['env'] === 'string') {
-        const name = value['env']
-        secret = env[name]
-        from = ` (from the environment variable ${name})`
-        if (secret === undefined || secret === '') {
-          report(path, `${path}: the environment variable ${name} is not set or empty: set it in the service's environment (e.g. an EnvironmentFile in its systemd unit)`)
-          return
-        }
-      } else if (keys.length === 1 && typeof value['file'] === 'string') {
-        const file = value['file']
-        const read = readSecretFile(path, file)
-        if (read.problem !== undefined) {
-          report(path, read.problem)
-          return
-        }
-        secret = read.value
-        from = ` (from ${file})`
-      } else {
-        report(path, `${path}: give the secret as a string, {"env": "VARIABLE"} or {"file": "/path/to/file"}`)
-        return
-      }
-      set(secret)
-    }
-    if (typeof secret !== 'string') return
-    if (PLACEHOLDER.test(secret)) {
-      report(path, `${path}: still the example's placeholder${from}: replace it with a real secret (${MAKE_SECRET})`)
-    } else if (node.minLength !== undefined && secret.length < node.minLength) {
-      report(path, `${path}: too short${from}: ${secret.length} characters, at least ${node.minLength} are needed; ${MAKE_SECRET}`)
-    }
+    const resolved = resolveSecret(path, value, env, node.minLength)
+    if (resolved.problem !== undefined) report(path, resolved.problem)
+    else if (resolved.value !== value) set(resolved.value)
   }, () => undefined)
   return { input, problems, reported }
 }
