@@ -23,6 +23,9 @@ The config is JSON; cloud-relay/examples/relay.example.json documents every fiel
   tenants[]     each with Graph app credentials (tenantId, clientId, clientSecret) and its gateways
   sync          mapping options (busyPresence, meetingSetsDnd, ...) and timings
 
+Secrets (clientSecret, relayPassword, gateway passwords, apiToken, database.url) can be given as
+{"env": "VARIABLE"} or {"file": "/path"} (the file chmod 600); change-me placeholders are refused.
+
 Environment:
   DATABASE_URL  PostgreSQL connection URL; overrides database.url
   RELAY_SEAL_KEY  key (32 bytes, base64 or hex) sealing secrets at rest; overrides secrets.sealKeyFile

@@ -7,9 +7,9 @@ import t from 'tap'
 
 const run = promisify(execFile)
 
-async function node(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+async function node(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
-    const { stdout, stderr } = await run(process.execPath, args, { timeout: 60_000 })
+    const { stdout, stderr } = await run(process.execPath, args, { timeout: 60_000, env: { ...process.env, ...env } })
     return { code: 0, stdout, stderr }
   } catch (err) {
     const e = err as { code?: number; stdout?: string; stderr?: string }
@@ -37,9 +37,12 @@ t.test('production entry points', async (t) => {
   t.equal(relayHelp.code, 0)
   t.match(relayHelp.stdout, /DATABASE_URL/)
 
-  const gatewayCheck = await node(['dist/gateway.js', '--config', 'gateway/examples/gateway.example.json', '--check'])
+  const gatewayCheck = await node(['dist/gateway.js', '--config', 'gateway/examples/gateway.example.json', '--check'], { OSBIZ_MAIN_PASSWORD: 'pbx-password' })
   t.equal(gatewayCheck.code, 0, `example gateway config is valid: ${gatewayCheck.stderr}`)
-  const relayCheck = await node(['dist/cloud-relay.js', '--config', 'cloud-relay/examples/relay.example.json', '--check'])
+  // The example takes its secrets from the environment.
+  const relayCheck = await node(['dist/cloud-relay.js', '--config', 'cloud-relay/examples/relay.example.json', '--check'], {
+    RELAY_BROKER_PASSWORD: 'broker-password', CONTOSO_GRAPH_CLIENT_SECRET: 'graph-secret', RELAY_API_TOKEN: 'an-api-token-of-at-least-32-characters',
+  })
   t.equal(relayCheck.code, 0, `example relay config is valid: ${relayCheck.stderr}`)
 
   const dir = await mkdtemp(join(tmpdir(), 'entry-'))

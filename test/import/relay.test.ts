@@ -9,7 +9,7 @@ import { eventually } from '../helpers/eventually.js'
 import { createPostgresSchema } from '../helpers/postgres.js'
 import { IMPORT_ROLES } from './fixtures/import-world.js'
 
-const TOKEN = 'test-token-0123456789abcdef'
+const TOKEN = 'test-token-0123456789abcdefghijklmn'
 const auth = { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }
 
 t.test('the Relay wires import, mapping and seats from its config', async (t) => {

@@ -14,7 +14,7 @@ import { createPostgresSchema } from '../helpers/postgres.js'
 import { eventually } from '../helpers/eventually.js'
 
 const logger = pino({ level: 'silent' })
-const TOKEN = 'test-token-0123456789abcdef'
+const TOKEN = 'test-token-0123456789abcdefghijklmn'
 const auth = { authorization: `Bearer ${TOKEN}` }
 const NOW = Date.parse('2026-11-21T10:00:00Z')
 const fixedClock: Clock = { now: () => NOW, setTimeout: systemClock.setTimeout, clearTimeout: systemClock.clearTimeout }

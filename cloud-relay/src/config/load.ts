@@ -1,11 +1,19 @@
 import { readFile } from 'node:fs/promises'
 import { checkWithDefaults, ConfigError } from '../../../gateway/src/config/load.js'
+import { resolveSecrets, withoutReported } from '../../../gateway/src/config/secrets.js'
 import { RelayConfigSchema, type RelayConfig } from './schema.js'
 
 export { ConfigError }
 
-export function parseRelayConfig(input: unknown, source = 'config'): Readonly<RelayConfig> {
-  const { value, problems } = checkWithDefaults(RelayConfigSchema, input)
+/**
+ * Checks a relay config and applies its defaults. Secret fields may name an environment variable ({"env": NAME},
+ * read from `env`) or a file ({"file": PATH}, mode 0600); placeholders and short secrets are refused with the rest.
+ */
+export function parseRelayConfig(input: unknown, source = 'config', env: Readonly<Record<string, string | undefined>> = process.env): Readonly<RelayConfig> {
+  const secrets = resolveSecrets(RelayConfigSchema, input, env)
+  const checked = checkWithDefaults(RelayConfigSchema, secrets.input)
+  const value = checked.value
+  const problems = [...secrets.problems, ...withoutReported(checked.problems, secrets.reported)]
   if (value.broker?.mode === 'external' && !value.broker.url) problems.push('/broker/url: required when broker.mode is "external"')
   const publicUrl = value.graph?.notifications?.publicUrl
   if (publicUrl !== undefined && !/^https:\/\/[^/]+/i.test(publicUrl)) {

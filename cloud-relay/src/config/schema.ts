@@ -1,4 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox'
+import { Secret, SecretFile } from '../../../gateway/src/config/secrets.js'
 
 const Id = Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$' })
 
@@ -11,7 +12,7 @@ export const RelayConfigSchema = Type.Object({
     port: Type.Integer({ minimum: 0, maximum: 65535, default: 1883, description: 'embedded: port to listen on (0 = any free port)' }),
     url: Type.Optional(Type.String({ description: 'external: broker URL, e.g. mqtt://127.0.0.1:1883' })),
     relayUsername: Type.String({ default: 'relay' }),
-    relayPassword: Type.String({ minLength: 1, description: 'The relay\'s own broker password. Keep it secret.' }),
+    relayPassword: Secret({ minLength: 1, description: 'The relay\'s own broker password: the password, {"env": "VAR"} or {"file": "/path"} (mode 0600).' }),
     /**
      * embedded: the plaintext password listener on `port` (older gateways, tests, the demo). Off by default; `true`
      * listens on 127.0.0.1; another address needs `allowRemote: true` (passwords cross the network in clear text).
@@ -28,7 +29,7 @@ export const RelayConfigSchema = Type.Object({
       port: Type.Integer({ minimum: 0, maximum: 65535, default: 8883, description: 'mqtts port (0 = any free port)' }),
       wsPort: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535, description: 'MQTT over WebSocket with TLS at /mqtt; 443 in production for sites that allow only HTTPS out (e.g. 8443 behind a port forward)' })),
       certFile: Type.Optional(Type.String({ minLength: 1, description: 'PEM server certificate; without it one is issued from the relay CA at start' })),
-      keyFile: Type.Optional(Type.String({ minLength: 1, description: 'PEM key of certFile. Keep it secret.' })),
+      keyFile: Type.Optional(SecretFile({ minLength: 1, description: 'PEM key of certFile; readable by the relay\'s user only (chmod 600).' })),
       dnsNames: Type.Array(Type.String({ minLength: 1 }), { default: ['localhost'], description: 'names in the issued server certificate: what gateways dial' }),
     }, { additionalProperties: false })),
     /** external Mosquitto: where `mosquitto-cli` writes its configuration, and the relay's client certificate. */
@@ -47,8 +48,8 @@ export const RelayConfigSchema = Type.Object({
     relayClientId: Type.Optional(Type.String({ minLength: 1, maxLength: 64, description: 'e.g. relay:main; one per relay instance' })),
   }, { additionalProperties: false, default: {} }),
   database: Type.Object({
-    /** PostgreSQL URL. The DATABASE_URL environment variable overrides it. Without one, PGlite is used. */
-    url: Type.Optional(Type.String()),
+    /** PostgreSQL URL (it holds a password: {"env": "VAR"} or {"file": "/path"} keep it out of this file). The DATABASE_URL environment variable overrides it. Without one, PGlite is used. */
+    url: Type.Optional(Secret()),
     /** PGlite data folder, or "memory". */
     pgliteDir: Type.String({ default: '.data/relay/pglite' }),
   }, { additionalProperties: false, default: {} }),
@@ -79,7 +80,7 @@ export const RelayConfigSchema = Type.Object({
   }, { additionalProperties: false, default: {} }),
   secrets: Type.Object({
     /** The seal key (AES-256) for secrets at rest; RELAY_SEAL_KEY overrides it. Created with mode 0600 if missing. */
-    sealKeyFile: Type.String({ default: '.data/relay/seal.key' }),
+    sealKeyFile: SecretFile({ default: '.data/relay/seal.key' }),
   }, { additionalProperties: false, default: {} }),
   tenants: Type.Array(Type.Object({
     id: Id,
@@ -88,9 +89,9 @@ export const RelayConfigSchema = Type.Object({
       tenantId: Type.String({ minLength: 1, description: 'Entra ID tenant (directory) id' }),
       clientId: Type.String({ minLength: 1, description: 'App registration (client) id' }),
       /** Exactly one credential: clientSecret, or certificateFile + privateKeyFile (checked in load.ts). */
-      clientSecret: Type.Optional(Type.String({ minLength: 1 })),
+      clientSecret: Type.Optional(Secret({ minLength: 1, description: 'the app\'s client secret, {"env": "VAR"} or {"file": "/path"} (mode 0600)' })),
       certificateFile: Type.Optional(Type.String({ minLength: 1, description: 'PEM file of the certificate uploaded to the app registration' })),
-      privateKeyFile: Type.Optional(Type.String({ minLength: 1, description: 'PEM file of the certificate\'s private key (RSA). Keep it secret.' })),
+      privateKeyFile: Type.Optional(SecretFile({ minLength: 1, description: 'PEM file of the certificate\'s private key (RSA); readable by the relay\'s user only (chmod 600).' })),
     }, { additionalProperties: false })),
     /** The tenant's own sync settings, overriding the relay-wide `sync` section field by field. */
     settings: Type.Optional(Type.Object({
@@ -114,7 +115,7 @@ export const RelayConfigSchema = Type.Object({
       id: Id,
       name: Type.String({ default: '' }),
       /** The gateway's broker password (embedded broker); stored hashed. */
-      password: Type.String({ minLength: 8 }),
+      password: Secret({ minLength: 8, description: 'the password, {"env": "VAR"} or {"file": "/path"} (mode 0600)' }),
     }, { additionalProperties: false }), { default: [] }),
   }, { additionalProperties: false }), { default: [] }),
   sync: Type.Object({
@@ -135,7 +136,7 @@ export const RelayConfigSchema = Type.Object({
     host: Type.String({ default: '127.0.0.1', description: 'address to listen on' }),
     port: Type.Integer({ minimum: 0, maximum: 65535, default: 8080, description: 'port to listen on (0 = any free port)' }),
     /** Bearer token for /api/v1 (a stopgap until the console has its own login). Without it the API answers 503. */
-    apiToken: Type.Optional(Type.String({ minLength: 16, description: 'Bearer token for /api/v1; at least 16 characters. Keep it secret.' })),
+    apiToken: Type.Optional(Secret({ minLength: 32, description: 'Bearer token for /api/v1, at least 32 characters (openssl rand -base64 32): the token, {"env": "VAR"} or {"file": "/path"} (mode 0600).' })),
     /**
      * Which reverse proxies' X-Forwarded-For to believe (fastify's trustProxy): the per-address limiters (console
      * sign-in, enrollment) and the logs then see the client's address instead of the proxy's. Off by default:
@@ -157,7 +158,7 @@ export const RelayConfigSchema = Type.Object({
     tls: Type.Optional(Type.Union([
       Type.Object({
         certFile: Type.String({ minLength: 1, description: 'PEM file: the server certificate (and its chain)' }),
-        keyFile: Type.String({ minLength: 1, description: 'PEM file: its private key. Keep it secret.' }),
+        keyFile: SecretFile({ minLength: 1, description: 'PEM file: its private key, readable by the relay\'s user only (chmod 600).' }),
       }, { additionalProperties: false }),
       Type.Object({
         selfIssued: Type.Literal(true, { description: 'issue the HTTPS certificate from the relay CA for enrollment.publicHostnames' }),

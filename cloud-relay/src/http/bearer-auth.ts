@@ -13,7 +13,7 @@ export function createBearerCheck(apiToken: string | undefined): (authorization:
   const expected = apiToken === undefined ? undefined : digest(apiToken)
   return (authorization) => {
     if (!expected) {
-      throw new HttpError('HTTP_API_NOT_CONFIGURED', 'The admin API is disabled because no API token is configured: set http.apiToken (at least 16 characters) in the relay config and restart the relay.')
+      throw new HttpError('HTTP_API_NOT_CONFIGURED', 'The admin API is disabled because no API token is configured: set http.apiToken (at least 32 characters, e.g. from "openssl rand -base64 32") in the relay config and restart the relay.')
     }
     if (!authorization) {
       throw new HttpError('HTTP_UNAUTHORIZED', 'Missing Authorization header: send "Authorization: Bearer <token>" with the relay\'s http.apiToken.')

@@ -6,11 +6,13 @@
  * token cache cannot be swapped in where a private key is expected.
  */
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto'
-import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises'
+import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises'
 import { dirname } from 'node:path'
 
 const KEY_BYTES = 32
 const IV_BYTES = 12
+/** Node accepts GCM tags of 4 to 16 bytes unless told the length: a 4-byte tag would be forged in 2^32 tries. */
+const TAG_BYTES = 16
 
 export class SealError extends Error {
   readonly code = 'SEAL_MISMATCH'
@@ -45,7 +47,9 @@ export class Sealer {
       throw new SealError(`a sealed ${purpose} in the store is not in the v1 format: the store was written by a newer relay or is damaged`)
     }
     try {
-      const decipher = createDecipheriv('aes-256-gcm', this.#key, Buffer.from(iv, 'base64url'))
+      const nonce = Buffer.from(iv, 'base64url')
+      if (nonce.length !== IV_BYTES) throw new Error('nonce length')
+      const decipher = createDecipheriv('aes-256-gcm', this.#key, nonce, { authTagLength: TAG_BYTES })
       decipher.setAAD(Buffer.from(purpose, 'utf8'))
       decipher.setAuthTag(Buffer.from(tag, 'base64url'))
       return Buffer.concat([decipher.update(Buffer.from(data, 'base64url')), decipher.final()])
@@ -84,13 +88,19 @@ export async function loadSealer(options: { envKey?: string | undefined; keyFile
   let text: string | undefined
   try {
     text = await readFile(options.keyFile, 'utf8')
+    const mode = (await stat(options.keyFile)).mode & 0o777
+    // The key opens every sealed token cache and the relay CA's key: nobody but the relay may read it.
+    if ((mode & 0o077) !== 0 && process.platform !== 'win32') {
+      throw new Error(`the seal key file ${options.keyFile} can be read by other users (mode ${mode.toString(8)}): run "chmod 600 ${options.keyFile}" and start the relay again`)
+    }
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+      if (text !== undefined) throw err
       throw new Error(`cannot read the seal key file ${options.keyFile}: ${(err as Error).message}. Make it readable by the relay's user only (chmod 600).`)
     }
   }
   if (text === undefined) {
-    await mkdir(dirname(options.keyFile), { recursive: true })
+    await mkdir(dirname(options.keyFile), { recursive: true, mode: 0o700 })
     const key = randomBytes(KEY_BYTES)
     // 'wx': never overwrite a key another process created meanwhile.
     await writeFile(options.keyFile, `${key.toString('base64')}\n`, { mode: 0o600, flag: 'wx' })

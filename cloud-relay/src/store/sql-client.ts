@@ -49,7 +49,8 @@ export async function openSqlClient(options: { databaseUrl?: string | undefined;
   }
   const { PGlite } = await import('@electric-sql/pglite')
   const memory = options.dataDir === 'memory'
-  if (!memory) await mkdir(options.dataDir, { recursive: true })
+  // Sealed token caches, the sealed CA key and password hashes live here: the relay's user only.
+  if (!memory) await mkdir(options.dataDir, { recursive: true, mode: 0o700 })
   const db = memory ? new PGlite() : new PGlite(options.dataDir)
   await db.waitReady
   logger.info({ dataDir: options.dataDir }, 'store on embedded PGlite')

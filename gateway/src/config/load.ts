@@ -3,6 +3,7 @@ import { Value } from '@sinclair/typebox/value'
 import type { TSchema, Static } from '@sinclair/typebox'
 import { GatewayConfigSchema, type GatewayConfig } from './schema.js'
 import type { AdapterDefinition } from '../adapters/types.js'
+import { CONNECTOR_SECRET_FIELD, resolveSecret, resolveSecrets, withoutReported, type Env } from './secrets.js'
 
 /** The gatewayId of a config that leaves it out: the box takes its id from enrollment. */
 export const UNENROLLED_GATEWAY_ID = 'unenrolled'
@@ -28,8 +29,15 @@ export function checkWithDefaults<S extends TSchema>(schema: S, input: unknown, 
   return { value, problems: [...byPath.values()] }
 }
 
-export function parseGatewayConfig(input: unknown, registry: ReadonlyMap<string, AdapterDefinition>, source = 'config'): Readonly<LoadedGatewayConfig> {
-  const { value, problems } = checkWithDefaults(GatewayConfigSchema, input)
+/**
+ * Checks a box config and its connectors. Secrets (relay.password, a connector's password/secret fields) may name
+ * an environment variable ({"env": NAME}, read from `env`) or a file ({"file": PATH}, mode 0600).
+ */
+export function parseGatewayConfig(input: unknown, registry: ReadonlyMap<string, AdapterDefinition>, source = 'config', env: Env = process.env): Readonly<LoadedGatewayConfig> {
+  const secrets = resolveSecrets(GatewayConfigSchema, input, env)
+  const checked = checkWithDefaults(GatewayConfigSchema, secrets.input)
+  const value = checked.value
+  const problems = [...secrets.problems, ...withoutReported(checked.problems, secrets.reported)]
   const seen = new Set<string>()
   const connectors: LoadedGatewayConfig['connectors'] = []
   // Connectors are checked even when the rest has problems: the installer gets every error in one go.
@@ -46,8 +54,20 @@ export function parseGatewayConfig(input: unknown, registry: ReadonlyMap<string,
       problems.push(`${prefix}/type: unknown PBX type "${connector.type}"; valid types: ${[...registry.keys()].join(', ')}`)
       return
     }
-    const checked = checkWithDefaults(definition.configSchema, connector, prefix)
-    problems.push(...checked.problems)
+    const resolved: Record<string, unknown> = { ...connector }
+    const reported = new Set<string>()
+    for (const [key, field] of Object.entries(resolved)) {
+      if (!CONNECTOR_SECRET_FIELD.test(key)) continue
+      const secret = resolveSecret(`${prefix}/${key}`, field, env)
+      if (secret.problem !== undefined) {
+        problems.push(secret.problem)
+        reported.add(`${prefix}/${key}`)
+      } else {
+        resolved[key] = secret.value
+      }
+    }
+    const checked = checkWithDefaults(definition.configSchema, resolved, prefix)
+    problems.push(...withoutReported(checked.problems, reported))
     connectors.push(checked.value as LoadedGatewayConfig['connectors'][number])
   })
   if (problems.length) throw new ConfigError(problems, source)

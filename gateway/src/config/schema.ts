@@ -1,4 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox'
+import { Secret } from './secrets.js'
 
 export const ConnectorBaseSchema = Type.Object({
   id: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$', description: 'Connector id, unique on this gateway (e.g. "osbiz-main").' }),
@@ -14,7 +15,7 @@ export const GatewayConfigSchema = Type.Object({
   relay: Type.Object({
     url: Type.String({ minLength: 1, description: 'Broker URL of the cloud relay: mqtt://, mqtts:// or wss://' }),
     username: Type.Optional(Type.String()),
-    password: Type.Optional(Type.String()),
+    password: Type.Optional(Secret({ description: 'Broker password: the password, {"env": "VAR"} or {"file": "/path"} (mode 0600).' })),
     caFile: Type.Optional(Type.String({ description: 'PEM file with CA certificates to trust for mqtts/wss and for enrollment.' })),
     fallbackUrls: Type.Optional(Type.Array(Type.String({ minLength: 1 }), {
       maxItems: 8,

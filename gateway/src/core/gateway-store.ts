@@ -27,7 +27,8 @@ export class GatewayStore {
   }
 
   async open(): Promise<void> {
-    await mkdir(dirname(this.#file), { recursive: true })
+    // The box's dataDir (when this makes it) holds its identity and PBX credentials: the service's user only.
+    await mkdir(dirname(this.#file), { recursive: true, mode: 0o700 })
     await this.#db.read()
     this.#db.data.seqReserved ??= 0
     this.#db.data.ownedDnd ??= []

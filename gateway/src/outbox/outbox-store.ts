@@ -154,7 +154,7 @@ export class OutboxStore {
   }
 
   async #open(): Promise<void> {
-    await mkdir(this.#dir, { recursive: true })
+    await mkdir(this.#dir, { recursive: true, mode: 0o700 })
     await rm(join(this.#dir, TMP_FILE), { force: true }) // a compaction cut short: the old log is still whole
     let file: Buffer
     try {
