@@ -129,7 +129,7 @@ export function buildServer(deps: HttpServerDeps) {
     bodyLimit: DEFAULT_BODY_LIMIT,
     trustProxy: trustProxyOption(deps.trustProxy),
     // Typed as the plain HTTP server either way: the routes do not care, and node's https.Server is a net.Server too.
-    ...(deps.https ? { https: { cert: deps.https.certPem, key: deps.https.keyPem } } : {}),
+    ...(deps.https ? { https: { cert: deps.https.certPem, key: deps.https.keyPem, minVersion: 'TLSv1.2' as const } } : {}),
   }).withTypeProvider<TypeBoxTypeProvider>()
 
   app.setErrorHandler((err: FastifyError, request, reply) => {

@@ -89,7 +89,7 @@ export function buildBoxWebServer(deps: BoxWebServerDeps) {
   const auth = new AdminAuth({ dataDir: deps.config.dataDir, idleMs: deps.config.web.sessionIdleMinutes * 60_000, ...(deps.loginLimits ? { loginLimits: deps.loginLimits } : {}) }, { clock: deps.clock })
   const connectorStore = new ConnectorStore(deps.config.dataDir, deps.registry)
   const app = Fastify({
-    https: { key: deps.certificate.keyPem, cert: deps.certificate.certPem },
+    https: { key: deps.certificate.keyPem, cert: deps.certificate.certPem, minVersion: 'TLSv1.2' as const },
     loggerInstance: log,
     // Request lines would drown the live log tail the installer reads.
     logController: new LogController({ disableRequestLogging: true }),
