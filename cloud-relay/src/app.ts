@@ -502,7 +502,8 @@ export class Relay {
     this.#engine?.stop()
     await this.#engine?.idle()
     await this.#link?.stop()
-    await this.#syncStore?.flush()
+    // Waits out a database that is briefly away; a refused row never holds the rest back.
+    await this.#syncStore?.drain(10_000)
     await this.#broker?.stop()
     for (const graph of this.#graph.values()) await graph.close()
     this.#graph.clear()
