@@ -265,6 +265,7 @@ export class Relay {
       clock,
       counters,
       settings: relayWide,
+      maxPeoplePerTenant: config.sync.maxPeoplePerTenant,
       timings: {
         sessionExpirationMinutes: config.sync.sessionExpirationMinutes,
         sessionRefreshMs: config.sync.sessionRefreshMs,

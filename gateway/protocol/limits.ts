@@ -29,8 +29,8 @@ export const MAX_SECONDS_FIGURE = 100 * 365 * 24 * 3600
  * users (one part), IP Office up to 3,000 users on one system (6 parts), innovaphone larger (more parts).
  */
 export const DIRECTORY_MAX_ENTRIES = 500
-/** Parts of one directory: 200 × 500 = 100,000 extensions per connector. */
-export const DIRECTORY_MAX_PARTS = 200
+/** Parts of one directory: 100 × 500 = 50,000 extensions per connector (the relay holds 50,000 per gateway). */
+export const DIRECTORY_MAX_PARTS = 100
 
 /**
  * Largest payload per topic kind, checked before the JSON is parsed. Each is the largest valid message of that kind

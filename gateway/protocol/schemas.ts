@@ -83,7 +83,7 @@ export type DirectoryEntry = Static<typeof DirectoryEntrySchema>
  */
 export const DirectoryDataSchema = Type.Object({
   connectorId: Id,
-  entries: Type.Array(DirectoryEntrySchema, { maxItems: DIRECTORY_MAX_ENTRIES }),
+  entries: Type.Array(DirectoryEntrySchema, { maxItems: DIRECTORY_MAX_ENTRIES, description: `a part holds at most ${DIRECTORY_MAX_ENTRIES} entries: send a larger directory in parts (part, parts)` }),
   part: Type.Optional(Type.Integer({ minimum: 1, maximum: DIRECTORY_MAX_PARTS })),
   parts: Type.Optional(Type.Integer({ minimum: 1, maximum: DIRECTORY_MAX_PARTS })),
 }, { additionalProperties: false })
