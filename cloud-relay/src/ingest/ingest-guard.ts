@@ -35,7 +35,7 @@ export const DEFAULT_INGEST_LIMITS: IngestLimits = {
   connectorsPerGateway: 32,
   endpointsPerGateway: 50_000,
   queuedPerGateway: 20_000,
-  directorySliceEntries: 200,
+  directorySliceEntries: 25,
   maxFutureMs: 5 * 60_000,
 }
 
