@@ -22,6 +22,7 @@ import { migrate } from './store/migrate.js'
 import { DirectoryStore } from './store/directory-store.js'
 import { RelayStore } from './store/relay-store.js'
 import { WriteBehindSyncStore } from './store/write-behind-store.js'
+import type { IngestLimits } from './ingest/ingest-guard.js'
 import { openSqlClient, type SqlClient } from './store/sql-client.js'
 import { effectiveSettings, type SyncSettings } from './sync/mapping.js'
 import { SyncEngine } from './sync/sync-engine.js'
@@ -65,6 +66,8 @@ export interface RelayDeps {
   authorizeCertificate?: AuthorizeCertificate | undefined
   /** The built console (index.html, app.js, app.css); default dist/web/console under the working directory. */
   consoleDir?: string | undefined
+  /** What one gateway may send (IngestGuard); the defaults suit production, tests lower them. */
+  ingestLimits?: Partial<IngestLimits> | undefined
 }
 
 type GraphClient = GraphPresenceApi & GraphDirectoryApi & { close(): Promise<void> | void }
@@ -363,6 +366,7 @@ export class Relay {
       password: config.broker.relayPassword,
       commandTimeoutMs: config.sync.commandTimeoutMs,
       ...relayClient, // client certificate and persistent session
+      limits: this.#deps.ingestLimits,
     }, {
       knowsGateway: (gatewayId) => this.#gatewayTenant.has(gatewayId),
       // A revoked gateway's messages (already on the broker, or from a connection not yet cut) never reach a handler.

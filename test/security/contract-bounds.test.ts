@@ -90,3 +90,58 @@ t.test('one poison message from one gateway stops nobody: refused, logged, count
   t.equal(rows.length, 2, 'both good events stored, nothing of the poison')
   t.equal(world.counters.get('relay.handler_errors'), 0, 'no handler failed')
 })
+
+t.test('one gateway cannot flood the relay with connectors, extensions, answers to nothing, telemetry or future times', async (t) => {
+  const world = await startTwoTenantRelay({ limits: { connectorsPerGateway: 4, endpointsPerGateway: 100 } })
+  t.teardown(() => world.stop())
+  const a = await world.connect('gw-a')
+  const b = await world.connect('gw-b')
+  const linkOf = (connectorId: string) => ({ connectorId, pbxType: 'osbiz', state: 'connected' as const, since: Date.now(), endpoints: 1 })
+  const refusedLines = (what: string) => world.lines().filter((l) => l.refused === what)
+
+  await t.test('unknown connector ids: the first few are heard, the rest refused with one line', async (t) => {
+    for (let i = 0; i < 10; i++) await a.publishAsync(topics.link('gw-a', `c${i}`), envelopeOf('gw-a', 'link', linkOf(`c${i}`)), { qos: 1 })
+    await eventually(() => world.counters.get('relay.refused.connectors') === 6, 'six connectors over the four allowed to be refused')
+    t.equal(refusedLines('connectors').length, 1, 'one log line')
+    t.match(refusedLines('connectors')[0]?.msg, /names more than 4 connectors/)
+    await b.publishAsync(topics.link('gw-b', 'c9'), envelopeOf('gw-b', 'link', linkOf('c9')), { qos: 1 })
+    await eventually(async () => (await world.relay.store.db.query("SELECT 1 FROM gateway_links WHERE gateway_id = 'gw-b'")).length === 1, "the other gateway's link to be stored")
+    t.equal((await world.relay.store.db.query("SELECT 1 FROM gateway_links WHERE gateway_id = 'gw-a'")).length, 4, 'four links of gateway a stored')
+  })
+
+  await t.test('thousands of distinct extensions: capped per gateway with one line; the other gateway is heard', async (t) => {
+    for (let i = 0; i < 150; i++) a.publish(topics.endpoint('gw-a'), envelopeOf('gw-a', 'endpoint', { ...endpointState(`x${i}`), connectorId: 'c0' }), { qos: 1 })
+    await eventually(() => world.counters.get('relay.refused.endpoints') === 50, 'fifty extensions over the hundred allowed to be refused')
+    await b.publishAsync(topics.endpoint('gw-b'), envelopeOf('gw-b', 'endpoint', endpointState('301')), { qos: 1 })
+    const rows = await eventually(async () => {
+      const all = await world.relay.store.listEndpoints()
+      return all.filter((e) => e.gatewayId === 'gw-a').length === 100 && all.some((e) => e.gatewayId === 'gw-b') ? all : undefined
+    }, 'the admitted events to be stored')
+    t.equal(rows.filter((e) => e.gatewayId === 'gw-a').length, 100, 'a hundred extensions of gateway a')
+    t.equal(refusedLines('endpoints').length, 1, 'one log line')
+    t.match(refusedLines('endpoints')[0]?.msg, /names more than 100 extensions/)
+  })
+
+  await t.test('command results for correlation ids never sent are ignored, counted, said once', async (t) => {
+    for (let i = 0; i < 20; i++) await a.publishAsync(topics.result('gw-a', `never-${i}`), envelopeOf('gw-a', 'result', { correlationId: `never-${i}`, command: 'setDnd', ok: true }), { qos: 1 })
+    await eventually(() => world.counters.get('relay.refused.unsolicited_result') === 20, 'all twenty to be counted')
+    t.equal(refusedLines('unsolicited_result').length, 1, 'one log line')
+  })
+
+  await t.test('telemetry beyond 12 a minute is dropped; telemetry with huge arrays never decodes', async (t) => {
+    for (let i = 0; i < 30; i++) await a.publishAsync(topics.telemetry('gw-a'), envelopeOf('gw-a', 'telemetry', { uptimeS: i, rssBytes: 1, eventsSent: i, invalidCommands: 0 }), { qos: 1 })
+    await eventually(() => world.counters.get('relay.refused.telemetry_rate') >= 15, 'the excess telemetry to be refused')
+    t.equal(refusedLines('telemetry_rate').length, 1, 'one log line')
+    const stored = await world.relay.store.db.query<{ n: number }>("SELECT count(*)::int AS n FROM gateway_telemetry WHERE gateway_id = 'gw-a'")
+    t.ok((stored[0]?.n ?? 0) <= 15, `at most a minute's worth stored (${stored[0]?.n})`)
+  })
+
+  await t.test("a time from the future is taken as the relay's now", async (t) => {
+    const dayAhead = Date.now() + 24 * 3600_000
+    await b.publishAsync(topics.endpoint('gw-b'), envelopeOf('gw-b', 'endpoint', endpointState('302', { changedAt: dayAhead })), { qos: 1 })
+    const row = await eventually(async () => (await world.relay.store.listEndpoints()).find((e) => e.gatewayId === 'gw-b' && e.endpointId === '302'), 'the event to be stored')
+    t.ok(row.changedAt < dayAhead - 3600_000, 'stored with the relay\'s time, not a day ahead')
+    t.equal(world.counters.get('relay.future_times_clamped'), 1)
+    t.match(world.lines().find((l) => l.refused === 'future_time')?.msg, /ahead of the relay.*Set the box's clock/)
+  })
+})
