@@ -397,8 +397,8 @@ export class Relay {
       onTelemetry: (gatewayId, data) => liveness.onTelemetry(gatewayId, data),
       onClockSkew: (gatewayId, skewMs) => liveness.onClockSkew(gatewayId, skewMs),
       onEndpoint: (gatewayId, data, seq) => engine.onEndpoint(gatewayId, data, seq),
-      onDirectory: async (gatewayId, data) => {
-        await engine.onDirectory(gatewayId, data)
+      onDirectory: (gatewayId, data) => engine.onDirectory(gatewayId, data),
+      onDirectoryPart: async (gatewayId) => {
         // People a PBX directory adds count against the tenant's seats like imported ones.
         const tenantId = this.#gatewayTenant.get(gatewayId)
         if (tenantId !== undefined && directory.seatLimit(tenantId) !== undefined) await directory.enforceSeats(tenantId)

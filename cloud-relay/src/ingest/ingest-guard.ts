@@ -86,8 +86,8 @@ export class IngestGuard {
     if (rate !== undefined && !this.#take(use, envelope.type, rate)) {
       return { ok: false, what: `${envelope.type}_rate`, message: `gateway ${gatewayId} sent more than ${rate} ${envelope.type} messages in a minute; the excess is dropped. A box does not do this: check its software version and log` }
     }
-    const connectorId = 'connectorId' in envelope.data ? envelope.data.connectorId : undefined
-    if (connectorId !== undefined && envelope.type !== 'result' && !use.connectors.has(connectorId)) {
+    const connectorId = envelope.type === 'link' || envelope.type === 'endpoint' || envelope.type === 'directory' ? envelope.data.connectorId : undefined
+    if (connectorId !== undefined && !use.connectors.has(connectorId)) {
       if (use.connectors.size >= this.#limits.connectorsPerGateway) {
         return { ok: false, what: 'connectors', message: `gateway ${gatewayId} names more than ${this.#limits.connectorsPerGateway} connectors; messages of connector ${connectorId.slice(0, 64)} are dropped. Remove connectors the box no longer has` }
       }

@@ -13,7 +13,10 @@ export interface RelayLinkHandlers {
   onStatus(gatewayId: string, data: StatusData, retained: boolean, seq: number): Promise<void>
   onLink(gatewayId: string, data: LinkData): Promise<void>
   onEndpoint(gatewayId: string, data: EndpointData, seq: number): Promise<void>
+  /** A slice of a directory part (at most directorySliceEntries entries). */
   onDirectory(gatewayId: string, data: DirectoryData): Promise<void>
+  /** Every slice of a directory part is applied (once per part, for work that need not run per slice). */
+  onDirectoryPart?(gatewayId: string, connectorId: string): Promise<void>
   /** The next command sequence number for a gateway (monotonic across relay restarts). */
   nextCommandSeq(gatewayId: string): Promise<number>
   /**
@@ -236,6 +239,7 @@ export class RelayLink {
       await this.#handlers.onDirectory(gatewayId, { connectorId: data.connectorId, entries: data.entries.slice(i, i + slice) })
       await new Promise<void>((resolve) => setImmediate(resolve))
     }
+    await this.#handlers.onDirectoryPart?.(gatewayId, data.connectorId)
     if ((data.part ?? 1) === (data.parts ?? 1)) this.#log.info({ gatewayId, connector: data.connectorId, parts: data.parts ?? 1 }, 'PBX directory received')
   }
 
