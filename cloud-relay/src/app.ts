@@ -28,6 +28,7 @@ import { migrate } from './store/migrate.js'
 import { DirectoryStore } from './store/directory-store.js'
 import { RelayStore } from './store/relay-store.js'
 import { WriteBehindSyncStore } from './store/write-behind-store.js'
+import type { IngestLimits } from './ingest/ingest-guard.js'
 import { openSqlClient, type SqlClient } from './store/sql-client.js'
 import { effectiveSettings, type SyncSettings } from './sync/mapping.js'
 import { SyncEngine } from './sync/sync-engine.js'
@@ -71,6 +72,8 @@ export interface RelayDeps {
   authorizeCertificate?: AuthorizeCertificate | undefined
   /** The built console (index.html, app.js, app.css); default dist/web/console under the working directory. */
   consoleDir?: string | undefined
+  /** What one gateway may send (IngestGuard); the defaults suit production, tests lower them. */
+  ingestLimits?: Partial<IngestLimits> | undefined
 }
 
 type GraphClient = GraphPresenceApi & GraphDirectoryApi & { close(): Promise<void> | void }
@@ -287,6 +290,7 @@ export class Relay {
       clock,
       counters,
       settings: relayWide,
+      maxPeoplePerTenant: config.sync.maxPeoplePerTenant,
       timings: {
         sessionExpirationMinutes: config.sync.sessionExpirationMinutes,
         sessionRefreshMs: config.sync.sessionRefreshMs,
@@ -413,6 +417,7 @@ export class Relay {
       password: config.broker.relayPassword,
       commandTimeoutMs: config.sync.commandTimeoutMs,
       ...relayClient, // client certificate and persistent session
+      limits: this.#deps.ingestLimits,
     }, {
       knowsGateway: (gatewayId) => this.#gatewayTenant.has(gatewayId),
       // A revoked gateway's messages (already on the broker, or from a connection not yet cut) never reach a handler.
@@ -443,8 +448,8 @@ export class Relay {
       onTelemetry: (gatewayId, data) => liveness.onTelemetry(gatewayId, data),
       onClockSkew: (gatewayId, skewMs) => liveness.onClockSkew(gatewayId, skewMs),
       onEndpoint: (gatewayId, data, seq) => engine.onEndpoint(gatewayId, data, seq),
-      onDirectory: async (gatewayId, data) => {
-        await engine.onDirectory(gatewayId, data)
+      onDirectory: (gatewayId, data) => engine.onDirectory(gatewayId, data),
+      onDirectoryPart: async (gatewayId) => {
         // People a PBX directory adds count against the tenant's seats like imported ones.
         const tenantId = this.#gatewayTenant.get(gatewayId)
         if (tenantId !== undefined && directory.seatLimit(tenantId) !== undefined) await directory.enforceSeats(tenantId)
@@ -558,7 +563,8 @@ export class Relay {
     this.#engine?.stop()
     await this.#engine?.idle()
     await this.#link?.stop()
-    await this.#syncStore?.flush()
+    // Waits out a database that is briefly away; a refused row never holds the rest back.
+    await this.#syncStore?.drain(10_000)
     await this.#broker?.stop()
     for (const graph of this.#graph.values()) await graph.close()
     this.#graph.clear()

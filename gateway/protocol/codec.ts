@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto'
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler'
 import type { TSchema } from '@sinclair/typebox'
+import { ValueErrorType, type ValueError } from '@sinclair/typebox/errors'
+import { DIRECTORY_MAX_ENTRIES, MAX_PAYLOAD_BYTES_BY_KIND } from './limits.js'
 import { EnvelopeHeaderSchema, MessageSchemas, type AnyEnvelope, type Envelope, type MessageData, type MessageType } from './schemas.js'
 import { parseTopic, type ParsedTopic } from './topics.js'
 import { ENVELOPE_VERSION, MAX_PAYLOAD_BYTES } from './version.js'
@@ -29,6 +31,8 @@ export type DecodeErrorCode =
   | 'PROTO_TYPE'
   | 'PROTO_DATA'
   | 'PROTO_GATEWAY_MISMATCH'
+  /** A value beyond the contract's limits: a number too large, a text too long, too many items. */
+  | 'PROTO_LIMIT'
 
 export type DecodeResult =
   | { ok: true; topic: ParsedTopic; envelope: AnyEnvelope }
@@ -68,23 +72,25 @@ export function validateData<T extends MessageType>(type: T, data: unknown): str
 export function decodeMessage(topic: string, payload: Uint8Array): DecodeResult {
   const parsed = parseTopic(topic)
   if (!parsed) return { ok: false, code: 'PROTO_TOPIC', reason: `topic outside the contract: ${topic.slice(0, 200)}` }
-  if (payload.byteLength > MAX_PAYLOAD_BYTES) {
-    return { ok: false, code: 'PROTO_TOO_LARGE', reason: `payload of ${payload.byteLength} bytes exceeds ${MAX_PAYLOAD_BYTES}` }
+  const cap = Math.min(MAX_PAYLOAD_BYTES, MAX_PAYLOAD_BYTES_BY_KIND[parsed.kind])
+  if (payload.byteLength > cap) {
+    const hint = parsed.kind === 'directory' ? `: send the directory in parts (part, parts) of at most ${DIRECTORY_MAX_ENTRIES} entries and ${cap} bytes each` : ''
+    return { ok: false, code: 'PROTO_TOO_LARGE', reason: `a ${parsed.kind} message may be at most ${cap} bytes; this one has ${payload.byteLength}${hint}` }
   }
   let value: unknown
   try {
     value = JSON.parse(Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength).toString('utf8'))
   } catch (err) {
-    return { ok: false, code: 'PROTO_JSON', reason: `payload is not JSON: ${(err as Error).message}` }
+    return { ok: false, code: 'PROTO_JSON', reason: `payload is not JSON: ${(err as Error).message.slice(0, 200)}` }
   }
-  if (!headerCheck.Check(value)) return { ok: false, code: 'PROTO_ENVELOPE', reason: describeErrors(headerCheck, value) }
+  if (!headerCheck.Check(value)) return refusal('PROTO_ENVELOPE', 'envelope', headerCheck, value)
   const allowed = TYPES_BY_TOPIC[parsed.kind]
   if (!(allowed as readonly string[]).includes(value.type)) {
     return { ok: false, code: 'PROTO_TYPE', reason: `type "${value.type}" is not allowed on a ${parsed.kind} topic` }
   }
   const type = value.type as MessageType
   const check = dataChecks[type]
-  if (!check.Check(value.data)) return { ok: false, code: 'PROTO_DATA', reason: `${type}: ${describeErrors(check, value.data)}` }
+  if (!check.Check(value.data)) return refusal('PROTO_DATA', type, check, value.data)
   if (value.gatewayId !== parsed.gatewayId) {
     return { ok: false, code: 'PROTO_GATEWAY_MISMATCH', reason: `envelope gatewayId ${value.gatewayId} differs from topic ${parsed.gatewayId}` }
   }
@@ -94,7 +100,46 @@ export function decodeMessage(topic: string, payload: Uint8Array): DecodeResult 
   if (parsed.kind === 'link' && (value.data as { connectorId: string }).connectorId !== parsed.connectorId) {
     return { ok: false, code: 'PROTO_DATA', reason: 'link connectorId differs from topic' }
   }
+  if (parsed.kind === 'result' && (value.data as { correlationId: string }).correlationId !== parsed.correlationId) {
+    return { ok: false, code: 'PROTO_DATA', reason: 'result correlationId differs from topic' }
+  }
+  if (type === 'directory') {
+    const { part, parts } = value.data as { part?: number; parts?: number }
+    if ((part === undefined) !== (parts === undefined) || (part ?? 1) > (parts ?? 1)) {
+      return { ok: false, code: 'PROTO_DATA', reason: `directory: part ${part ?? '(none)'} of ${parts ?? '(none)'}: give both, with part between 1 and parts` }
+    }
+  }
   return { ok: true, topic: parsed, envelope: value as AnyEnvelope }
+}
+
+/** Upper bounds: a value that is well-formed but too large, too long or too many. */
+const LIMIT_ERRORS = new Set<ValueErrorType>([
+  ValueErrorType.IntegerMaximum, ValueErrorType.IntegerExclusiveMaximum, ValueErrorType.NumberMaximum, ValueErrorType.NumberExclusiveMaximum,
+  ValueErrorType.StringMaxLength, ValueErrorType.ArrayMaxItems, ValueErrorType.ObjectMaxProperties,
+])
+
+/** A refusal in words: PROTO_LIMIT when the first problem is a value beyond the contract's limits. */
+function refusal(code: 'PROTO_ENVELOPE' | 'PROTO_DATA', what: string, check: TypeCheck<TSchema>, value: unknown): DecodeResult {
+  const first = check.Errors(value).First()
+  if (first && LIMIT_ERRORS.has(first.type)) return { ok: false, code: 'PROTO_LIMIT', reason: `${what} ${describeLimit(first)}` }
+  return { ok: false, code, reason: code === 'PROTO_DATA' ? `${what}: ${describeErrors(check, value)}` : describeErrors(check, value) }
+}
+
+function describeLimit(error: ValueError): string {
+  const schema = error.schema as { maximum?: number; exclusiveMaximum?: number; maxLength?: number; maxItems?: number; maxProperties?: number; description?: string }
+  const why = schema.description ? ` (${schema.description})` : ''
+  const path = error.path || '/'
+  const v = error.value
+  switch (error.type) {
+    case ValueErrorType.StringMaxLength:
+      return `${path}: a text of ${(v as string).length} characters is longer than the limit of ${schema.maxLength}${why}`
+    case ValueErrorType.ArrayMaxItems:
+      return `${path}: ${(v as unknown[]).length} items are more than the limit of ${schema.maxItems}${why}`
+    case ValueErrorType.ObjectMaxProperties:
+      return `${path}: ${Object.keys(v as object).length} fields are more than the limit of ${schema.maxProperties}${why}`
+    default:
+      return `${path}: ${String(v).slice(0, 40)} is above the limit of ${schema.maximum ?? schema.exclusiveMaximum}${why}`
+  }
 }
 
 function describeErrors(check: TypeCheck<TSchema>, value: unknown): string {

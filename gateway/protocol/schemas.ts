@@ -1,4 +1,5 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox'
+import { DIRECTORY_MAX_ENTRIES, DIRECTORY_MAX_PARTS, MAX_BYTES_FIGURE, MAX_EPOCH_MS, MAX_SAFE_COUNT, MAX_SECONDS_FIGURE, MIN_EPOCH_MS, TELEMETRY_MAX_FIELDS } from './limits.js'
 
 /**
  * The payload schemas of the MQTT contract. One source: the TypeScript types, the runtime checks on both
@@ -7,7 +8,15 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox'
 
 const Id = Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$' })
 /** An endpoint is an extension or user on one connector: its PBX-side identifier, e.g. "201". */
-const EndpointId = Type.String({ minLength: 1, maxLength: 64 })
+const EndpointId = Type.String({ minLength: 1, maxLength: 64, pattern: '^[^\\x00-\\x1f\\x7f]*$' })
+/** Every time in the contract (see limits.ts for why this range). */
+const EpochMs = Type.Integer({ minimum: MIN_EPOCH_MS, maximum: MAX_EPOCH_MS, description: 'epoch milliseconds between 1970-01-01 and 2100-01-01' })
+/** A short machine-readable text ("call.connected", "osbiz", "1.4.2"): no control characters. */
+const Token = (maxLength: number) => Type.String({ maxLength, pattern: '^[^\\x00-\\x1f\\x7f]*$', description: `text without control characters, at most ${maxLength} characters` })
+/** Words for a person (a name, a reason): no NUL, which PostgreSQL text refuses. */
+const Text = (maxLength: number) => Type.String({ maxLength, pattern: '^[^\\x00]*$', description: `text without NUL characters, at most ${maxLength} characters` })
+/** A count that only grows (messages sent, records): exact in a JavaScript number. */
+const Count = Type.Integer({ minimum: 0, maximum: MAX_SAFE_COUNT })
 
 export const CallStateSchema = Type.Union([
   Type.Literal('idle'),
@@ -25,21 +34,22 @@ export type LinkState = Static<typeof LinkStateSchema>
 
 export const StatusDataSchema = Type.Object({
   state: Type.Union([Type.Literal('online'), Type.Literal('offline')]),
-  version: Type.String({ maxLength: 64 }),
+  version: Token(64),
   /** Epoch ms when this gateway process started. */
-  startedAt: Type.Integer({ minimum: 0 }),
-  reason: Type.Optional(Type.String({ maxLength: 256 })),
+  startedAt: EpochMs,
+  reason: Type.Optional(Text(256)),
 }, { additionalProperties: false })
 export type StatusData = Static<typeof StatusDataSchema>
 
 export const LinkDataSchema = Type.Object({
   connectorId: Id,
-  pbxType: Type.String({ maxLength: 32 }),
+  pbxType: Token(32),
   state: LinkStateSchema,
-  reason: Type.Optional(Type.String({ maxLength: 512 })),
+  reason: Type.Optional(Text(512)),
   /** Epoch ms when the link entered this state. */
-  since: Type.Integer({ minimum: 0 }),
-  endpoints: Type.Integer({ minimum: 0 }),
+  since: EpochMs,
+  /** Extensions the link serves (a directory holds at most DIRECTORY_MAX_PARTS × DIRECTORY_MAX_ENTRIES). */
+  endpoints: Type.Integer({ minimum: 0, maximum: DIRECTORY_MAX_PARTS * DIRECTORY_MAX_ENTRIES }),
 }, { additionalProperties: false })
 export type LinkData = Static<typeof LinkDataSchema>
 
@@ -53,38 +63,46 @@ export const EndpointDataSchema = Type.Object({
   /** Who switched DND on: the gateway (on the relay's command) or the person. Null when DND is off. */
   dndOwner: DndOwnerSchema,
   /** Epoch ms of the PBX observation this state came from. */
-  changedAt: Type.Integer({ minimum: 0 }),
+  changedAt: EpochMs,
   /** Short machine-readable cause, e.g. "call.connected", "dnd.user", "snapshot". */
-  cause: Type.String({ maxLength: 64 }),
+  cause: Token(64),
 }, { additionalProperties: false })
 export type EndpointData = Static<typeof EndpointDataSchema>
 
 export const DirectoryEntrySchema = Type.Object({
   endpointId: EndpointId,
-  name: Type.String({ maxLength: 256 }),
-  email: Type.Optional(Type.String({ maxLength: 320 })),
+  name: Text(256),
+  email: Type.Optional(Token(320)),
 }, { additionalProperties: false })
 export type DirectoryEntry = Static<typeof DirectoryEntrySchema>
 
+/**
+ * One part of a connector's PBX directory. A directory larger than DIRECTORY_MAX_ENTRIES (or than the directory
+ * topic's byte cap) travels as several parts, `part` 1..`parts`, each applied on its own (added within v1: without
+ * them a message is the whole directory, part 1 of 1).
+ */
 export const DirectoryDataSchema = Type.Object({
   connectorId: Id,
-  entries: Type.Array(DirectoryEntrySchema, { maxItems: 20000 }),
+  entries: Type.Array(DirectoryEntrySchema, { maxItems: DIRECTORY_MAX_ENTRIES, description: `a part holds at most ${DIRECTORY_MAX_ENTRIES} entries: send a larger directory in parts (part, parts)` }),
+  part: Type.Optional(Type.Integer({ minimum: 1, maximum: DIRECTORY_MAX_PARTS })),
+  parts: Type.Optional(Type.Integer({ minimum: 1, maximum: DIRECTORY_MAX_PARTS })),
 }, { additionalProperties: false })
 export type DirectoryData = Static<typeof DirectoryDataSchema>
 
-const Bytes = Type.Integer({ minimum: 0 })
+const Bytes = Type.Integer({ minimum: 0, maximum: MAX_BYTES_FIGURE })
+const Seconds = Type.Number({ minimum: 0, maximum: MAX_SECONDS_FIGURE })
 
 export const TelemetryDataSchema = Type.Object({
   /** Seconds since the gateway process started (v1 meaning, kept). */
-  uptimeS: Type.Number({ minimum: 0 }),
+  uptimeS: Seconds,
   rssBytes: Bytes,
-  eventsSent: Type.Integer({ minimum: 0 }),
-  invalidCommands: Type.Integer({ minimum: 0 }),
+  eventsSent: Count,
+  invalidCommands: Count,
   // The box's health (added within v1, all optional so older peers interoperate).
   /** Whole-machine CPU load in percent (0–100) since the previous sample. */
   cpuPercent: Type.Optional(Type.Number({ minimum: 0, maximum: 100 })),
   /** 1-minute load average. */
-  load1: Type.Optional(Type.Number({ minimum: 0 })),
+  load1: Type.Optional(Type.Number({ minimum: 0, maximum: 10_000 })),
   memUsedBytes: Type.Optional(Bytes),
   memTotalBytes: Type.Optional(Bytes),
   /** CPU/SoC temperature; absent when the hardware has no sensor (never 0 for "unknown"). */
@@ -93,24 +111,28 @@ export const TelemetryDataSchema = Type.Object({
   diskUsedBytes: Type.Optional(Bytes),
   diskTotalBytes: Type.Optional(Bytes),
   /** Seconds since the operating system booted. */
-  systemUptimeS: Type.Optional(Type.Number({ minimum: 0 })),
+  systemUptimeS: Type.Optional(Seconds),
   /** Seconds since the gateway process started (same as uptimeS, named for clarity). */
-  processUptimeS: Type.Optional(Type.Number({ minimum: 0 })),
+  processUptimeS: Type.Optional(Seconds),
   /** The gateway software version. */
-  version: Type.Optional(Type.String({ maxLength: 64 })),
+  version: Type.Optional(Token(64)),
   /** State changes waiting in the box's outbox. */
-  outboxRecords: Type.Optional(Type.Integer({ minimum: 0 })),
-}, { additionalProperties: true })
+  outboxRecords: Type.Optional(Count),
+}, {
+  // Fields a newer gateway adds within v1 pass, as scalars only: never arrays or objects the relay would store.
+  additionalProperties: Type.Union([Type.Number({ minimum: -MAX_SAFE_COUNT, maximum: MAX_SAFE_COUNT }), Text(256), Type.Boolean(), Type.Null()]),
+  maxProperties: TELEMETRY_MAX_FIELDS,
+})
 export type TelemetryData = Static<typeof TelemetryDataSchema>
 
 export const ErrorInfoSchema = Type.Object({
-  code: Type.String({ maxLength: 64 }),
-  message: Type.String({ maxLength: 1024 }),
+  code: Token(64),
+  message: Text(1024),
 }, { additionalProperties: false })
 
 export const ResultDataSchema = Type.Object({
   correlationId: Id,
-  command: Type.String({ maxLength: 32 }),
+  command: Token(32),
   ok: Type.Boolean(),
   error: Type.Optional(ErrorInfoSchema),
   /** The endpoint state after the command, when the command concerned one endpoint. */
@@ -123,19 +145,19 @@ export const SetDndDataSchema = Type.Object({
   endpointId: EndpointId,
   dnd: Type.Boolean(),
   /** Why the relay wants it, for the gateway's log ("Teams InAConferenceCall"). */
-  reason: Type.String({ maxLength: 256 }),
+  reason: Text(256),
 }, { additionalProperties: false })
 export type SetDndData = Static<typeof SetDndDataSchema>
 
 export const ResyncDataSchema = Type.Object({
-  reason: Type.String({ maxLength: 256 }),
+  reason: Text(256),
 }, { additionalProperties: false })
 export type ResyncData = Static<typeof ResyncDataSchema>
 
 /** `cmd/ping` (added within v1): the gateway answers with an ok result at once. */
 export const PingDataSchema = Type.Object({
   /** Epoch ms at the relay when it sent the ping (round-trip measurement). */
-  sentAt: Type.Integer({ minimum: 0 }),
+  sentAt: EpochMs,
 }, { additionalProperties: false })
 export type PingData = Static<typeof PingDataSchema>
 
@@ -160,11 +182,11 @@ export const EnvelopeHeaderSchema = Type.Object({
   /** Unique message id (UUID). For commands it is also the correlation id of the result. */
   id: Id,
   /** Epoch ms at the sender. */
-  ts: Type.Integer({ minimum: 0 }),
+  ts: EpochMs,
   gatewayId: Id,
   /** Monotonic per sender and gateway, surviving restarts (gaps allowed). */
-  seq: Type.Integer({ minimum: 0 }),
-  type: Type.String({ maxLength: 32 }),
+  seq: Count,
+  type: Token(32),
   data: Type.Unknown(),
 }, { additionalProperties: false })
 

@@ -1,6 +1,8 @@
 import { join } from 'node:path'
 import type { Logger } from 'pino'
-import type { DirectoryEntry, EndpointData, LinkData, ResultData } from '../protocol/schemas.js'
+import type { DirectoryData, DirectoryEntry, EndpointData, LinkData, ResultData } from '../protocol/schemas.js'
+import { splitDirectory } from '../protocol/directory-parts.js'
+import { DIRECTORY_MAX_ENTRIES, DIRECTORY_MAX_PARTS } from '../protocol/limits.js'
 import { topics } from '../protocol/topics.js'
 import { AdapterError, type AdapterDefinition, type PbxAdapter, type PbxObservation } from './adapters/types.js'
 import { UNENROLLED_GATEWAY_ID, type LoadedGatewayConfig } from './config/load.js'
@@ -325,8 +327,11 @@ export class Gateway {
       this.#directories.set(connectorId, observation.entries)
       const link = this.#links.get(connectorId)
       if (link) link.endpoints = observation.entries.length
-      // H2: through the outbox, the latest directory per connector.
-      void uplink.publishDurable(outboxKeys.directory(connectorId), 'directory', { connectorId, entries: observation.entries }, topics.directory(this.#gatewayId))
+      // H2: through the outbox, the latest directory per connector, in parts the relay accepts (one record per part).
+      for (const part of this.#directoryParts(connectorId, observation.entries)) {
+        const key = part.part === 1 ? outboxKeys.directory(connectorId) : `${outboxKeys.directory(connectorId)}/${part.part}`
+        void uplink.publishDurable(key, 'directory', part, topics.directory(this.#gatewayId))
+      }
       return
     }
     const changed = tracker.apply(connectorId, observation)
@@ -340,6 +345,13 @@ export class Gateway {
     void uplink.publishDurable(outboxKeys.endpoint(connectorId, changed.endpointId), 'endpoint', changed, topics.endpoint(this.#gatewayId))
   }
 
+  /** A directory in parts within the contract's limits (IP Office's 3,000 users: 6 parts of 500). */
+  #directoryParts(connectorId: string, entries: readonly DirectoryEntry[]): DirectoryData[] {
+    const { parts, omitted } = splitDirectory(connectorId, entries)
+    if (omitted) this.#log.warn({ connector: connectorId, entries: entries.length, omitted }, `the PBX directory has more extensions than the relay accepts (${DIRECTORY_MAX_PARTS * DIRECTORY_MAX_ENTRIES}); the rest are not sent`)
+    return parts
+  }
+
   /**
    * After every relay (re)connect: links, directories and every endpoint, so the relay can resync. Not
    * stored in the outbox: the uplink queues these behind the outbox replay while connected and drops them while
@@ -350,7 +362,7 @@ export class Gateway {
     if (!uplink || !this.#tracker) return
     for (const link of this.#links.values()) uplink.publishRetained('link', link, link.connectorId)
     for (const [connectorId, entries] of this.#directories) {
-      uplink.publish('directory', { connectorId, entries }, topics.directory(this.#gatewayId))
+      for (const part of this.#directoryParts(connectorId, entries)) uplink.publish('directory', part, topics.directory(this.#gatewayId))
     }
     for (const endpoint of this.#tracker.all()) {
       uplink.publish('endpoint', { ...endpoint, cause: 'snapshot' }, topics.endpoint(this.#gatewayId))

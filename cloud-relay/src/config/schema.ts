@@ -130,6 +130,7 @@ export const RelayConfigSchema = Type.Object({
     echoHoldMs: Type.Integer({ minimum: 0, default: 15_000 }),
     gatewayOfflineGraceMs: Type.Integer({ minimum: 0, default: 120_000 }),
     commandTimeoutMs: Type.Integer({ minimum: 500, default: 10_000 }),
+    maxPeoplePerTenant: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 10_000, description: 'people per tenant (imported ones included) beyond which a PBX directory e-mail makes no new person: the extension is recorded without one' }),
   }, { additionalProperties: false, default: {} }),
   http: Type.Object({
     /** The admin API and /healthz. Loopback by default: put a TLS reverse proxy in front to expose it. */

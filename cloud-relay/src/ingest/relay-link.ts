@@ -5,6 +5,7 @@ import { createEnvelope, decodeMessage, encodeEnvelope } from '../../../gateway/
 import type { AnyEnvelope, DirectoryData, EndpointData, LinkData, PingData, ResultData, SetDndData, StatusData, TelemetryData } from '../../../gateway/protocol/schemas.js'
 import { topics, type CommandName, type ParsedTopic } from '../../../gateway/protocol/topics.js'
 import type { Counters } from '../../../gateway/src/core/counters.js'
+import { IngestGuard, type IngestLimits } from './ingest-guard.js'
 
 export interface RelayLinkHandlers {
   /** Whether the gateway exists (messages from unknown gateways are dropped). */
@@ -12,7 +13,10 @@ export interface RelayLinkHandlers {
   onStatus(gatewayId: string, data: StatusData, retained: boolean, seq: number): Promise<void>
   onLink(gatewayId: string, data: LinkData): Promise<void>
   onEndpoint(gatewayId: string, data: EndpointData, seq: number): Promise<void>
+  /** A slice of a directory part (at most directorySliceEntries entries). */
   onDirectory(gatewayId: string, data: DirectoryData): Promise<void>
+  /** Every slice of a directory part is applied (once per part, for work that need not run per slice). */
+  onDirectoryPart?(gatewayId: string, connectorId: string): Promise<void>
   /** The next command sequence number for a gateway (monotonic across relay restarts). */
   nextCommandSeq(gatewayId: string): Promise<number>
   /**
@@ -44,6 +48,8 @@ export interface RelayLinkOptions {
    * while the relay restarts. Without one a random id and a clean session are used.
    */
   clientId?: string | undefined
+  /** What one gateway may send (see IngestGuard); defaults are well above a real box. */
+  limits?: Partial<IngestLimits> | undefined
 }
 
 interface PendingCommand {
@@ -69,6 +75,9 @@ export class RelayLink {
   readonly #counters: Counters
   readonly #pending = new Map<string, PendingCommand>()
   readonly #queues = new Map<string, Promise<void>>()
+  /** Messages per gateway queued and not yet handled. */
+  readonly #queued = new Map<string, number>()
+  readonly #guard: IngestGuard
   #client: MqttClient | undefined
   #lastError = ''
   /** Gateways whose clock is off, with when we last said so. */
@@ -79,6 +88,7 @@ export class RelayLink {
     this.#handlers = handlers
     this.#log = deps.logger
     this.#counters = deps.counters
+    this.#guard = new IngestGuard(options.limits ?? {}, { logger: deps.logger, counters: deps.counters })
   }
 
   get connected(): boolean {
@@ -189,19 +199,48 @@ export class RelayLink {
       this.#log.warn({ gatewayId: parsed.gatewayId, kind: parsed.kind, why: allowed.reason }, 'dropped a message from a gateway that may not be heard; create or enroll the gateway first')
       return
     }
+    const gatewayId = parsed.gatewayId
+    const queued = this.#queued.get(gatewayId) ?? 0
+    if (queued >= this.#guard.limits.queuedPerGateway) {
+      this.#guard.refuse(gatewayId, 'queue', `gateway ${gatewayId} has ${queued} messages waiting to be handled; newer ones are dropped until the relay catches up. A box does not send this fast: check its log`, { kind: parsed.kind })
+      return
+    }
+    const admitted = this.#guard.admit(gatewayId, envelope)
+    if (!admitted.ok) {
+      this.#guard.refuse(gatewayId, admitted.what, admitted.message, { kind: parsed.kind })
+      return
+    }
     this.#handlers.onActivity?.(parsed.gatewayId, parsed.kind)
     // A birth and telemetry are stamped as they are sent (replayed state changes are old on purpose): their age
     // is the box's clock error, plus a little transit.
     if (!retained && (envelope.type === 'status' || envelope.type === 'telemetry')) this.#checkClock(parsed.gatewayId, envelope.ts)
     const previous = this.#queues.get(parsed.gatewayId) ?? Promise.resolve()
+    this.#queued.set(gatewayId, queued + 1)
     const next = previous.then(() => this.#dispatch(parsed, envelope, retained)).catch((err: unknown) => {
       this.#counters.inc('relay.handler_errors')
       this.#log.error({ gatewayId: parsed.gatewayId, kind: parsed.kind, err: (err as Error).message }, 'handling a gateway message failed')
     })
     this.#queues.set(parsed.gatewayId, next)
     void next.then(() => {
+      const left = (this.#queued.get(gatewayId) ?? 1) - 1
+      if (left > 0) this.#queued.set(gatewayId, left)
+      else this.#queued.delete(gatewayId)
       if (this.#queues.get(parsed.gatewayId) === next) this.#queues.delete(parsed.gatewayId)
     })
+  }
+
+  /**
+   * A directory part is applied in slices with a turn of the event loop between them, so a large directory never
+   * holds up other gateways, the admin API or /healthz (one 12,000-entry message once stalled the relay for 10 s).
+   */
+  async #applyDirectory(gatewayId: string, data: DirectoryData): Promise<void> {
+    const slice = this.#guard.limits.directorySliceEntries
+    for (let i = 0; i < data.entries.length || i === 0; i += slice) {
+      await this.#handlers.onDirectory(gatewayId, { connectorId: data.connectorId, entries: data.entries.slice(i, i + slice) })
+      await new Promise<void>((resolve) => setImmediate(resolve))
+    }
+    await this.#handlers.onDirectoryPart?.(gatewayId, data.connectorId)
+    if ((data.part ?? 1) === (data.parts ?? 1)) this.#log.info({ gatewayId, connector: data.connectorId, parts: data.parts ?? 1 }, 'PBX directory received')
   }
 
   #checkClock(gatewayId: string, sentAt: number): void {
@@ -232,10 +271,14 @@ export class RelayLink {
       case 'endpoint':
         return this.#handlers.onEndpoint(topic.gatewayId, envelope.data, envelope.seq)
       case 'directory':
-        return this.#handlers.onDirectory(topic.gatewayId, envelope.data)
+        return this.#applyDirectory(topic.gatewayId, envelope.data)
       case 'result': {
         const pending = this.#pending.get(envelope.data.correlationId)
-        if (!pending) return
+        if (!pending) {
+          // A late answer after the timeout is normal; a stream of answers to nothing is not.
+          this.#guard.refuse(topic.gatewayId, 'unsolicited_result', `gateway ${topic.gatewayId} answered a command the relay is not waiting for (late after a timeout, or never sent); ignored`, { command: envelope.data.command })
+          return
+        }
         if (pending.gatewayId !== topic.gatewayId) {
           // A result can only answer a command sent to the same gateway: another gateway guessing ids is ignored.
           this.#counters.inc('relay.foreign_results')

@@ -63,6 +63,8 @@ export interface SyncEngineDeps {
    * (then the entry's e-mail makes a person and Graph resolves it, as before user import existed).
    */
   resolveDirectoryEntry?: (tenantId: string, gatewayId: string, connectorId: string, entry: { endpointId: string; email: string | null }) => Promise<PersonRow | null | undefined>
+  /** At most this many people per tenant are created from PBX directory e-mails; undefined: no limit. */
+  maxPeoplePerTenant?: number | undefined
 }
 
 /** A Teams write handed to the tenant's writer, kept until its outcome is applied. */
@@ -117,6 +119,7 @@ export class SyncEngine implements PersonExplainer {
   readonly #deps: SyncEngineDeps
   readonly #log: Logger
   readonly #people = new Map<number, PersonModel>()
+  readonly #peopleLimitWarned = new Map<string, number>()
   readonly #personByEndpoint = new Map<string, number>()
   /** Graph user id (lower case) → person id, for presence readings. */
   readonly #personByGraphId = new Map<string, number>()
@@ -370,6 +373,8 @@ export class SyncEngine implements PersonExplainer {
           } else person.row = { ...person.row, displayName: resolved.displayName, graphUserId: resolved.graphUserId }
           if (resolved.graphUserId) this.#personByGraphId.set(resolved.graphUserId.toLowerCase(), resolved.id)
         }
+      } else if (email && this.#deps.maxPeoplePerTenant !== undefined && !this.personByEmail(tenantId, email) && !this.#mayCreatePerson(tenantId, gatewayId)) {
+        // Over the tenant's ceiling: the extension is recorded without a person.
       } else if (email) {
         const row = await this.#deps.store.upsertPerson(tenantId, email, entry.name)
         person = this.#people.get(row.id)
@@ -401,6 +406,25 @@ export class SyncEngine implements PersonExplainer {
         this.#unmapped.set(key, model)
       }
     }
+  }
+
+  /**
+   * Whether a PBX directory may create one more person in the tenant: a gateway must not fill a tenant (and the
+   * relay's memory and database) with people, whatever its directory says. Said once per tenant per 10 minutes.
+   */
+  #mayCreatePerson(tenantId: string, gatewayId: string): boolean {
+    const max = this.#deps.maxPeoplePerTenant
+    if (max === undefined) return true
+    let count = 0
+    for (const person of this.#people.values()) if (person.row.tenantId === tenantId) count++
+    if (count < max) return true
+    this.#deps.counters.inc('sync.people_limit_reached')
+    const last = this.#peopleLimitWarned.get(tenantId)
+    if (last === undefined || this.#deps.clock.now() - last > 10 * 60_000) {
+      this.#peopleLimitWarned.set(tenantId, this.#deps.clock.now())
+      this.#log.warn({ tenant: tenantId, gatewayId, limit: max }, `tenant ${tenantId} has ${count} people, its limit for people made from PBX directories (sync.maxPeoplePerTenant ${max}); further extensions of gateway ${gatewayId} are recorded without a person. Raise the limit or import users from Entra ID`)
+    }
+    return false
   }
 
   /** The gateway's sequence restarted (see RelayStore.resetEndpointSeqAbove): forget stored sequence numbers. */
