@@ -56,10 +56,12 @@ t.test('the relay\'s HTTPS port refuses TLS 1.0 and 1.1', async (t) => {
   const relay = new Relay(config, { logger: pino({ level: 'silent' }), clock: systemClock, counters: new Counters() })
   await relay.start()
   t.teardown(() => relay.stop())
-  const old = await oldClient(relay.httpPort)
+  const port = relay.httpPort
+  if (port === undefined) throw new Error('the relay did not open its HTTPS port')
+  const old = await oldClient(port)
   t.equal(old.protocol, undefined, `no TLS 1.0/1.1 session was agreed (got ${old.protocol ?? old.error})`)
   t.ok(old.error, 'the handshake failed')
-  t.match(await modernClient(relay.httpPort), /^TLSv1\.[23]$/, 'a current client still connects')
+  t.match(await modernClient(port), /^TLSv1\.[23]$/, 'a current client still connects')
 })
 
 t.test('the box\'s setup page refuses TLS 1.0 and 1.1', async (t) => {
