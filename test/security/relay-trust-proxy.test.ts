@@ -16,7 +16,7 @@ import type { TapTest } from '../helpers/tap-types.js'
 
 const base = (dir: string, http: Record<string, unknown>) => ({
   logLevel: 'silent',
-  broker: { port: 0, host: '127.0.0.1', relayPassword: 'relay-secret' },
+  broker: { port: 0, host: '127.0.0.1', relayPassword: 'relay-secret', passwordListener: true },
   database: { pgliteDir: join(dir, 'pglite') },
   secrets: { sealKeyFile: join(dir, 'seal.key') },
   http: { host: '127.0.0.1', port: 0, ...http },
