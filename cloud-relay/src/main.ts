@@ -44,7 +44,7 @@ async function main(): Promise<void> {
       const sealKey = process.env.RELAY_SEAL_KEY || undefined
       const relay = new Relay(config, { logger, clock: systemClock, counters: new Counters(), graphCaPem, sealKey, databaseUrl: process.env.DATABASE_URL || undefined })
       await relay.start()
-      return { stop: () => relay.stop(), log: (message) => logger.info(message) }
+      return { stop: () => relay.stop(), log: (message) => logger.info(message), logError: (message, err) => logger.error({ err }, message) }
     },
   })
 }

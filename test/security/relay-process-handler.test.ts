@@ -9,8 +9,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { eventually } from '../helpers/eventually.js'
+import type { TapTest } from '../helpers/tap-types.js'
 
-async function startFaultyService(t: Tap.Test) {
+async function startFaultyService(t: TapTest) {
   const dir = await mkdtemp(join(tmpdir(), 'faulty-'))
   const portFile = join(dir, 'port')
   const child = spawn(process.execPath, ['--import', 'tsx', 'test/console/fixtures/faulty-service.ts', '--config', portFile], { env: { ...process.env, LOG_PRETTY: '0' }, stdio: ['ignore', 'pipe', 'pipe'] })
