@@ -4,8 +4,16 @@
  * password inside the burst is refused. A success clears only its own account's count. The map of counters is
  * bounded.
  */
+import { randomBytes, scrypt } from 'node:crypto'
+import { promisify } from 'node:util'
+import { pino } from 'pino'
 import t from 'tap'
 import { AttemptLimiter } from '../../cloud-relay/src/console/attempt-limiter.js'
+import { ConsoleAuth } from '../../cloud-relay/src/console/console-auth.js'
+import { ConsoleStore } from '../../cloud-relay/src/console/console-store.js'
+import { migrate } from '../../cloud-relay/src/store/migrate.js'
+import { openSqlClient } from '../../cloud-relay/src/store/sql-client.js'
+import { systemClock } from '../../gateway/src/core/clock.js'
 import { call, createAccounts, startConsoleRelay } from '../console/fixtures/console-relay.js'
 
 const OPERATOR = { username: 'ops', password: 'correct horse battery' }
@@ -53,4 +61,22 @@ t.test('the limiter counts before checking, per key, and keeps a bounded map', a
   t.ok(limiter.size <= 100, `the map stays bounded (${limiter.size} keys)`)
   now += 61_000
   t.equal(limiter.take(['address:a']), undefined, 'the window passes')
+})
+
+t.test('passwords are scrypt with N = 2^17; an older hash still signs in and is rehashed', async (t) => {
+  const logger = pino({ level: 'silent' })
+  const db = await openSqlClient({ dataDir: 'memory' }, logger)
+  t.teardown(() => db.close())
+  await migrate(db, logger)
+  const store = new ConsoleStore(db)
+  const auth = new ConsoleAuth({}, { store, clock: systemClock, logger, tenants: () => ['contoso'] })
+  const salt = randomBytes(16)
+  const old = (await promisify(scrypt)('an old password here', salt, 32)) as Buffer // node's default: N = 2^14
+  await store.createAccount({ username: 'veteran', passwordHash: `scrypt$16384$8$1$${salt.toString('base64')}$${old.toString('base64')}`, role: 'operator', tenantId: null })
+  await auth.login('veteran', 'an old password here', '192.0.2.1')
+  t.match((await store.findByUsername('veteran'))?.passwordHash, /^scrypt\$131072\$8\$1\$/, 'rehashed with N = 2^17 at sign-in')
+  await auth.login('veteran', 'an old password here', '192.0.2.1')
+  t.pass('and the new hash signs in')
+  const created = await auth.createAccount({ id: 1, username: 'veteran', role: 'operator', tenantId: null, disabled: false, createdAt: new Date() }, { username: 'fresh', password: 'a fresh password', role: 'operator', tenantId: null })
+  t.match((await store.findByUsername(created.username))?.passwordHash, /^scrypt\$131072\$/, 'new accounts get N = 2^17')
 })
