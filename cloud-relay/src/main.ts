@@ -28,7 +28,12 @@ Environment:
   RELAY_SEAL_KEY  key (32 bytes, base64 or hex) sealing secrets at rest; overrides secrets.sealKeyFile
   LOG_PRETTY=1  human-readable logs (default when stdout is a terminal)
 
-Exit codes: 0 stopped cleanly, 2 bad command line or config, 1 crashed.
+Cloud console: https://<relay>/console/. While no console account exists, the log at start shows a
+  one-time setupSecret (also in console-setup-secret next to secrets.sealKeyFile, mode 0600): the
+  first visit needs it, or http.apiToken, to create the first operator.
+
+Exit codes: 0 stopped cleanly, 2 bad command line or config, 1 crashed (an uncaught exception is
+logged first; an unhandled promise rejection is logged and the relay keeps serving).
 `
 
 async function main(): Promise<void> {
