@@ -72,7 +72,7 @@ const gatewayPassword = randomBytes(12).toString('hex')
 const relayPassword = randomBytes(12).toString('hex')
 const config = parseRelayConfig({
   logLevel: 'silent',
-  broker: { mode: 'embedded', host: '127.0.0.1', port: 0, relayPassword },
+  broker: { mode: 'embedded', host: '127.0.0.1', port: 0, relayPassword, passwordListener: true },
   database: { pgliteDir: 'memory' },
   graph: { authorityHost: graph.url, graphBaseUrl: graph.url },
   tenants: [{

@@ -71,8 +71,8 @@ const boxWeb = new BoxWebServer({
   registry: adapterRegistry, logger, clock: systemClock, logRing: new LogRing(), certificate: boxCertificate,
   fileConnectorIds: new Set(stack.gatewayConfig().connectors.map((c) => c.id)),
 })
-const boxUrl = (await boxWeb.start()).url
-out(`${since()} Box setup page ${boxUrl}  (the first visit sets the box's admin password; certificate SHA-256 ${boxCertificate.fingerprint256.slice(0, 23)}…)`)
+const { url: boxUrl, setupCode: boxSetupCode } = await boxWeb.start()
+out(`${since()} Box setup page ${boxUrl}  setup code ${bold(boxSetupCode ?? '(already claimed)')}  (the first visit asks for it and sets the box's admin password; on a real box it is printed on its console; certificate SHA-256 ${boxCertificate.fingerprint256.slice(0, 23)}…)`)
 
 const waitUntil = async (check: () => boolean, what: string, timeoutMs = 15_000): Promise<void> => {
   const deadline = Date.now() + timeoutMs

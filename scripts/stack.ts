@@ -158,7 +158,8 @@ export class Stack {
         ? { mode: 'external', url: external.url, relayPassword: this.relayPassword }
         : {
           mode: 'embedded', host: '127.0.0.1', port: this.options.brokerPort ?? 0, relayPassword: this.relayPassword,
-          ...(secure ? { passwordListener: false, tls: { port: this.#securePorts?.mqtts ?? 0, wsPort: this.#securePorts?.wss ?? 0, dnsNames: ['localhost'] } } : {}),
+          // The demo's gateway logs in with a password: the plaintext listener, on 127.0.0.1 only (off by default).
+          ...(secure ? { passwordListener: false, tls: { port: this.#securePorts?.mqtts ?? 0, wsPort: this.#securePorts?.wss ?? 0, dnsNames: ['localhost'] } } : { passwordListener: true }),
         },
       ...(secure ? {
         enrollment: { brokerUrls: secure.brokerUrls ?? this.#advertisedBrokerUrls(), publicHostnames: ['localhost', '127.0.0.1'], failedAttemptsPerWindow: 1000 },

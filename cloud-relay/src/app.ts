@@ -3,13 +3,19 @@ import type { Logger } from 'pino'
 import type { Clock } from '../../gateway/src/core/clock.js'
 import type { Counters } from '../../gateway/src/core/counters.js'
 import { EmbeddedBroker, type AuthorizeCertificate, type BrokerTlsOptions } from './broker/embedded-broker.js'
-import { applyMosquittoRevocations, writeMosquittoConfig } from './broker/mosquitto-config.js'
+import { applyMosquittoRevocations, retainedGuardCommonName, writeMosquittoConfig } from './broker/mosquitto-config.js'
+import { MosquittoCrlRefresh } from './broker/crl-refresh.js'
+import { MosquittoRetainedGuard } from './broker/mosquitto-retained-guard.js'
+import { RelayCertificates } from './broker/relay-certificates.js'
+import { RELAY_CN_PREFIX } from './broker/peer-identity.js'
+import { commonNameOf } from './pki/relay-pki.js'
+import { X509Certificate } from 'node:crypto'
 // fleet liveness and telemetry
 import { GatewayLiveness } from './fleet/gateway-liveness.js'
 import { fleetRoutes } from './fleet/fleet-routes.js'
 import { TelemetryStore } from './fleet/telemetry-store.js'
 import { dirname, join } from 'node:path'
-import { hashSecret, verifySecret } from './broker/secrets.js'
+import { hashSecret, sameSecret } from './broker/secrets.js'
 import type { RelayConfig } from './config/schema.js'
 import { DirectoryService } from './directory/directory-service.js'
 import { createGraphPresenceClient, type ClientCertificate } from './graph/graph-presence-client.js'
@@ -105,7 +111,10 @@ export class Relay {
   readonly #deps: RelayDeps
   readonly #log: Logger
   readonly #gatewayTenant = new Map<string, string>()
-  readonly #gatewaySecret = new Map<string, string>()
+  /** Password-listener gateways from the config: their passwords, compared in constant time at connect. */
+  readonly #gatewayPassword = new Map<string, string>()
+  /** The stored scrypt hashes of those passwords, written in the background (a third of a second each). */
+  #hashing: Promise<void> = Promise.resolve()
   readonly #graph = new Map<string, GraphClient>()
   readonly #commandSeq = new Map<string, { next: number; end: number }>()
   readonly #commandSeqLock = new Map<string, Promise<number>>()
@@ -126,6 +135,9 @@ export class Relay {
   #pki: RelayPki | undefined
   #consoleLive: ConsoleLive | undefined
   #consoleAuth: ConsoleAuth | undefined
+  #relayCertificates: RelayCertificates | undefined
+  #crlRefresh: MosquittoCrlRefresh | undefined
+  #retainedGuard: MosquittoRetainedGuard | undefined
   #started = false
 
   constructor(config: Readonly<RelayConfig>, deps: RelayDeps) {
@@ -161,6 +173,12 @@ export class Relay {
   get pki(): RelayPki {
     if (!this.#pki) throw new Error('relay not started')
     return this.#pki
+  }
+
+  /** The relay's own client certificates (CN relay:<name>): issue one for a monitor, revoke one. */
+  get relayCertificates(): RelayCertificates {
+    if (!this.#relayCertificates) throw new Error('relay not started')
+    return this.#relayCertificates
   }
 
   get store(): RelayStore {
@@ -209,12 +227,16 @@ export class Relay {
     retention.start()
     this.#retention = retention
 
+    const storedHashes = new Map((await store.listGateways()).map((g) => [g.id, g.secretHash]))
     for (const tenant of config.tenants) {
       await store.upsertTenant(tenant.id, tenant.name || tenant.id)
       for (const gateway of tenant.gateways) {
-        const hash = hashSecret(gateway.password)
-        await store.upsertGateway({ id: gateway.id, tenantId: tenant.id, name: gateway.name, secretHash: hash })
-        this.#gatewaySecret.set(gateway.id, hash)
+        const row = { id: gateway.id, tenantId: tenant.id, name: gateway.name }
+        await store.upsertGateway({ ...row, secretHash: storedHashes.get(gateway.id) ?? null })
+        this.#gatewayPassword.set(gateway.id, gateway.password)
+        this.#hashing = this.#hashing
+          .then(async () => store.upsertGateway({ ...row, secretHash: await hashSecret(gateway.password) }))
+          .catch((err: unknown) => this.#log.warn({ gatewayId: gateway.id, err: (err as Error).message }, 'could not store the gateway password hash'))
       }
       if (tenant.graph) {
         this.#graph.set(tenant.id, createGraphPresenceClient({
@@ -310,24 +332,37 @@ export class Relay {
 
     let brokerUrl = config.broker.url ?? ''
     const relayPki = this.#deps.relayPki ?? pki
+    // Relay certificates (full access) are checked like gateways': the current one per name, not revoked.
+    const relayCertificates = new RelayCertificates({ pki: relayPki, clock })
+    this.#relayCertificates = relayCertificates
+    const passwordListener = config.broker.passwordListener
     if (config.broker.mode === 'embedded') {
+      if (passwordListener === false && !config.broker.tls) {
+        throw new Error('the embedded broker has no listener: add broker.tls (gateways with certificates from the relay CA), or set broker.passwordListener: true for plain MQTT on 127.0.0.1 (tests, the demo)')
+      }
       // mutual-TLS listeners when configured and the relay CA is available
       const tls = config.broker.tls ? await brokerTls(config.broker.tls, relayPki) : undefined
-      const broker = new EmbeddedBroker({ host: config.broker.host, port: config.broker.port, passwordListener: config.broker.passwordListener, tls }, {
+      const broker = new EmbeddedBroker({ host: config.broker.host, port: config.broker.port, passwordListener, tls }, {
         // The tenant comes from the enrollment record of the certificate's gateway id, never from the box.
         authorizeCertificate: this.#deps.authorizeCertificate ?? ((identity) => enrollment.decideCertificate(identity.gatewayId, identity.serial)),
+        authorizeRelayCertificate: (identity) => relayCertificates.decide(identity),
         relayUsername: config.broker.relayUsername,
         relayPassword: config.broker.relayPassword,
+        // The config holds these passwords in clear anyway: a constant-time compare, no scrypt per attempt.
         verifyGateway: (gatewayId, password) => {
-          const hash = this.#gatewaySecret.get(gatewayId)
-          return hash !== undefined && verifySecret(password, hash)
+          const expected = this.#gatewayPassword.get(gatewayId)
+          return expected !== undefined && sameSecret(password, expected)
         },
-      }, { logger: logger.child({ component: 'broker' }), counters })
+      }, { logger: logger.child({ component: 'broker' }), counters, clock })
       await broker.start()
       this.#broker = broker
-      brokerUrl = `mqtt://127.0.0.1:${broker.port}`
-      // no password listener: the relay's own client uses a relay:<name> certificate on mqtts
-      if (config.broker.passwordListener === false && broker.tlsPort !== undefined) brokerUrl = `mqtts://127.0.0.1:${broker.tlsPort}`
+      if (passwordListener !== false) {
+        const host = typeof passwordListener === 'object' ? passwordListener.host : '127.0.0.1'
+        brokerUrl = `mqtt://${host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host}:${broker.port}`
+      } else if (broker.tlsPort !== undefined) {
+        // no password listener: the relay's own client uses a relay:<name> certificate on mqtts
+        brokerUrl = `mqtts://127.0.0.1:${broker.tlsPort}`
+      }
     }
 
     // liveness: birth, last will, pings, telemetry kept like the event log
@@ -357,10 +392,26 @@ export class Relay {
         serverIpAddresses: mosquitto.ipAddresses,
         pidFile: mosquitto.pidFile,
         user: mosquitto.user,
-      }, { pki: relayPki, revoked: { certificates: enrollment.revokedCertificates(), gateways: enrollment.revokedGatewayIds() } })
+      }, { pki: relayPki, revoked: { certificates: [...enrollment.revokedCertificates(), ...relayCertificates.revokedCertificates()], gateways: enrollment.revokedGatewayIds() }, now: clock.now() })
       this.#log.info({ conf: files.confFile }, 'Mosquitto configuration written: start Mosquitto with it (or SIGHUP it)')
     }
-    const relayClient = await relayClientCredentials(config, relayPki)
+    const relayClient = await relayClientCredentials(config, relayPki, relayCertificates, this.#log)
+    const crlCertificates = () => [...enrollment.revokedCertificates(), ...relayCertificates.revokedCertificates()]
+    if (config.broker.mode === 'external' && config.broker.mosquitto) {
+      const configDir = config.broker.mosquitto.configDir
+      // Mosquitto refuses every handshake once its CRL is past nextUpdate: rewrite it now and daily, 30 days ahead.
+      const crlRefresh = new MosquittoCrlRefresh({ configDir, pidFile: config.broker.mosquitto.pidFile }, { pki: relayPki, clock, logger, counters, revokedCertificates: crlCertificates })
+      await crlRefresh.start()
+      this.#crlRefresh = crlRefresh
+      // Mosquitto's ACL cannot limit retain: this client clears retained messages a box may not keep.
+      if (relayClient.clientId !== undefined) {
+        const guardName = retainedGuardCommonName(relayClient.clientId).slice(RELAY_CN_PREFIX.length)
+        const guardCert = await relayCertificates.issue(guardName)
+        const guard = new MosquittoRetainedGuard({ url: brokerUrl, caPem: relayClient.caPem ?? relayPki.caCertPem, certPem: guardCert.certPem, keyPem: guardCert.keyPem }, { logger, counters })
+        this.#retainedGuard = guard
+        guard.start().catch((err: unknown) => this.#log.warn({ err: (err as Error).message }, 'retained-message guard not connected yet; it keeps trying'))
+      }
+    }
 
     const link = new RelayLink({
       url: brokerUrl,
@@ -413,14 +464,14 @@ export class Relay {
       this.#broker?.disconnectGateway(revoked.gatewayId, reason)
       liveness.onRevoked(revoked.gatewayId, reason)
       engine.onGatewayStatus(revoked.gatewayId, false, reason)
-      if (config.broker.mosquitto && relayClient.certPem !== undefined && relayClient.keyPem !== undefined) {
+      if (config.broker.mosquitto) {
         applyMosquittoRevocations({
           configDir: config.broker.mosquitto.configDir,
           pidFile: config.broker.mosquitto.pidFile,
           pki: relayPki,
-          revoked: { certificates: enrollment.revokedCertificates(), gateways: enrollment.revokedGatewayIds() },
+          revoked: { certificates: crlCertificates(), gateways: enrollment.revokedGatewayIds() },
           gatewayId: revoked.gatewayId,
-          kick: { url: brokerUrl, caPem: relayClient.caPem ?? relayPki.caCertPem, certPem: relayClient.certPem, keyPem: relayClient.keyPem },
+          kick: { url: brokerUrl, caPem: relayClient.caPem ?? relayPki.caCertPem },
         }).catch((err: unknown) => this.#log.error({ gatewayId: revoked.gatewayId, err: (err as Error).message }, 'Mosquitto was not told about the revocation: run mosquitto-cli revoke, then SIGHUP Mosquitto'))
       }
     }))
@@ -505,6 +556,10 @@ export class Relay {
     this.#started = false
     this.#consoleLive?.stop()
     this.#consoleLive = undefined
+    this.#crlRefresh?.stop()
+    this.#crlRefresh = undefined
+    await this.#retainedGuard?.stop()
+    this.#retainedGuard = undefined
     await this.#http?.close()
     this.#http = undefined
     await this.#directory?.stop()
@@ -522,6 +577,7 @@ export class Relay {
     this.#liveness?.stop()
     await this.#telemetryRetention?.stop()
     this.#telemetryRetention = undefined
+    await this.#hashing
     await this.#db?.close()
     this.#log.info('relay stopped')
   }
@@ -566,10 +622,18 @@ async function brokerTls(tls: NonNullable<RelayConfig['broker']['tls']>, pki: Re
 
 /**
  * The relay's own MQTT identity: with broker.mosquitto, the certificate mosquitto-cli wrote (relay.pem,
- * relay.key, ca.pem); embedded without a password listener, a relay:main certificate issued from the relay CA.
+ * relay.key, ca.pem); embedded without a password listener, a relay:<name> certificate issued from the relay CA.
+ * With a certificate the client id is its CN on both brokers (Mosquitto: use_username_as_clientid), so the
+ * relay's persistent session is keyed by that CN.
  */
-async function relayClientCredentials(config: Readonly<RelayConfig>, pki: RelayPki | undefined): Promise<{ caPem?: string; certPem?: string; keyPem?: string; clientId?: string }> {
-  const clientId = config.broker.relayClientId
+async function relayClientCredentials(config: Readonly<RelayConfig>, pki: RelayPki, relayCertificates: RelayCertificates, log: Logger): Promise<{ caPem?: string; certPem?: string; keyPem?: string; clientId?: string }> {
+  const configured = config.broker.relayClientId
+  const certificateClientId = (commonName: string): string => {
+    if (configured !== undefined && configured !== commonName) {
+      log.warn({ relayClientId: configured, commonName }, 'broker.relayClientId is ignored: with a certificate the relay\'s client id is the certificate\'s CN (its persistent session is kept under that name)')
+    }
+    return commonName
+  }
   if (config.broker.mode === 'external' && config.broker.mosquitto) {
     const dir = config.broker.mosquitto.configDir
     const read = async (name: string): Promise<string> => {
@@ -579,11 +643,14 @@ async function relayClientCredentials(config: Readonly<RelayConfig>, pki: RelayP
         throw new Error(`cannot read ${name} in broker.mosquitto.configDir ${dir}: run cloud-relay/src/broker/mosquitto-cli.ts --out ${dir} first (${(err as Error).message})`)
       }
     }
-    return { caPem: await read('ca.pem'), certPem: await read('relay.pem'), keyPem: await read('relay.key'), clientId: clientId ?? 'relay:main' }
+    const certPem = await read('relay.pem')
+    relayCertificates.adopt(certPem)
+    return { caPem: await read('ca.pem'), certPem, keyPem: await read('relay.key'), clientId: certificateClientId(commonNameOf(new X509Certificate(certPem).subject)) }
   }
-  if (config.broker.mode === 'embedded' && config.broker.passwordListener === false && pki) {
-    const issued = await pki.issueClientCertificate('relay:main')
-    return { caPem: pki.caCertPem, certPem: issued.certPem, keyPem: issued.keyPem, ...(clientId ? { clientId } : {}) }
+  if (config.broker.mode === 'embedded' && config.broker.passwordListener === false) {
+    const name = configured?.startsWith(RELAY_CN_PREFIX) ? configured.slice(RELAY_CN_PREFIX.length) : 'main'
+    const issued = await relayCertificates.issue(name)
+    return { caPem: pki.caCertPem, certPem: issued.certPem, keyPem: issued.keyPem, clientId: certificateClientId(issued.commonName) }
   }
-  return clientId ? { clientId } : {}
+  return configured ? { clientId: configured } : {}
 }

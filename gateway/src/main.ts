@@ -35,7 +35,10 @@ The config is JSON; gateway/examples/gateway.example.json documents every field:
                    8443 otherwise), staticDir (dist/web/box), sessionIdleMinutes (30)}.
                    HTTPS with a certificate made at first boot in <dataDir>/web/; its
                    SHA-256 fingerprint is logged and shown on the page. The first visit
-                   sets the admin password. Connectors added there live in
+                   sets the admin password with the setup code the box prints on its
+                   console (stderr) and log at every start until then (kept in
+                   <dataDir>/web/setup-code, 0600). web.allowedHosts: more host names
+                   the page answers to. Connectors added there live in
                    <dataDir>/connectors.json (secrets sealed) next to the file's.
 
 Environment:
@@ -74,6 +77,8 @@ async function main(): Promise<void> {
         web = new BoxWebServer({
           gateway, config, registry: adapterRegistry, logger, clock: systemClock, logRing, certificate,
           fileConnectorIds: new Set(fileConfig.connectors.map((c) => c.id)),
+          // stderr: systemd sends it to the console and the journal, where the installer reads the setup code.
+          console: process.stderr,
         })
         const { url } = await web.start()
         logger.info({ url, fingerprint256: certificate.fingerprint256, names: certificate.names }, 'setup page listening: compare the certificate fingerprint with the browser\'s')

@@ -38,6 +38,8 @@ t.test('keyboard only: set the password and enrol the box against a real relay (
 
   await page.goto(box.url)
   await page.getByRole('heading', { name: /set the admin password/ }).waitFor()
+  await tabTo(page, (el) => el.name === 'setupCode')
+  await page.keyboard.type(box.setupCode() ?? '')
   await tabTo(page, (el) => el.name === 'password')
   await page.keyboard.type('keyboard only 2024')
   await tabTo(page, (el) => el.name === 'confirm')

@@ -1,24 +1,9 @@
-import { request as httpsRequest } from 'node:https'
 import t from 'tap'
 import { OsbizSimulator } from '../../gateway/src/adapters/osbiz/simulator/osbiz-simulator.js'
 import { launchBrowser, newContext, screenshot } from '../helpers/browser.js'
-import { buildOnce, DESKTOP, PHONE, startBox } from './fixtures/box-harness.js'
+import { buildOnce, call, DESKTOP, PHONE, startBox } from './fixtures/box-harness.js'
 
 const PASSWORD = 'correct horse battery'
-
-/** A raw HTTPS call to the box (self-signed certificate), as a script or another site would make it. */
-function call(url: string, options: { method: string; headers?: Record<string, string>; body?: unknown }): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; text: string }> {
-  return new Promise((resolve, reject) => {
-    const body = options.body === undefined ? undefined : JSON.stringify(options.body)
-    const req = httpsRequest(url, { method: options.method, rejectUnauthorized: false, headers: { ...(body ? { 'content-type': 'application/json' } : {}), ...options.headers } }, (res) => {
-      let text = ''
-      res.on('data', (c: Buffer) => { text += c.toString() })
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, text }))
-    })
-    req.on('error', reject)
-    req.end(body)
-  })
-}
 
 t.test('the box UI stays within its JavaScript budget', async (t) => {
   const reports = await buildOnce()
@@ -50,7 +35,21 @@ t.test('first visit, sign-in, CSRF, an OSBiz connector tested and saved, secrets
   await page.setViewportSize(PHONE)
   await screenshot(page, 'box-first-visit-390')
   await page.setViewportSize(DESKTOP)
+  // The setup code: only someone with the box in hand can read it (its console); a wrong one is explained on the field.
+  await page.getByLabel('Setup code').fill('ABCD-EFGH-JKMN')
+  await page.getByLabel('New admin password').fill(PASSWORD)
+  await page.getByLabel('Type it again').fill(PASSWORD)
+  await page.getByRole('button', { name: /Set password/ }).click()
+  const codeError = page.locator('.field', { has: page.getByLabel('Setup code') }).getByRole('alert')
+  await codeError.waitFor()
+  t.match(await codeError.textContent(), /setup code.*console/is, 'a wrong setup code says where to read the right one')
+  t.equal(await page.getByLabel('Setup code').getAttribute('aria-invalid'), 'true', 'the setup code field is marked invalid')
+  const codeDescribedBy = await page.getByLabel('Setup code').getAttribute('aria-describedby') ?? ''
+  t.match(await page.locator(`#${codeDescribedBy.split(' ').pop() ?? ''}`).textContent(), /setup code/i, 'the message is tied to the field')
+  await screenshot(page, 'box-first-visit-wrong-code-1280')
+  await page.getByLabel('Setup code').fill(box.setupCode() ?? '')
   await page.getByLabel('New admin password').fill('short')
+  await page.getByLabel('Type it again').fill('')
   await page.getByRole('button', { name: /Set password/ }).click()
   t.match(await page.getByRole('alert').first().textContent(), /at least 10 characters/, 'a short password is refused in words')
   t.equal(await page.getByLabel('New admin password').getAttribute('aria-invalid'), 'true', 'the field is marked invalid')

@@ -23,6 +23,8 @@ t.test('embedded broker: mutual TLS, identity, ACL, revocation', async (t) => {
   const counters = new Counters()
   const { logger, lines } = captureLogger()
   const revokedSerials = new Set<string>()
+  const relayCert = await client('relay:test')
+  const relaySerial = relayCert.serial
   const asked: CertificateIdentity[] = []
   const broker = new EmbeddedBroker({ host: '127.0.0.1', port: 0, passwordListener: false, tls: { port: 0, wsPort: 0, caPem: pki.caCertPem, certPem: server.certPem, keyPem: server.keyPem } }, {
     authorizeCertificate: async (identity) => {
@@ -31,6 +33,7 @@ t.test('embedded broker: mutual TLS, identity, ACL, revocation', async (t) => {
       if (identity.gatewayId === 'gw1' || identity.gatewayId === 'gw2') return { ok: true, tenantId: 't1' }
       return { ok: false, reason: `unknown gateway ${identity.gatewayId}` }
     },
+    authorizeRelayCertificate: (identity) => (identity.serial === relaySerial ? { ok: true } : { ok: false, reason: 'not the current relay certificate' }),
   }, { logger, counters })
   await broker.start()
   t.teardown(() => broker.stop())
@@ -39,9 +42,8 @@ t.test('embedded broker: mutual TLS, identity, ACL, revocation', async (t) => {
   const opened: MqttClient[] = []
   t.teardown(() => Promise.all(opened.map((c) => c.endAsync(true).catch(() => undefined))))
 
-  const relayCert = await client('relay:test')
   const relayCounters = new Counters()
-  const { link, heard } = await startRecordingRelay({ url: mqtts, caPem: pki.caCertPem, certPem: relayCert.certPem, keyPem: relayCert.keyPem, clientId: 'relay-test' },
+  const { link, heard } = await startRecordingRelay({ url: mqtts, caPem: pki.caCertPem, certPem: relayCert.certPem, keyPem: relayCert.keyPem, clientId: 'relay:test' },
     (id) => (id === 'gw1' || id === 'gw2' ? { ok: true, tenantId: 't1' } : { ok: false, reason: 'unknown' }), { logger, counters: relayCounters })
   t.teardown(() => link.stop())
 

@@ -20,7 +20,7 @@ t.test('the real Relay: CA made once and kept, HTTPS from its own CA, admin API 
   t.teardown(() => rm(dir, { recursive: true, force: true }))
   const config = parseRelayConfig({
     logLevel: 'silent',
-    broker: { port: 0, host: '127.0.0.1', relayPassword: 'relay-secret' },
+    broker: { port: 0, host: '127.0.0.1', relayPassword: 'relay-secret', passwordListener: true },
     database: { pgliteDir: join(dir, 'pglite') },
     secrets: { sealKeyFile: join(dir, 'seal.key') },
     http: { host: '127.0.0.1', port: 0, apiToken: API_TOKEN, tls: { selfIssued: true } },

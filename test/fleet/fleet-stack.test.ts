@@ -31,7 +31,7 @@ t.test('a real gateway and relay: birth, ping round trip, telemetry stored and s
   await store.upsertGateway({ id: 'gw1', tenantId: 't1', name: 'Head office', secretHash: null })
   const telemetry = new TelemetryStore(db)
 
-  const broker = new EmbeddedBroker({ host: '127.0.0.1', port: 0 }, { relayUsername: 'relay', relayPassword: 'relay-pw', verifyGateway: (id, pw) => id === 'gw1' && pw === 'gw1-password' }, { logger, counters })
+  const broker = new EmbeddedBroker({ host: '127.0.0.1', port: 0, passwordListener: true }, { relayUsername: 'relay', relayPassword: 'relay-pw', verifyGateway: (id, pw) => id === 'gw1' && pw === 'gw1-password' }, { logger, counters })
   await broker.start()
   t.teardown(() => broker.stop())
   const url = `mqtt://127.0.0.1:${broker.port}`

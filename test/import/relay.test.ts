@@ -27,7 +27,7 @@ t.test('the Relay wires import, mapping and seats from its config', async (t) =>
   t.teardown(() => pg.drop())
   const config = parseRelayConfig({
     logLevel: 'silent',
-    broker: { mode: 'embedded', host: '127.0.0.1', port: 0, relayPassword: 'relay-secret' },
+    broker: { mode: 'embedded', host: '127.0.0.1', port: 0, relayPassword: 'relay-secret', passwordListener: true },
     graph: { authorityHost: sim.url, graphBaseUrl: sim.url },
     http: { port: 0, apiToken: TOKEN },
     tenants: [{

@@ -6,20 +6,20 @@ import { hashSecret, verifySecret } from '../../cloud-relay/src/broker/secrets.j
 import { captureLogger } from '../helpers/capture-logger.js'
 
 t.test('secrets hash and verify', async (t) => {
-  const hash = hashSecret('correct horse')
-  t.ok(verifySecret('correct horse', hash))
-  t.notOk(verifySecret('wrong horse', hash))
-  t.notOk(verifySecret('x', 'garbage'), 'a malformed stored hash never verifies')
+  const hash = await hashSecret('correct horse')
+  t.ok(await verifySecret('correct horse', hash))
+  t.notOk(await verifySecret('wrong horse', hash))
+  t.notOk(await verifySecret('x', 'garbage'), 'a malformed stored hash never verifies')
 })
 
 t.test('embedded broker: authentication and per-gateway ACL', async (t) => {
   const counters = new Counters()
   const { logger, lines } = captureLogger()
-  const gw1Hash = hashSecret('gw1-password')
-  const broker = new EmbeddedBroker({ host: '127.0.0.1', port: 0 }, {
+  const gw1Hash = await hashSecret('gw1-password')
+  const broker = new EmbeddedBroker({ host: '127.0.0.1', port: 0, passwordListener: true }, {
     relayUsername: 'relay',
     relayPassword: 'relay-password',
-    verifyGateway: (id, password) => id === 'gw1' && verifySecret(password, gw1Hash),
+    verifyGateway: async (id, password) => id === 'gw1' && (await verifySecret(password, gw1Hash)),
   }, { logger, counters })
   await broker.start()
   t.teardown(() => broker.stop())
@@ -65,7 +65,7 @@ t.test('embedded broker: authentication and per-gateway ACL', async (t) => {
 t.test('embedded broker: a gateway cannot publish commands', async (t) => {
   const counters = new Counters()
   const { logger } = captureLogger()
-  const broker = new EmbeddedBroker({ host: '127.0.0.1', port: 0 }, { relayUsername: 'relay', relayPassword: 'r', verifyGateway: (id, pw) => id === 'gw1' && pw === 'gw1-password' }, { logger, counters })
+  const broker = new EmbeddedBroker({ host: '127.0.0.1', port: 0, passwordListener: true }, { relayUsername: 'relay', relayPassword: 'r', verifyGateway: (id, pw) => id === 'gw1' && pw === 'gw1-password' }, { logger, counters })
   await broker.start()
   t.teardown(() => broker.stop())
   const url = `mqtt://127.0.0.1:${broker.port}`

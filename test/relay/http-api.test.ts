@@ -383,7 +383,7 @@ t.test('http and eventLog config: defaults keep existing configs valid, bad valu
 t.test('the Relay serves the API on its configured port and stops it', async (t) => {
   const config = parseRelayConfig({
     logLevel: 'silent',
-    broker: { mode: 'embedded', host: '127.0.0.1', port: 0, relayPassword: 'relay-secret' },
+    broker: { mode: 'embedded', host: '127.0.0.1', port: 0, relayPassword: 'relay-secret', passwordListener: true },
     database: { pgliteDir: 'memory' },
     http: { port: 0, apiToken: TOKEN },
     tenants: [{ id: 'contoso', name: 'Contoso', gateways: [{ id: 'gw1', password: 'gateway-secret' }] }],

@@ -7,22 +7,46 @@ import type { Logger } from 'pino'
 import { createWebSocketStream, WebSocketServer } from 'ws'
 import { MAX_PAYLOAD_BYTES } from '../../../gateway/protocol/version.js'
 import { TOPIC_PREFIX } from '../../../gateway/protocol/topics.js'
+import { systemClock, type Clock } from '../../../gateway/src/core/clock.js'
 import type { Counters } from '../../../gateway/src/core/counters.js'
-import { peerIdentityOf, type AuthorizeCertificate, type PeerIdentity } from './peer-identity.js'
+import { LoginThrottle } from './login-throttle.js'
+import { guardPacketSize } from './packet-size-guard.js'
+import { peerIdentityOf, type AuthorizeCertificate, type AuthorizeRelayCertificate, type PeerIdentity } from './peer-identity.js'
+import { RetainedLedger } from './retain-policy.js'
+import { sameSecret } from './secrets.js'
 
-export type { AuthorizeCertificate, CertificateDecision, CertificateIdentity } from './peer-identity.js'
+export type { AuthorizeCertificate, AuthorizeRelayCertificate, CertificateDecision, CertificateIdentity } from './peer-identity.js'
+
+/** Failed password logins per client address before it must wait (10 minutes window). */
+const LOGIN_FAILURES = 10
+const LOGIN_WINDOW_MS = 10 * 60_000
+/** Room for a topic and the header beyond the payload cap, as Mosquitto's max_packet_size. */
+const PACKET_OVERHEAD = 64 * 1024
 
 export interface BrokerAuth {
   /** The relay's own client on the password listener: may publish commands and read everything. */
   relayUsername?: string | undefined
   relayPassword?: string | undefined
-  /** Checks a gateway's password (password listener); the username is the gateway id. */
-  verifyGateway?: ((gatewayId: string, password: string) => boolean) | undefined
+  /** Checks a gateway's password (password listener); the username is the gateway id. Asynchronous: scrypt runs off the event loop. */
+  verifyGateway?: ((gatewayId: string, password: string) => boolean | Promise<boolean>) | undefined
   /**
    * Decides on a gateway's verified client certificate (mutual-TLS listeners): known, enrolled, not revoked,
    * serial current. Without it every certificate gateway is refused.
    */
   authorizeCertificate?: AuthorizeCertificate | undefined
+  /**
+   * Decides on a relay certificate (CN `relay:<name>`, full access): the current one for its name, not revoked
+   * (RelayCertificates.decide). Without it every relay certificate is refused.
+   */
+  authorizeRelayCertificate?: AuthorizeRelayCertificate | undefined
+}
+
+/** The plaintext password listener: loopback only unless allowRemote says otherwise (and the log warns). */
+export interface PasswordListenerOptions {
+  /** Default 127.0.0.1. */
+  host?: string | undefined
+  /** Needed for any address that is not loopback: passwords would cross the network in clear text. */
+  allowRemote?: boolean | undefined
 }
 
 export interface BrokerTlsOptions {
@@ -38,11 +62,12 @@ export interface BrokerTlsOptions {
 }
 
 export interface EmbeddedBrokerOptions {
+  /** Address of the mutual-TLS listeners. */
   host: string
   /** The password listener's port (plain MQTT). */
   port: number
-  /** Keep the password listener (existing deployments, tests). Default true. */
-  passwordListener?: boolean | undefined
+  /** The plaintext password listener (older gateways, tests, the demo). Default off; `true` is 127.0.0.1. */
+  passwordListener?: boolean | PasswordListenerOptions | undefined
   /** The mutual-TLS listeners. */
   tls?: BrokerTlsOptions | undefined
   /** Largest publish payload accepted; default MAX_PAYLOAD_BYTES. */
@@ -72,17 +97,21 @@ export class EmbeddedBroker {
   readonly #state = new WeakMap<Client, ClientState>()
   /** Connected gateways by id, for disconnectGateway. */
   readonly #gateways = new Map<string, Client>()
+  readonly #retained = new RetainedLedger()
+  readonly #throttle: LoginThrottle
   #aedes: Aedes | undefined
   #server: Server | undefined
   #tlsServer: TlsServer | undefined
   #httpsServer: HttpsServer | undefined
   #wss: WebSocketServer | undefined
 
-  constructor(options: EmbeddedBrokerOptions, auth: BrokerAuth, deps: { logger: Logger; counters: Counters }) {
+  constructor(options: EmbeddedBrokerOptions, auth: BrokerAuth, deps: { logger: Logger; counters: Counters; clock?: Clock | undefined }) {
     this.#options = options
     this.#auth = auth
     this.#log = deps.logger
     this.#counters = deps.counters
+    const clock = deps.clock ?? systemClock
+    this.#throttle = new LoginThrottle({ limit: LOGIN_FAILURES, windowMs: LOGIN_WINDOW_MS, maxAddresses: 10_000 }, () => clock.now())
   }
 
   /** The password listener's port. */
@@ -127,6 +156,7 @@ export class EmbeddedBroker {
           return done(new Error('payload too large'))
         }
         if (this.#isRelay(client)) return done(null)
+        if (packet.retain) this.#checkRetain(client, packet)
         const root = `${TOPIC_PREFIX}/${client.id}/`
         if (!packet.topic.startsWith(root)) {
           this.#deny('publish', client, packet.topic, 'outside its own topic root', 'foreign_root')
@@ -166,15 +196,29 @@ export class EmbeddedBroker {
     aedes.on('connectionError', (_client, err) => this.#log.debug({ err: err.message }, 'mqtt connection error'))
     this.#aedes = aedes
     const host = this.#options.host
+    const maxPacket = maxPayload + PACKET_OVERHEAD
+    const guarded = (stream: Duplex, transport: string, remote: string | undefined): Duplex => guardPacketSize(stream, maxPacket, (announced) => {
+      this.#counters.inc('broker.packet_too_large')
+      this.#log.warn({ transport, remote, announcedBytes: announced, limitBytes: maxPacket }, 'broker closed a connection: the packet announced is too large')
+    })
 
-    if (this.#options.passwordListener !== false) {
+    const password = passwordListenerOptions(this.#options.passwordListener)
+    if (password) {
+      const passwordHost = password.host ?? '127.0.0.1'
+      if (!isLoopback(passwordHost)) {
+        if (password.allowRemote !== true) {
+          throw new Error(`broker.passwordListener.host ${passwordHost} is not a loopback address: the password listener speaks plain MQTT, so passwords would cross the network in clear text. Use 127.0.0.1 (gateways with certificates use the mTLS listeners), or set broker.passwordListener.allowRemote: true if you accept that.`)
+        }
+        this.#log.warn({ host: passwordHost }, 'the plaintext password listener is on an address that is not loopback (allowRemote): passwords cross the network in clear text')
+      }
       const server = createServer((socket) => {
-        this.#peers.set(socket, { kind: 'password' })
-        aedes.handle(socket)
+        const stream = guarded(socket, 'password', socket.remoteAddress)
+        this.#peers.set(stream, { kind: 'password', remote: socket.remoteAddress ?? 'unknown' })
+        aedes.handle(stream)
       })
       this.#server = server
-      await listen(server, this.#options.port, host)
-      this.#log.info({ host, port: this.port }, 'embedded MQTT broker listening (password listener)')
+      await listen(server, this.#options.port, passwordHost)
+      this.#log.info({ host: passwordHost, port: this.port }, 'embedded MQTT broker listening (password listener, plain MQTT)')
     }
 
     const tls = this.#options.tls
@@ -185,8 +229,9 @@ export class EmbeddedBroker {
       const secure = { requestCert: true, rejectUnauthorized: false, ca: tls.caPem, cert: tls.certPem, key: tls.keyPem, minVersion: 'TLSv1.2' as const }
       const tlsServer = createTlsServer(secure, (socket) => {
         if (!this.#verified('mqtts', socket)) return
-        this.#peers.set(socket, peerIdentityOf(socket, 'mqtts'))
-        aedes.handle(socket)
+        const stream = guarded(socket, 'mqtts', socket.remoteAddress)
+        this.#peers.set(stream, peerIdentityOf(socket, 'mqtts'))
+        aedes.handle(stream)
       })
       tlsServer.on('tlsClientError', (err, socket) => this.#tlsRefused('mqtts', err, socket))
       this.#tlsServer = tlsServer
@@ -204,8 +249,11 @@ export class EmbeddedBroker {
         })
         const wss = new WebSocketServer({ server: httpsServer, path: '/mqtt', maxPayload: maxPayload + 64 * 1024 })
         wss.on('connection', (ws, req) => {
-          const stream: Duplex = createWebSocketStream(ws)
-          stream.on('error', () => undefined) // aedes logs the client error; a reset socket must not crash us
+          const wsStream: Duplex = createWebSocketStream(ws)
+          wsStream.on('error', () => undefined) // aedes logs the client error; a reset socket must not crash us
+          // The frame limit alone does not bound an MQTT packet split over many frames.
+          const stream = guarded(wsStream, 'wss', req.socket.remoteAddress)
+          stream.on('error', () => undefined)
           this.#peers.set(stream, peerIdentityOf(req.socket as TLSSocket, 'wss'))
           aedes.handle(stream, req)
         })
@@ -259,21 +307,39 @@ export class EmbeddedBroker {
     const peer = this.#peers.get(client.conn)
     if (peer === undefined) return this.#refuse(client, username, 'unknown_transport', 'connection from an unknown listener', 3)
     if (peer.kind === 'password') {
-      const secret = password?.toString('utf8') ?? ''
-      const auth = this.#auth
-      if (auth.relayUsername !== undefined && auth.relayPassword !== undefined && username === auth.relayUsername && secret === auth.relayPassword) {
-        this.#state.set(client, { relay: true, transport: 'password' })
-        return true
+      const attempt = this.#throttle.begin(peer.remote)
+      if (!attempt) {
+        return this.#refuse(client, username, 'throttled', `too many failed logins from ${peer.remote}: try again in ${this.#throttle.retryAfterSeconds(peer.remote)} s`, 4, undefined, undefined, peer.remote)
       }
-      // A gateway's MQTT client id must be its gateway id: the id in its topics is its authenticated identity.
-      if (username && username === client.id && auth.verifyGateway?.(username, secret) === true) {
-        this.#state.set(client, { gatewayId: username, transport: 'password' })
-        return true
+      let ok = false
+      try {
+        const secret = password?.toString('utf8') ?? ''
+        const auth = this.#auth
+        if (auth.relayUsername !== undefined && auth.relayPassword !== undefined && username === auth.relayUsername && sameSecret(secret, auth.relayPassword)) {
+          this.#state.set(client, { relay: true, transport: 'password' })
+          ok = true
+          return true
+        }
+        // A gateway's MQTT client id must be its gateway id: the id in its topics is its authenticated identity.
+        if (username && username === client.id && (await auth.verifyGateway?.(username, secret)) === true) {
+          this.#state.set(client, { gatewayId: username, transport: 'password' })
+          ok = true
+          return true
+        }
+        return this.#refuse(client, username, 'password', 'wrong credentials or client id differs from the gateway id', 4, undefined, undefined, peer.remote)
+      } finally {
+        attempt.end(ok)
       }
-      return this.#refuse(client, username, 'password', 'wrong credentials or client id differs from the gateway id', 4)
     }
     if (peer.kind === 'bad-certificate') return this.#refuse(client, username, 'certificate', peer.reason, 5)
     if (peer.kind === 'relay-certificate') {
+      // The client id is the certificate's CN, as for gateways: one relay certificate cannot take over another's session.
+      if (client.id !== peer.commonName) {
+        return this.#refuse(client, username, 'identity_mismatch', `a relay certificate connects with its CN ${peer.commonName} as client id`, 5, undefined, peer.serial)
+      }
+      const decide = this.#auth.authorizeRelayCertificate
+      const decision = decide ? await decide({ commonName: peer.commonName, serial: peer.serial }) : { ok: false as const, reason: 'this broker has no relay certificate authorizer configured' }
+      if (!decision.ok) return this.#refuse(client, username, 'relay_certificate_refused', decision.reason, 5, undefined, peer.serial)
       this.#state.set(client, { relay: true, transport: peer.transport })
       this.#log.info({ client: client.id, relay: peer.commonName, transport: peer.transport }, 'relay client connected with its certificate')
       return true
@@ -289,10 +355,10 @@ export class EmbeddedBroker {
     return true
   }
 
-  #refuse(client: Client, username: string | undefined, counter: string, why: string, returnCode: number, gatewayId?: string, serial?: string): { returnCode: number; message: string } {
+  #refuse(client: Client, username: string | undefined, counter: string, why: string, returnCode: number, gatewayId?: string, serial?: string, remote?: string): { returnCode: number; message: string } {
     this.#counters.inc('broker.auth_rejected')
     this.#counters.inc(`broker.auth_rejected.${counter}`)
-    this.#log.warn({ client: client.id.slice(0, 100), username: username?.slice(0, 100), gatewayId, serial, why }, 'broker refused a client')
+    this.#log.warn({ client: client.id.slice(0, 100), username: username?.slice(0, 100), gatewayId, serial, remote, why }, 'broker refused a client')
     return { returnCode, message: why }
   }
 
@@ -322,11 +388,36 @@ export class EmbeddedBroker {
     this.#log.warn({ transport, remote: socket.remoteAddress, code: err.code, err: err.message }, 'broker refused a TLS handshake')
   }
 
+  /** A gateway's retained publish: kept only where the retain policy allows, otherwise delivered but not kept. */
+  #checkRetain(client: Client, packet: { topic: string; payload?: Buffer | string; retain: boolean }): void {
+    const bytes = packet.payload === undefined ? 0 : Buffer.byteLength(packet.payload)
+    if (bytes === 0) {
+      this.#retained.cleared(packet.topic)
+      return
+    }
+    const verdict = this.#retained.admit(client.id, packet.topic, bytes)
+    if (verdict.ok) return
+    packet.retain = false
+    this.#counters.inc('broker.retain_denied')
+    this.#counters.inc(`broker.retain_denied.${verdict.reason}`)
+    this.#log.warn({ client: client.id.slice(0, 100), topic: packet.topic.slice(0, 200), bytes, why: verdict.why }, 'broker did not retain a message')
+  }
+
   #deny(action: string, client: Client, topic: string, why: string, reason: string): void {
     this.#counters.inc(`broker.${action}_denied`)
     this.#counters.inc(`broker.${action}_denied.${reason}`)
     this.#log.warn({ client: client.id.slice(0, 100), topic: topic.slice(0, 200), why }, `broker denied a ${action}`)
   }
+}
+
+function passwordListenerOptions(value: boolean | PasswordListenerOptions | undefined): PasswordListenerOptions | undefined {
+  if (value === undefined || value === false) return undefined
+  return value === true ? {} : value
+}
+
+/** 127.0.0.0/8, ::1 and localhost. */
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host) || /^::ffff:127\./.test(host)
 }
 
 async function listen(server: Server | TlsServer | HttpsServer, port: number, host: string): Promise<void> {

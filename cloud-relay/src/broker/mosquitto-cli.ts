@@ -6,6 +6,8 @@
  *
  * Run it again after a revocation with --revocations FILE (JSON `{ "certificates": [{ "serial", "revokedAt" }],
  * "gateways": ["gw-id"] }`) and --reload-pid PIDFILE: it rewrites the CRL and the ACL and sends SIGHUP.
+ * Mosquitto refuses every box once the CRL is past its nextUpdate (30 days after writing): without a relay doing
+ * it daily, run this from cron at least weekly.
  */
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -29,7 +31,11 @@ const HELP = `Usage: mosquitto-cli --out DIR (--ca-cert FILE --ca-key FILE | --n
   --pid-file FILE       where Mosquitto writes its pid (pid_file)
   --revocations FILE    JSON { "certificates": [{ "serial": "hex", "revokedAt": "ISO date" }], "gateways": ["id"] }
   --reload-pid FILE     after writing, SIGHUP the Mosquitto whose pid is in FILE
+  --renew-relay-cert    issue a new relay client certificate now; the old one goes into the CRL
   --help
+
+The CRL is valid for 30 days: a relay with broker.mosquitto rewrites it daily; without one, run this command
+(with --revocations and --reload-pid) from cron at least weekly, or every box is refused once it expires.
 `
 
 function fail(message: string): never {
@@ -78,7 +84,7 @@ async function main(): Promise<void> {
         out: { type: 'string' }, 'ca-cert': { type: 'string' }, 'ca-key': { type: 'string' }, 'new-ca': { type: 'string' },
         host: { type: 'string' }, port: { type: 'string' }, 'ws-port': { type: 'string' }, dns: { type: 'string' }, ip: { type: 'string' },
         'relay-name': { type: 'string' }, user: { type: 'string' }, 'pid-file': { type: 'string' }, revocations: { type: 'string' },
-        'reload-pid': { type: 'string' }, help: { type: 'boolean' },
+        'reload-pid': { type: 'string' }, 'renew-relay-cert': { type: 'boolean' }, help: { type: 'boolean' },
       },
       strict: true,
     }).values
@@ -123,7 +129,7 @@ async function main(): Promise<void> {
     serverIpAddresses: args.ip?.split(',').map((s) => s.trim()).filter(Boolean),
     user: args.user,
     pidFile: args['pid-file'],
-  }, { pki, revoked: await readRevocations(args.revocations) })
+  }, { pki, revoked: await readRevocations(args.revocations), renewRelayCertificate: args['renew-relay-cert'] === true })
   process.stdout.write(`wrote ${files.confFile}\n  ACL ${files.aclFile}\n  CRL ${files.crlFile}\n  relay client certificate ${files.relayCertFile} (CN ${files.relayCommonName}, client id ${files.relayClientId})\n`)
   if (args['reload-pid']) {
     try {

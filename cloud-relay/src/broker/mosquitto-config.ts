@@ -2,6 +2,7 @@ import type { ChildProcess } from 'node:child_process'
 import mqtt from 'mqtt'
 import { X509Certificate } from 'node:crypto'
 import { mkdir, open, readFile, rename } from 'node:fs/promises'
+import type { Logger } from 'pino'
 import { join, resolve } from 'node:path'
 import { MAX_PAYLOAD_BYTES } from '../../../gateway/protocol/version.js'
 import { TOPIC_PREFIX, isTopicId } from '../../../gateway/protocol/topics.js'
@@ -12,7 +13,8 @@ import { RELAY_CN_PREFIX } from './peer-identity.js'
  * Writes a Mosquitto 2.0 configuration directory for gateways with client certificates from the relay CA:
  * mosquitto.conf, the ACL pattern file, the CRL, the CA, the broker's server certificate and the relay's own
  * client certificate. The broker takes the gateway id from the certificate's CN (use_identity_as_username),
- * so the ACL patterns (%u) confine each gateway to its own topic root.
+ * so the ACL patterns (%u) confine each gateway to its own topic root, and the client id too
+ * (use_username_as_clientid): a box cannot take over the relay's or another gateway's session.
  *
  * Facts checked against Debian's mosquitto 2.0.11 (test/broker/mosquitto.test.ts, README "Mosquitto"):
  * - websockets are built in (libwebsockets linked statically): a `protocol websockets` listener with the same
@@ -78,8 +80,13 @@ export interface MosquittoConfigFiles {
   /** The relay's MQTT identity: CN of its certificate and the stable client id of its persistent session. */
   relayCommonName: string
   relayClientId: string
+  /** CN (and so client id) of the relay's retained-message guard; its certificate is issued in memory. */
+  retainedGuardCommonName: string
   port: number
 }
+
+/** Relay certificates replaced in this directory, kept in the CRL until they expire (superseded.json). */
+const SUPERSEDED_FILE = 'superseded.json'
 
 /** Certificates expiring within this many days are re-issued when the config is written again. */
 const RENEW_WITHIN_DAYS = 30
@@ -87,6 +94,11 @@ const DAY_MS = 86_400_000
 
 /** Gateway-to-relay topics a gateway may publish (DESIGN §3), never cmd/. */
 export const GATEWAY_WRITE_PATTERNS = ['status', 'telemetry', 'link/+', 'evt/+', 'res/+'] as const
+
+/** The CN of the relay's retained-message guard (MosquittoRetainedGuard) for a relay CN. */
+export function retainedGuardCommonName(relayCommonName: string): string {
+  return `${relayCommonName}.retained`
+}
 
 /** The ACL pattern file. Revoked gateways get a `user` block denying everything, checked before the patterns. */
 export function renderAcl(relayCommonName: string, revokedGateways: readonly string[]): string {
@@ -96,6 +108,10 @@ export function renderAcl(relayCommonName: string, revokedGateways: readonly str
     '',
     '# The relay: everything under the topic root (it reads all gateways and sends commands).',
     `user ${relayCommonName}`,
+    `topic readwrite ${TOPIC_PREFIX}/#`,
+    '',
+    '# The relay\'s retained-message guard: reads everything, clears retained messages gateways may not keep.',
+    `user ${retainedGuardCommonName(relayCommonName)}`,
     `topic readwrite ${TOPIC_PREFIX}/#`,
     '',
   ]
@@ -155,6 +171,9 @@ function tlsLines(files: Pick<MosquittoConfigFiles, 'caFile' | 'serverCertFile' 
     `crlfile ${files.crlFile}`,
     'require_certificate true',
     'use_identity_as_username true',
+    // The client id is the certificate's CN too: without it a box could connect as relay:main or as another
+    // gateway and kick it off (Mosquitto closes the older connection of a client id), wiping its session.
+    'use_username_as_clientid true',
     'tls_version tlsv1.2',
   ]
 }
@@ -164,7 +183,7 @@ function tlsLines(files: Pick<MosquittoConfigFiles, 'caFile' | 'serverCertFile' 
  * CA and are not near expiry, so a rewrite for a revocation changes only the CRL and the ACL. Each file is
  * written to a temporary name and renamed, so Mosquitto never reads half a file.
  */
-export async function writeMosquittoConfig(options: MosquittoConfigOptions, input: { pki: RelayPki; revoked: Revocations; now?: number }): Promise<MosquittoConfigFiles> {
+export async function writeMosquittoConfig(options: MosquittoConfigOptions, input: { pki: RelayPki; revoked: Revocations; now?: number; renewRelayCertificate?: boolean }): Promise<MosquittoConfigFiles> {
   const dir = resolve(options.configDir)
   await mkdir(dir, { recursive: true, mode: 0o700 })
   await mkdir(join(dir, 'data'), { recursive: true, mode: 0o700 })
@@ -182,6 +201,7 @@ export async function writeMosquittoConfig(options: MosquittoConfigOptions, inpu
     relayKeyFile: join(dir, 'relay.key'),
     relayCommonName,
     relayClientId: relayCommonName,
+    retainedGuardCommonName: retainedGuardCommonName(relayCommonName),
     port: options.port ?? 8883,
   }
   await writeAtomic(files.caFile, input.pki.caCertPem, 0o644)
@@ -194,15 +214,59 @@ export async function writeMosquittoConfig(options: MosquittoConfigOptions, inpu
     await writeAtomic(files.serverKeyFile, server.keyPem, 0o600)
     await writeAtomic(files.serverCertFile, server.certPem, 0o644)
   }
-  if (!(await stillGood(files.relayCertFile, input.pki, now, relayCommonName))) {
+  if (input.renewRelayCertificate === true || !(await stillGood(files.relayCertFile, input.pki, now, relayCommonName))) {
+    // The certificate it replaces goes into the CRL: a relay certificate has full access to the bus.
+    await rememberSuperseded(dir, files.relayCertFile, input.pki, now)
     const relay = await input.pki.issueClientCertificate(relayCommonName, { now })
     await writeAtomic(files.relayKeyFile, relay.keyPem, 0o600)
     await writeAtomic(files.relayCertFile, relay.certPem, 0o644)
   }
-  await writeAtomic(files.crlFile, await input.pki.createCrl(input.revoked.certificates, { now }), 0o644)
+  await writeCrl(dir, input.pki, input.revoked.certificates, now)
   await writeAtomic(files.aclFile, renderAcl(relayCommonName, input.revoked.gateways), 0o644)
   await writeAtomic(files.confFile, renderConf(options, files), 0o644)
   return files
+}
+
+/**
+ * Writes configDir/crl.pem: the given certificates plus the relay certificates superseded in this directory,
+ * valid from now for `nextUpdateDays` (Mosquitto refuses every handshake once a CRL is past its nextUpdate).
+ */
+export async function writeCrl(configDir: string, pki: RelayPki, certificates: readonly RevokedCertificate[], now: number, nextUpdateDays = 30): Promise<void> {
+  const dir = resolve(configDir)
+  const superseded = (await readSuperseded(dir)).filter((c) => c.notAfter.getTime() > now)
+  const listed = new Set(certificates.map((c) => c.serial.toLowerCase()))
+  const all = [...certificates, ...superseded.filter((c) => !listed.has(c.serial)).map((c) => ({ serial: c.serial, revokedAt: c.revokedAt }))]
+  await writeAtomic(join(dir, 'crl.pem'), await pki.createCrl(all, { now, nextUpdateDays }), 0o644)
+}
+
+async function readSuperseded(dir: string): Promise<Array<{ serial: string; revokedAt: Date; notAfter: Date }>> {
+  let text: string
+  try {
+    text = await readFile(join(dir, SUPERSEDED_FILE), 'utf8')
+  } catch {
+    return []
+  }
+  const parsed = JSON.parse(text) as unknown
+  if (!Array.isArray(parsed)) throw new Error(`${join(dir, SUPERSEDED_FILE)} is not a JSON array: restore it or delete it (its certificates then leave the CRL)`)
+  return parsed.flatMap((entry: unknown) => {
+    const e = entry as { serial?: unknown; revokedAt?: unknown; notAfter?: unknown }
+    if (typeof e.serial !== 'string' || !/^[0-9a-f]+$/.test(e.serial) || typeof e.revokedAt !== 'string' || typeof e.notAfter !== 'string') return []
+    return [{ serial: e.serial, revokedAt: new Date(e.revokedAt), notAfter: new Date(e.notAfter) }]
+  })
+}
+
+async function rememberSuperseded(dir: string, certFile: string, pki: RelayPki, now: number): Promise<void> {
+  let cert: X509Certificate
+  try {
+    cert = new X509Certificate(await readFile(certFile, 'utf8'))
+  } catch {
+    return // no certificate yet
+  }
+  if (!cert.checkIssued(new X509Certificate(pki.caCertPem))) return // another CA's: the CRL cannot name it anyway
+  const entries = (await readSuperseded(dir)).filter((c) => c.notAfter.getTime() > now)
+  entries.push({ serial: cert.serialNumber.toLowerCase(), revokedAt: new Date(now), notAfter: new Date(cert.validTo) })
+  const json = entries.map((e) => ({ serial: e.serial, revokedAt: e.revokedAt.toISOString(), notAfter: e.notAfter.toISOString() }))
+  await writeAtomic(join(dir, SUPERSEDED_FILE), `${JSON.stringify(json, null, 2)}\n`, 0o644)
 }
 
 /** Makes a running Mosquitto re-read its ACL file and CRL (SIGHUP). */
@@ -212,12 +276,35 @@ export function reloadMosquitto(target: number | ChildProcess): void {
   process.kill(pid, 'SIGHUP')
 }
 
-/** The pid in a pid_file, for reload from the CLI. */
+/**
+ * The pid in a pid_file, for reload from the CLI and the relay. A pid file left behind by a Mosquitto that is gone
+ * may name another process by now: where /proc says what the process is, it must be mosquitto.
+ */
 export async function readPidFile(file: string): Promise<number> {
   const text = (await readFile(file, 'utf8')).trim()
   const pid = Number(text)
   if (!Number.isInteger(pid) || pid <= 0) throw new Error(`${file} does not hold a process id ("${text.slice(0, 20)}")`)
+  const command = await readFile(`/proc/${pid}/comm`, 'utf8').catch(() => undefined)
+  if (command !== undefined && !command.trim().startsWith('mosquitto')) {
+    throw new Error(`${file} names process ${pid}, which is "${command.trim()}", not mosquitto: the pid file is stale (is Mosquitto running?)`)
+  }
   return pid
+}
+
+/** Rewrites the CRL only (fresh nextUpdate) and reloads Mosquitto through its pid file when there is one. */
+export async function refreshMosquittoCrl(params: { configDir: string; pidFile?: string | undefined; pki: RelayPki; certificates: readonly RevokedCertificate[]; now: number; nextUpdateDays?: number; logger?: Logger }): Promise<{ reloaded: boolean }> {
+  await writeCrl(params.configDir, params.pki, params.certificates, params.now, params.nextUpdateDays)
+  if (params.pidFile === undefined) return { reloaded: false }
+  let pid: number
+  try {
+    pid = await readPidFile(params.pidFile)
+  } catch (err) {
+    // Not running yet: it reads the fresh CRL when it starts.
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { reloaded: false }
+    throw err
+  }
+  reloadMosquitto(pid)
+  return { reloaded: true }
 }
 
 async function stillGood(certFile: string, pki: RelayPki, now: number, commonName?: string): Promise<boolean> {
@@ -254,25 +341,30 @@ export interface KickCredentials {
   /** mqtts URL of the Mosquitto listener. */
   url: string
   caPem: string
-  /** The relay's client certificate and key (CN relay:<name>, full access in the ACL). */
-  certPem: string
-  keyPem: string
 }
 
+/** A kick certificate lives this long (days): long enough to connect once, and its key never leaves memory. */
+const KICK_CERTIFICATE_DAYS = 10 / (24 * 60)
+
 /**
- * Closes a gateway's open connection on Mosquitto: connects with its client id (session takeover; Mosquitto
- * drops the older connection), with a clean session so its queued commands go too, then disconnects.
+ * Closes a gateway's open connection on Mosquitto. The client id is the certificate's CN there
+ * (use_username_as_clientid), so the relay issues itself a short-lived certificate with the gateway's id as CN,
+ * connects with it (session takeover: Mosquitto drops the older connection) with a clean session so its queued
+ * commands go too, then disconnects. The revoked gateway's ACL denies that identity everything, and its own
+ * certificates are in the CRL.
  */
-export async function kickMosquittoClient(clientId: string, credentials: KickCredentials, timeoutMs = 5000): Promise<void> {
+export async function kickMosquittoClient(gatewayId: string, credentials: KickCredentials & { pki: RelayPki }, timeoutMs = 5000): Promise<void> {
+  const kick = await credentials.pki.issueClientCertificate(gatewayId, { validityDays: KICK_CERTIFICATE_DAYS })
   const client = await mqtt.connectAsync(credentials.url, {
-    clientId,
+    clientId: gatewayId,
+    username: gatewayId,
     clean: true,
     protocolVersion: 4,
     reconnectPeriod: 0,
     connectTimeout: timeoutMs,
     ca: credentials.caPem,
-    cert: credentials.certPem,
-    key: credentials.keyPem,
+    cert: kick.certPem,
+    key: kick.keyPem,
   })
   await client.endAsync()
 }
@@ -293,7 +385,7 @@ export async function revokeOnMosquitto(params: {
 }): Promise<MosquittoConfigFiles> {
   const files = await writeMosquittoConfig(params.options, { pki: params.pki, revoked: params.revoked })
   reloadMosquitto(params.mosquitto)
-  await kickMosquittoClient(params.gatewayId, params.kick)
+  await kickMosquittoClient(params.gatewayId, { ...params.kick, pki: params.pki })
   return files
 }
 
@@ -313,8 +405,8 @@ export async function applyMosquittoRevocations(params: {
 }): Promise<void> {
   const dir = resolve(params.configDir)
   const relayCommonName = `${RELAY_CN_PREFIX}${params.relayName ?? 'main'}`
-  await writeAtomic(join(dir, 'crl.pem'), await params.pki.createCrl(params.revoked.certificates), 0o644)
+  await writeCrl(dir, params.pki, params.revoked.certificates, Date.now())
   await writeAtomic(join(dir, 'acl'), renderAcl(relayCommonName, params.revoked.gateways), 0o644)
   if (params.pidFile !== undefined) reloadMosquitto(await readPidFile(params.pidFile))
-  await kickMosquittoClient(params.gatewayId, params.kick)
+  await kickMosquittoClient(params.gatewayId, { ...params.kick, pki: params.pki })
 }

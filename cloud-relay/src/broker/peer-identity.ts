@@ -16,11 +16,23 @@ export type CertificateDecision = { ok: true; tenantId: string } | { ok: false; 
 /** Decides whether a verified certificate may connect: known, enrolled, not revoked, serial current. */
 export type AuthorizeCertificate = (identity: CertificateIdentity) => CertificateDecision | Promise<CertificateDecision>
 
+/** A relay certificate (CN `relay:<name>`) as the broker saw it in the TLS handshake. */
+export interface RelayCertificateIdentity {
+  commonName: string
+  /** Lower-case hex. */
+  serial: string
+}
+
+export type RelayCertificateDecision = { ok: true } | { ok: false; reason: string }
+
+/** Decides whether a verified relay certificate may connect: the current one for its name, not revoked. */
+export type AuthorizeRelayCertificate = (identity: RelayCertificateIdentity) => RelayCertificateDecision | Promise<RelayCertificateDecision>
+
 /** The relay's own client certificates have a CN `relay:<name>`; a colon can never appear in a gateway id. */
 export const RELAY_CN_PREFIX = 'relay:'
 
 export type PeerIdentity =
-  | { kind: 'password' }
+  | { kind: 'password'; remote: string }
   | { kind: 'relay-certificate'; commonName: string; serial: string; transport: 'mqtts' | 'wss' }
   | { kind: 'gateway-certificate'; identity: CertificateIdentity; transport: 'mqtts' | 'wss' }
   | { kind: 'bad-certificate'; reason: string; transport: 'mqtts' | 'wss' }

@@ -12,8 +12,17 @@ export const RelayConfigSchema = Type.Object({
     url: Type.Optional(Type.String({ description: 'external: broker URL, e.g. mqtt://127.0.0.1:1883' })),
     relayUsername: Type.String({ default: 'relay' }),
     relayPassword: Type.String({ minLength: 1, description: 'The relay\'s own broker password. Keep it secret.' }),
-    /** embedded: keep the plain password listener on host:port (older gateways, tests). Put it on 127.0.0.1 once every gateway uses a certificate. */
-    passwordListener: Type.Boolean({ default: true, description: 'embedded: keep the password listener on host:port' }),
+    /**
+     * embedded: the plaintext password listener on `port` (older gateways, tests, the demo). Off by default; `true`
+     * listens on 127.0.0.1; another address needs `allowRemote: true` (passwords cross the network in clear text).
+     */
+    passwordListener: Type.Union([
+      Type.Boolean(),
+      Type.Object({
+        host: Type.String({ default: '127.0.0.1', description: 'address of the password listener: loopback unless allowRemote' }),
+        allowRemote: Type.Boolean({ default: false, description: 'allow an address that is not loopback (plain MQTT: passwords in clear text)' }),
+      }, { additionalProperties: false }),
+    ], { default: false, description: 'embedded: the plaintext password listener on 127.0.0.1:port (off by default)' }),
     /** embedded: mutual-TLS listeners; gateways present a client certificate from the relay CA (CN = gateway id). */
     tls: Type.Optional(Type.Object({
       port: Type.Integer({ minimum: 0, maximum: 65535, default: 8883, description: 'mqtts port (0 = any free port)' }),

@@ -284,6 +284,14 @@ export class RelayPki {
   }
 }
 
+/** thisUpdate and nextUpdate of a PEM CRL (as createCrl writes it), e.g. to check how long Mosquitto's CRL holds. */
+export async function readCrlDates(pem: string): Promise<{ thisUpdate: Date; nextUpdate: Date }> {
+  const x = await x509()
+  const crl = new x.X509Crl(pem.replace('-----BEGIN X509 CRL-----', '-----BEGIN CRL-----').replace('-----END X509 CRL-----', '-----END CRL-----'))
+  if (crl.nextUpdate === undefined) throw new Error('the CRL has no nextUpdate')
+  return { thisUpdate: crl.thisUpdate, nextUpdate: crl.nextUpdate }
+}
+
 /** The CN of a Node X509Certificate subject ("CN=gw-1\nO=..." or "CN=gw-1"). */
 export function commonNameOf(subject: string): string {
   for (const line of subject.split('\n')) if (line.startsWith('CN=')) return line.slice(3)

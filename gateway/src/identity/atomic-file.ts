@@ -1,12 +1,13 @@
 import { randomBytes } from 'node:crypto'
-import { open, rename, unlink } from 'node:fs/promises'
+import { link, open, rename, unlink } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
 
 /**
  * Writes a file so that a power cut leaves either the old content or the new, never a torn file: write a temp
  * file beside it, fsync it, rename it over the target, fsync the folder (so the rename itself is on disk).
+ * `exclusive`: create only, failing with EEXIST if the file exists.
  */
-export async function writeFileAtomic(file: string, data: string | Buffer, mode = 0o600): Promise<void> {
+export async function writeFileAtomic(file: string, data: string | Buffer, mode = 0o600, options: { exclusive?: boolean } = {}): Promise<void> {
   const temp = join(dirname(file), `.${basename(file)}.${randomBytes(4).toString('hex')}.tmp`)
   const handle = await open(temp, 'wx', mode)
   try {
@@ -16,11 +17,14 @@ export async function writeFileAtomic(file: string, data: string | Buffer, mode 
     await handle.close()
   }
   try {
-    await rename(temp, file)
+    // exclusive: a hard link fails with EEXIST when the name exists (like O_EXCL), and still never shows a torn file.
+    if (options.exclusive) await link(temp, file)
+    else await rename(temp, file)
   } catch (err) {
     await unlink(temp).catch(() => undefined)
     throw err
   }
+  if (options.exclusive) await unlink(temp)
   await syncDirectory(dirname(file))
 }
 

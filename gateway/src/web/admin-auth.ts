@@ -1,15 +1,25 @@
-import { randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto'
+import { randomBytes, scrypt, timingSafeEqual } from 'node:crypto'
 import { mkdir, readFile } from 'node:fs/promises'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import type { Clock } from '../core/clock.js'
 import { writeFileAtomic } from '../identity/atomic-file.js'
+import { AttemptLimiter, type AttemptLimits } from './attempt-limiter.js'
+import { SetupCodeStore } from './setup-code.js'
 
 export const MIN_PASSWORD_LENGTH = 10
-const SCRYPT: ScryptOptions = { N: 16384, r: 8, p: 1, maxmem: 64 * 1024 * 1024 }
+/** scrypt cost for new hashes: N=2^17, r=8 needs 128 MiB per hash (hence maxmem below, and one hash at a time). */
+export const SCRYPT_COST = { N: 2 ** 17, r: 8, p: 1 } as const
+/** Older or tampered files: refuse costs that would take the box's memory. */
+const MAX_N = 2 ** 20
 
-function scryptAsync(password: string, salt: Buffer, length: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => scrypt(password, salt, length, SCRYPT, (err, key) => (err ? reject(err) : resolve(key))))
+function scryptAsync(password: string, salt: Buffer, length: number, cost: { N: number; r: number; p: number }): Promise<Buffer> {
+  // Node refuses when 128 * N * r exceeds maxmem; leave headroom for its own bookkeeping.
+  const maxmem = 128 * cost.N * cost.r * cost.p + 32 * 1024 * 1024
+  return new Promise((resolve, reject) => scrypt(password, salt, length, { ...cost, maxmem }, (err, key) => (err ? reject(err) : resolve(key))))
 }
+
+export const LOGIN_LIMITS: AttemptLimits = { perKey: 5, total: 30, windowMs: 5 * 60_000 }
+export const SETUP_CODE_LIMITS: AttemptLimits = { perKey: 5, total: 20, windowMs: 5 * 60_000 }
 
 interface StoredPassword {
   algorithm: 'scrypt'
@@ -29,91 +39,151 @@ export interface Session {
 }
 
 export class AuthError extends Error {
-  constructor(readonly code: string, message: string, readonly status: number, readonly retryAfterS?: number) {
+  constructor(readonly code: string, message: string, readonly status: number, readonly retryAfterS?: number, readonly field = 'password') {
     super(message)
     this.name = 'AuthError'
   }
 }
 
 /**
- * The setup page's single admin: the password (no default: the first visit sets it; scrypt hash in
- * `<dataDir>/web/admin.json`), server-side sessions with idle expiry, each with its CSRF token, and a login rate
- * limit per client address.
+ * The setup page's single admin: the password (no default: the first visit sets it, with the box's setup code;
+ * scrypt hash in `<dataDir>/web/admin.json`), server-side sessions with idle expiry, each with its CSRF token, and
+ * attempt limits for sign-in and setup code per client address and for the whole box.
  */
 export class AdminAuth {
   readonly #file: string
   readonly #clock: Clock
   readonly #idleMs: number
   readonly #sessions = new Map<string, Session>()
-  readonly #failures = new Map<string, number[]>()
-  readonly #maxFailures: number
-  readonly #windowMs: number
+  readonly #sessionEnded = new Set<(id: string) => void>()
+  readonly #logins: AttemptLimiter
+  readonly #setupCodes: AttemptLimiter
+  readonly #setupCode: SetupCodeStore
   #stored: StoredPassword | undefined | null = null // null: not read yet
+  /** Setup runs one at a time: of racing first visits exactly one sets the password. */
+  #setupQueue: Promise<unknown> = Promise.resolve()
+  /** scrypt at N=2^17 takes 128 MiB: one hash at a time keeps a burst of sign-ins from exhausting the box. */
+  #hashQueue: Promise<unknown> = Promise.resolve()
 
-  constructor(options: { dataDir: string; idleMs: number; maxFailures?: number; windowMs?: number }, deps: { clock: Clock }) {
+  constructor(options: { dataDir: string; idleMs: number; loginLimits?: AttemptLimits; setupCodeLimits?: AttemptLimits }, deps: { clock: Clock }) {
     this.#file = join(options.dataDir, 'web', 'admin.json')
     this.#idleMs = options.idleMs
-    this.#maxFailures = options.maxFailures ?? 5
-    this.#windowMs = options.windowMs ?? 5 * 60_000
     this.#clock = deps.clock
+    this.#logins = new AttemptLimiter(options.loginLimits ?? LOGIN_LIMITS, deps)
+    this.#setupCodes = new AttemptLimiter(options.setupCodeLimits ?? SETUP_CODE_LIMITS, deps)
+    this.#setupCode = new SetupCodeStore(options.dataDir)
   }
 
   async hasPassword(): Promise<boolean> {
     return (await this.#load()) !== undefined
   }
 
-  /** First visit only: refuses once a password exists. */
-  async setInitialPassword(password: string): Promise<Session> {
-    if (await this.hasPassword()) throw new AuthError('WEB_PASSWORD_EXISTS', 'The admin password is already set: sign in with it. Forgot it? Run factory-reset on the box.', 409)
-    await this.#save(password)
-    return this.#newSession()
+  /** The setup code while the box is unclaimed (made and stored on first use); undefined once a password is set. */
+  async pendingSetupCode(): Promise<string | undefined> {
+    if (await this.hasPassword()) {
+      await this.#setupCode.remove()
+      return undefined
+    }
+    return this.#setupCode.ensure()
+  }
+
+  /** First visit only, with the box's setup code: refuses once a password exists. */
+  setInitialPassword(password: string, setupCode: string | undefined, client: string): Promise<Session> {
+    const run = this.#setupQueue.then(async () => {
+      if (await this.hasPassword()) throw new AuthError('WEB_PASSWORD_EXISTS', 'The admin password is already set: sign in with it. Forgot it? Run factory-reset on the box.', 409)
+      const attempt = this.#setupCodes.take(client)
+      if (!attempt.allowed) {
+        throw new AuthError('WEB_SETUP_CODE_RATE_LIMITED', `Too many wrong setup codes ${attempt.scope === 'key' ? 'from this computer' : 'on this box'}: wait ${Math.ceil(attempt.retryAfterS / 60)} minute(s), then type the code exactly as the box's console shows it.`, 429, attempt.retryAfterS, 'setupCode')
+      }
+      if (!setupCode || !(await this.#setupCode.matches(setupCode))) {
+        throw new AuthError('WEB_SETUP_CODE', 'Wrong or missing setup code. It is printed on the box\'s console (a screen plugged into the box, or journalctl -u pbx-gateway) every time the box starts: type it as shown, e.g. 7KQX-M3DW-9TPA.', 403, undefined, 'setupCode')
+      }
+      attempt.release()
+      await this.#save(password, { exclusive: true })
+      await this.#setupCode.remove()
+      return this.#newSession()
+    })
+    this.#setupQueue = run.catch(() => undefined)
+    return run
   }
 
   async login(password: string, client: string): Promise<Session> {
-    const now = this.#clock.now()
-    const recent = (this.#failures.get(client) ?? []).filter((at) => now - at < this.#windowMs)
-    this.#failures.set(client, recent)
-    if (recent.length >= this.#maxFailures) {
-      const retryAfterS = Math.max(1, Math.ceil(((recent[0] ?? now) + this.#windowMs - now) / 1000))
-      throw new AuthError('WEB_LOGIN_RATE_LIMITED', `Too many wrong passwords from this computer: wait ${Math.ceil(retryAfterS / 60)} minute(s) and try again.`, 429, retryAfterS)
+    // Counted before the (slow) check, so parallel guesses cannot all slip past the limit.
+    const attempt = this.#logins.take(client)
+    if (!attempt.allowed) {
+      throw new AuthError('WEB_LOGIN_RATE_LIMITED', `Too many wrong passwords ${attempt.scope === 'key' ? 'from this computer' : 'on this box'}: wait ${Math.ceil(attempt.retryAfterS / 60)} minute(s) and try again.`, 429, attempt.retryAfterS)
     }
     const stored = await this.#load()
-    if (!stored) throw new AuthError('WEB_NO_PASSWORD', 'No admin password is set yet: reload the page to set one.', 409)
-    const hash = await scryptAsync(password, Buffer.from(stored.salt, 'base64'), 64)
-    if (!timingSafeEqual(hash, Buffer.from(stored.hash, 'base64'))) {
-      recent.push(now)
-      const left = this.#maxFailures - recent.length
-      throw new AuthError('WEB_WRONG_PASSWORD', left > 0
-        ? `Wrong password: check Caps Lock and try again (${left} attempt(s) left before a 5-minute wait).`
-        : 'Wrong password: too many attempts, wait 5 minutes before trying again.', 401)
+    if (!stored) {
+      attempt.release()
+      throw new AuthError('WEB_NO_PASSWORD', 'No admin password is set yet: reload the page to set one.', 409)
     }
-    this.#failures.delete(client)
+    if (!(await this.#verify(password, stored))) {
+      throw new AuthError('WEB_WRONG_PASSWORD', 'Wrong password: check Caps Lock and try again (after 5 wrong passwords in 5 minutes this computer has to wait).', 401)
+    }
+    attempt.release()
+    // Hashed with older settings: rehash now that we have the password.
+    if (stored.N < SCRYPT_COST.N || stored.r < SCRYPT_COST.r) await this.#save(password, { exclusive: false })
     return this.#newSession()
   }
 
   /** The live session for a cookie value, its idle timer refreshed; undefined when absent or expired. */
   session(id: string | undefined): Session | undefined {
-    if (!id) return undefined
-    const session = this.#sessions.get(id)
-    if (!session) return undefined
-    const now = this.#clock.now()
-    if (now - session.lastSeen > this.#idleMs) {
-      this.#sessions.delete(id)
-      return undefined
-    }
-    session.lastSeen = now
+    const session = this.peek(id)
+    if (session) session.lastSeen = this.#clock.now()
     return session
   }
 
+  /** Like session(), without counting as activity (for the live log tail, which must not keep a session alive). */
+  peek(id: string | undefined): Session | undefined {
+    if (!id) return undefined
+    const session = this.#sessions.get(id)
+    if (!session) return undefined
+    if (this.#clock.now() - session.lastSeen > this.#idleMs) {
+      this.#end(id)
+      return undefined
+    }
+    return session
+  }
+
+  /** Called with the id of each session that ends (sign-out, idle expiry, factory reset). */
+  onSessionEnd(listener: (id: string) => void): () => void {
+    this.#sessionEnded.add(listener)
+    return () => this.#sessionEnded.delete(listener)
+  }
+
   logout(id: string | undefined): void {
-    if (id) this.#sessions.delete(id)
+    if (id && this.#sessions.has(id)) this.#end(id)
   }
 
   /** Factory reset: every session ends, the password is forgotten (its file is wiped with the data folder). */
   reset(): void {
-    this.#sessions.clear()
-    this.#failures.clear()
+    for (const id of [...this.#sessions.keys()]) this.#end(id)
+    this.#logins.clear()
+    this.#setupCodes.clear()
     this.#stored = null
+  }
+
+  #end(id: string): void {
+    this.#sessions.delete(id)
+    for (const listener of this.#sessionEnded) listener(id)
+  }
+
+  #oneHashAtATime<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.#hashQueue.then(work)
+    this.#hashQueue = run.catch(() => undefined)
+    return run
+  }
+
+  #verify(password: string, stored: StoredPassword): Promise<boolean> {
+    return this.#oneHashAtATime(async () => {
+      if (!(stored.N >= 2 && stored.N <= MAX_N && stored.r >= 1 && stored.r <= 32 && stored.p >= 1 && stored.p <= 4)) {
+        throw new Error(`${this.#file} holds scrypt settings out of range (N=${stored.N}, r=${stored.r}, p=${stored.p}): run factory-reset on the box`)
+      }
+      const expected = Buffer.from(stored.hash, 'base64')
+      const hash = await scryptAsync(password, Buffer.from(stored.salt, 'base64'), expected.length || 64, stored)
+      return hash.length === expected.length && timingSafeEqual(hash, expected)
+    })
   }
 
   #newSession(): Session {
@@ -134,15 +204,22 @@ export class AdminAuth {
     return this.#stored
   }
 
-  async #save(password: string): Promise<void> {
+  /** exclusive: the first password, created only if no file exists (never overwrites one another process set). */
+  async #save(password: string, options: { exclusive: boolean }): Promise<void> {
     const salt = randomBytes(16)
-    const hash = await scryptAsync(password, salt, 64)
+    const hash = await this.#oneHashAtATime(() => scryptAsync(password, salt, 64, SCRYPT_COST))
     const stored: StoredPassword = {
-      algorithm: 'scrypt', N: SCRYPT.N ?? 16384, r: SCRYPT.r ?? 8, p: SCRYPT.p ?? 1,
+      algorithm: 'scrypt', ...SCRYPT_COST,
       salt: salt.toString('base64'), hash: hash.toString('base64'), setAt: new Date(this.#clock.now()).toISOString(),
     }
-    await mkdir(join(this.#file, '..'), { recursive: true, mode: 0o700 })
-    await writeFileAtomic(this.#file, JSON.stringify(stored, null, 2), 0o600)
+    const text = JSON.stringify(stored, null, 2)
+    await mkdir(dirname(this.#file), { recursive: true, mode: 0o700 })
+    try {
+      await writeFileAtomic(this.#file, text, 0o600, { exclusive: options.exclusive })
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new AuthError('WEB_PASSWORD_EXISTS', 'The admin password is already set: sign in with it. Forgot it? Run factory-reset on the box.', 409)
+      throw err
+    }
     this.#stored = stored
   }
 }

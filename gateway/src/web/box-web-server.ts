@@ -12,17 +12,20 @@ import type { Clock } from '../core/clock.js'
 import { BoxEnrollmentError, EnrollmentClient } from '../identity/enrollment-client.js'
 import { factoryReset, IdentityStore } from '../identity/identity-store.js'
 import { writeFileAtomic } from '../identity/atomic-file.js'
+import type { AttemptLimits } from './attempt-limiter.js'
 import { AdminAuth, AuthError, MIN_PASSWORD_LENGTH, type Session } from './admin-auth.js'
-import type { BoxWebCertificate } from './box-certificate.js'
+import { boxNames, type BoxWebCertificate } from './box-certificate.js'
 import { testConnection } from './connection-test.js'
-import { ConnectorStore, isSecretField } from './connector-store.js'
-import { runDiagnostics } from './diagnostics.js'
+import { changedDestination, ConnectorStore, secretFieldsOf } from './connector-store.js'
+import { runDiagnostics, type DiagnosticCheck } from './diagnostics.js'
 import type { LogRing } from './log-ring.js'
+import { cookieValue, hostNameOf, jsonDepthExceeds, MAX_JSON_DEPTH } from './request-guards.js'
 import {
   ConnectionTestSchema, ConnectorBodySchema, ConnectorIdParamsSchema, ConnectorListSchema, ConnectorTestBodySchema, ConnectorTypesSchema,
   DiagnosticsSchema, EnrollBodySchema, EnrollmentStateSchema, ErrorSchema, FactoryResetBodySchema, LogsSchema, OkSchema, PasswordBodySchema,
-  SessionStateSchema, StatusSchema, type ConnectorView, type ErrorBody,
+  SessionStateSchema, SetupBodySchema, StatusSchema, type ConnectorView, type ErrorBody,
 } from './schemas.js'
+import { sameSecret, setupCodeBanner } from './setup-code.js'
 
 export const SESSION_COOKIE = 'box_session'
 export const CSRF_HEADER = 'x-csrf-token'
@@ -39,7 +42,19 @@ export interface BoxWebServerDeps {
   fileConnectorIds: ReadonlySet<string>
   /** Test connection's wait for the link and the directory. */
   connectionTestTimeoutMs?: number
+  /**
+   * Where the box prints for whoever stands at it: the service's stderr, which systemd sends to the console and
+   * the journal. The setup code goes there at every start while the box is unclaimed.
+   */
+  console?: { write(text: string): unknown }
+  /** Sign-in attempt limits (default 5 per address and 30 in total per 5 minutes). */
+  loginLimits?: AttemptLimits
+  /** Live log tails open at once (default 4). */
+  maxLogTails?: number
 }
+
+/** Bodies of the first-visit and sign-in forms: a password and a code, nothing near this size. */
+const SMALL_BODY_LIMIT = 8 * 1024
 
 class HttpError extends Error {
   constructor(readonly status: number, readonly code: string, message: string, readonly field?: string, readonly retryAfterS?: number) {
@@ -49,12 +64,13 @@ class HttpError extends Error {
 
 const errorBody = (code: string, message: string, field?: string): ErrorBody => ({ error: { code, message, ...(field ? { field } : {}) } })
 
-function cookieValue(header: string | undefined, name: string): string | undefined {
-  for (const part of (header ?? '').split(';')) {
-    const [key, ...rest] = part.trim().split('=')
-    if (key === name) return rest.join('=')
-  }
-  return undefined
+const SECURITY_HEADERS: Record<string, string> = {
+  'content-security-policy': "default-src 'self'; img-src 'self' data:; style-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+  'x-frame-options': 'DENY',
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+  'strict-transport-security': 'max-age=31536000',
+  'cache-control': 'no-store',
 }
 
 const STATIC_FILES: Record<string, { file: string; type: string }> = {
@@ -70,8 +86,8 @@ const STATIC_FILES: Record<string, { file: string; type: string }> = {
  */
 export function buildBoxWebServer(deps: BoxWebServerDeps) {
   const log = deps.logger.child({ component: 'web' })
-  const auth = new AdminAuth({ dataDir: deps.config.dataDir, idleMs: deps.config.web.sessionIdleMinutes * 60_000 }, { clock: deps.clock })
-  const connectorStore = new ConnectorStore(deps.config.dataDir)
+  const auth = new AdminAuth({ dataDir: deps.config.dataDir, idleMs: deps.config.web.sessionIdleMinutes * 60_000, ...(deps.loginLimits ? { loginLimits: deps.loginLimits } : {}) }, { clock: deps.clock })
+  const connectorStore = new ConnectorStore(deps.config.dataDir, deps.registry)
   const app = Fastify({
     https: { key: deps.certificate.keyPem, cert: deps.certificate.certPem },
     loggerInstance: log,
@@ -82,12 +98,39 @@ export function buildBoxWebServer(deps: BoxWebServerDeps) {
   }).withTypeProvider<TypeBoxTypeProvider>()
 
   app.addHook('onSend', async (_request, reply) => {
-    reply.header('content-security-policy', "default-src 'self'; img-src 'self' data:; style-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
-    reply.header('x-frame-options', 'DENY')
-    reply.header('x-content-type-options', 'nosniff')
-    reply.header('referrer-policy', 'no-referrer')
-    reply.header('strict-transport-security', 'max-age=31536000')
-    reply.header('cache-control', 'no-store')
+    reply.headers(SECURITY_HEADERS)
+  })
+
+  // DNS rebinding: a page of another site whose name resolves to the box would be "same origin" with itself.
+  // The box answers only to the names and addresses it has (and web.allowedHosts).
+  let hostsCache: { at: number; names: Set<string> } | undefined
+  function knownHosts(): Set<string> {
+    const now = deps.clock.now()
+    if (!hostsCache || now - hostsCache.at > 30_000) {
+      const { dns, ips } = boxNames() // read again: a DHCP lease may have changed the box's address since first boot
+      const names = [...deps.certificate.names, ...dns, ...ips, ...(deps.config.web.allowedHosts ?? []), deps.config.web.host]
+      hostsCache = { at: now, names: new Set(names.map((n) => n.toLowerCase())) }
+    }
+    return hostsCache.names
+  }
+  app.addHook('onRequest', async (request) => {
+    const name = hostNameOf(request.headers.host)
+    if (name === undefined || !knownHosts().has(name)) {
+      log.warn({ client: request.ip, host: String(request.headers.host ?? '').slice(0, 100) }, 'request for another host name refused')
+      throw new HttpError(421, 'WEB_BAD_HOST', `This box does not answer to the name "${String(request.headers.host ?? '').slice(0, 100)}": open the setup page at the box's own address (its IP address, e.g. https://${[...knownHosts()].find((h) => /^\d+\.\d+\.\d+\.\d+$/.test(h) && h !== '127.0.0.1') ?? '127.0.0.1'}/), or add the name to web.allowedHosts in the config.`)
+    }
+  })
+
+  // JSON nested deeper than any form needs is refused before it is parsed (a 5,000-deep body overflowed the stack).
+  const parseJson = app.getDefaultJsonParser('error', 'error')
+  app.removeContentTypeParser('application/json')
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    const text = typeof body === 'string' ? body : body.toString('utf8')
+    if (jsonDepthExceeds(text, MAX_JSON_DEPTH)) {
+      done(new HttpError(400, 'WEB_JSON_TOO_DEEP', `The request is nested more than ${MAX_JSON_DEPTH} levels deep, which no form of this page sends: reload the page and use its forms.`), undefined)
+      return
+    }
+    parseJson(request, text, done)
   })
 
   app.setErrorHandler((err: Error & { validation?: unknown; statusCode?: number }, request, reply) => {
@@ -97,9 +140,13 @@ export function buildBoxWebServer(deps: BoxWebServerDeps) {
     }
     if (err instanceof AuthError) {
       if (err.retryAfterS !== undefined) reply.header('retry-after', String(err.retryAfterS))
-      return reply.code(err.status).send(errorBody(err.code, err.message, 'password'))
+      return reply.code(err.status).send(errorBody(err.code, err.message, err.field))
     }
     if (err.validation) return reply.code(400).send(errorBody('WEB_BAD_REQUEST', `The request is not valid: ${err.message}`))
+    if ((err as { code?: string }).code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+      log.warn({ client: request.ip, url: request.url.slice(0, 100) }, 'request body too large refused')
+      return reply.code(413).send(errorBody('WEB_BODY_TOO_LARGE', 'The request is too large for this form: shorten what you entered (a connector\'s user list is limited to 1 MiB).'))
+    }
     const status = err.statusCode ?? 500
     if (status < 500) return reply.code(status).send(errorBody('WEB_BAD_REQUEST', err.message))
     request.log.error({ err }, 'request failed')
@@ -128,6 +175,12 @@ export function buildBoxWebServer(deps: BoxWebServerDeps) {
   }
 
   const uiConnectors = new Map<string, ConnectorConfig>()
+  const maxTails = deps.maxLogTails ?? 4
+  const tails = new Set<{ sessionId: string; end(): void }>()
+  auth.onSessionEnd((id) => { for (const tail of [...tails]) if (tail.sessionId === id) tail.end() })
+  // Open tails would keep close() waiting for their sockets.
+  app.addHook('preClose', async () => { for (const tail of [...tails]) tail.end() })
+  let diagnosing: Promise<DiagnosticCheck[]> | undefined
   const ready = connectorStore.load().then((list) => { for (const c of list) uiConnectors.set(c.id, c) })
 
   function sessionOf(request: FastifyRequest): Session | undefined {
@@ -144,11 +197,17 @@ export function buildBoxWebServer(deps: BoxWebServerDeps) {
     return session
   }
 
+  const secretsOf = (type: string): Set<string> => {
+    const definition = deps.registry.get(type)
+    return new Set(definition ? secretFieldsOf(definition.configSchema) : [])
+  }
+
   function view(connector: ConnectorConfig, source: ConnectorView['source']): ConnectorView {
     const config: Record<string, unknown> = {}
     const secretsSet: string[] = []
+    const secrets = secretsOf(connector.type)
     for (const [key, value] of Object.entries(connector)) {
-      if (isSecretField(key)) {
+      if (secrets.has(key)) {
         if (value !== undefined && value !== '') secretsSet.push(key)
       } else if (key !== 'id' && key !== 'type') {
         config[key] = value
@@ -157,8 +216,12 @@ export function buildBoxWebServer(deps: BoxWebServerDeps) {
     return { id: connector.id, type: connector.type, source, config, secretsSet }
   }
 
-  /** The submitted config checked against its adapter's schema; empty secrets keep the stored ones. */
-  function checkConnector(id: string, type: string, submitted: Record<string, unknown>, previous: ConnectorConfig | undefined): { definition: AdapterDefinition; config: ConnectorConfig } {
+  /**
+   * The submitted config checked against its adapter's schema. An empty secret keeps the stored one, but only
+   * for the same PBX type and the same host, port, path and TLS/pin settings: the page must never be a way to send
+   * a stored secret somewhere new.
+   */
+  function checkConnector(id: string, type: string, submitted: Record<string, unknown>, previous: ConnectorConfig | undefined, client: string): { definition: AdapterDefinition; config: ConnectorConfig } {
     const definition = deps.registry.get(type)
     if (!definition) throw new HttpError(400, 'WEB_UNKNOWN_TYPE', `Unknown PBX type "${type}": choose one of ${[...deps.registry.keys()].join(', ')}.`, 'type')
     const merged: Record<string, unknown> = {}
@@ -166,8 +229,16 @@ export function buildBoxWebServer(deps: BoxWebServerDeps) {
       if (value === '' || value === null) continue // an empty field means "not set" (or "keep" for a secret)
       merged[key] = value
     }
-    if (previous && previous.type === type) {
-      for (const [key, value] of Object.entries(previous)) if (isSecretField(key) && merged[key] === undefined && value !== undefined) merged[key] = value
+    const secrets = secretsOf(type)
+    const kept = previous ? [...secrets].filter((key) => merged[key] === undefined && (previous as Record<string, unknown>)[key] !== undefined) : []
+    if (previous && kept.length > 0) {
+      const changed = changedDestination(previous, checkWithDefaults(definition.configSchema, { ...merged, id, type }).value as Record<string, unknown>)
+      if (changed.length > 0) {
+        log.warn({ connector: id, client, changed }, 'stored secret not reused: the connector\'s address or TLS settings changed')
+        const field = kept[0] ?? 'password'
+        throw new HttpError(400, 'WEB_SECRET_NEEDED', `You changed ${changed.join(', ')}: type the ${field} again. The box sends a stored ${field} only to the address and TLS settings it was entered for.`, field)
+      }
+      for (const key of kept) merged[key] = (previous as Record<string, unknown>)[key]
     }
     const { value, problems } = checkWithDefaults(definition.configSchema, { ...merged, id, type })
     if (problems.length > 0) {
@@ -189,7 +260,8 @@ export function buildBoxWebServer(deps: BoxWebServerDeps) {
       const path = request.url.split('?')[0]
       if (path === '/api/setup' || path === '/api/login') return
       const session = requireSession(request)
-      if (request.headers[CSRF_HEADER] !== session.csrfToken) {
+      const token = request.headers[CSRF_HEADER]
+      if (typeof token !== 'string' || !sameSecret(token, session.csrfToken)) {
         throw new HttpError(403, 'WEB_CSRF', 'The page is out of date (missing or wrong security token): reload the page and try again.')
       }
     })
@@ -204,15 +276,21 @@ export function buildBoxWebServer(deps: BoxWebServerDeps) {
       }
     })
 
-    api.post('/setup', { schema: { summary: 'First visit: set the admin password (there is no default)', body: PasswordBodySchema, response: { 200: OkSchema, '4xx': ErrorSchema } } }, async (request, reply) => {
+    api.post('/setup', { bodyLimit: SMALL_BODY_LIMIT, schema: { summary: 'First visit: set the admin password (there is no default), with the setup code the box prints on its console', body: SetupBodySchema, response: { 200: OkSchema, '4xx': ErrorSchema } } }, async (request, reply) => {
       if (request.body.password.length < MIN_PASSWORD_LENGTH) throw new HttpError(400, 'WEB_PASSWORD_SHORT', `Choose a password of at least ${MIN_PASSWORD_LENGTH} characters.`, 'password')
-      const session = await auth.setInitialPassword(request.body.password)
-      log.info('admin password set on first visit')
+      let session: Session
+      try {
+        session = await auth.setInitialPassword(request.body.password, request.body.setupCode, request.ip)
+      } catch (err) {
+        if (err instanceof AuthError && err.code !== 'WEB_PASSWORD_EXISTS') log.warn({ client: request.ip, code: err.code }, 'setup code refused')
+        throw err
+      }
+      log.info({ client: request.ip }, 'admin password set on first visit: the setup code is used up')
       setSessionCookie(reply, session)
       return { ok: true, csrfToken: session.csrfToken }
     })
 
-    api.post('/login', { schema: { summary: 'Sign in (5 wrong passwords per 5 minutes per address)', body: PasswordBodySchema, response: { 200: OkSchema, '4xx': ErrorSchema } } }, async (request, reply) => {
+    api.post('/login', { bodyLimit: SMALL_BODY_LIMIT, schema: { summary: 'Sign in (5 wrong passwords per 5 minutes per address)', body: PasswordBodySchema, response: { 200: OkSchema, '4xx': ErrorSchema } } }, async (request, reply) => {
       try {
         const session = await auth.login(request.body.password, request.ip)
         setSessionCookie(reply, session)
@@ -238,7 +316,7 @@ export function buildBoxWebServer(deps: BoxWebServerDeps) {
         types: [...deps.registry.values()].map((definition) => ({
           type: definition.type,
           schema: JSON.parse(JSON.stringify(definition.configSchema)) as unknown,
-          secretFields: Object.keys((definition.configSchema as { properties?: Record<string, unknown> }).properties ?? {}).filter(isSecretField),
+          secretFields: secretFieldsOf(definition.configSchema),
         })),
       }))
 
@@ -249,11 +327,11 @@ export function buildBoxWebServer(deps: BoxWebServerDeps) {
         }
       })
 
-      authed.put('/connectors/:id', { schema: { summary: 'Add or replace a connector (it starts at once)', params: ConnectorIdParamsSchema, body: ConnectorBodySchema, response: { 200: ConnectorListSchema.properties.connectors.items, '4xx': ErrorSchema } } }, async (request) => {
+      authed.put('/connectors/:id', { schema: { summary: 'Add or replace a connector (it starts at once); an empty secret keeps the stored one only for the same address and TLS settings', params: ConnectorIdParamsSchema, body: ConnectorBodySchema, response: { 200: ConnectorListSchema.properties.connectors.items, '4xx': ErrorSchema } } }, async (request) => {
         await ready
         const { id } = request.params
         if (deps.fileConnectorIds.has(id)) throw new HttpError(409, 'WEB_CONNECTOR_IN_FILE', `Connector "${id}" is defined in the config file: change it there, or pick another id.`, 'id')
-        const { config } = checkConnector(id, request.body.type, request.body.config, uiConnectors.get(id))
+        const { config } = checkConnector(id, request.body.type, request.body.config, uiConnectors.get(id), request.ip)
         uiConnectors.set(id, config)
         await connectorStore.save([...uiConnectors.values()])
         await deps.gateway.putConnector(config)
@@ -276,7 +354,7 @@ export function buildBoxWebServer(deps: BoxWebServerDeps) {
         await ready
         const { id, type } = request.body
         const previous = uiConnectors.get(id) ?? deps.gateway.connectorConfigs().find((c) => c.id === id)
-        const { definition, config } = checkConnector(id, type, request.body.config, previous)
+        const { definition, config } = checkConnector(id, type, request.body.config, previous, request.ip)
         return testConnection(definition, config, { logger: deps.logger, clock: deps.clock }, deps.connectionTestTimeoutMs)
       })
 
@@ -332,23 +410,40 @@ export function buildBoxWebServer(deps: BoxWebServerDeps) {
         lines: deps.logRing.lines(200).map((l) => ({ ...l, ...(l.component === undefined ? { component: undefined } : {}) })),
       }))
 
-      authed.get('/logs/stream', { schema: { summary: 'Live log tail (Server-Sent Events, one JSON line per event)' } }, (request, reply) => {
+      authed.get('/logs/stream', { schema: { summary: `Live log tail (Server-Sent Events, one JSON line per event; at most ${maxTails} at once, each ends with its session)` } }, (request, reply) => {
+        if (tails.size >= maxTails) {
+          log.warn({ client: request.ip, open: tails.size }, 'live log tail refused: too many open')
+          throw new HttpError(429, 'WEB_TOO_MANY_TAILS', `${tails.size} live log views are open already: close other tabs or windows showing the Status page, then reload this one.`)
+        }
+        const sessionId = cookieValue(request.headers.cookie, SESSION_COOKIE) ?? ''
         reply.hijack()
         const raw = reply.raw
-        raw.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive', 'x-content-type-options': 'nosniff' })
+        raw.writeHead(200, { ...SECURITY_HEADERS, 'content-type': 'text/event-stream', connection: 'keep-alive' })
         raw.write(': tail\n\n')
         const off = deps.logRing.onLine((line) => raw.write(`data: ${JSON.stringify(line)}\n\n`))
-        const ping = setInterval(() => raw.write(': ping\n\n'), 15_000)
-        request.raw.on('close', () => {
-          off()
-          clearInterval(ping)
-        })
+        // The ping also notices a session that expired without a request (the tail itself is not activity).
+        const ping = setInterval(() => (auth.peek(sessionId) ? raw.write(': ping\n\n') : tail.end()), 15_000)
+        const tail = {
+          sessionId,
+          end: () => {
+            off()
+            clearInterval(ping)
+            tails.delete(tail)
+            raw.end()
+          },
+        }
+        tails.add(tail)
+        request.raw.on('close', () => tail.end())
       })
 
-      authed.post('/diagnostics', { schema: { summary: 'DNS, TCP and TLS to each broker URL, and the clock against the relay', response: { 200: DiagnosticsSchema } } }, async () => {
-        const identity = await new IdentityStore(deps.config.dataDir).load().catch(() => undefined)
-        const brokerUrls = identity && identity.brokerUrls.length > 0 ? identity.brokerUrls : [deps.config.relay.url, ...(deps.config.relay.fallbackUrls ?? [])]
-        const checks = await runDiagnostics({ brokerUrls, enrollUrl: identity?.relayUrl ?? deps.config.relay.enrollUrl, caPem: identity?.caPem })
+      authed.post('/diagnostics', { schema: { summary: 'DNS, TCP and TLS to each configured broker URL (never to one named in the request), and the clock against the relay', response: { 200: DiagnosticsSchema } } }, async () => {
+        // One run at a time: a second click (or tab) waits for the same answer instead of opening more sockets.
+        diagnosing ??= (async () => {
+          const identity = await new IdentityStore(deps.config.dataDir).load().catch(() => undefined)
+          const brokerUrls = identity && identity.brokerUrls.length > 0 ? identity.brokerUrls : [deps.config.relay.url, ...(deps.config.relay.fallbackUrls ?? [])]
+          return runDiagnostics({ brokerUrls: brokerUrls.slice(0, 8), enrollUrl: identity?.relayUrl ?? deps.config.relay.enrollUrl, caPem: identity?.caPem })
+        })().finally(() => { diagnosing = undefined })
+        const checks = await diagnosing
         return { checks: checks.map((c) => ({ ...c, durationMs: Math.round(c.durationMs) })) }
       })
 
@@ -360,11 +455,12 @@ export function buildBoxWebServer(deps: BoxWebServerDeps) {
         uiConnectors.clear()
         const { removed } = await factoryReset(deps.config.dataDir)
         connectorStore.forget()
-        auth.reset()
+        auth.reset() // ends every session, and with them every live log tail
         // Keep serving (and keep on disk) the same page certificate: the installer already checked its fingerprint.
         await writeFileAtomic(join(deps.config.dataDir, 'web', 'tls-key.pem'), deps.certificate.keyPem, 0o600).catch(() => undefined)
         await writeFileAtomic(join(deps.config.dataDir, 'web', 'tls-cert.pem'), deps.certificate.certPem, 0o644).catch(() => undefined)
         log.warn({ removed }, 'factory reset done: the box starts as new')
+        await announceSetupCode()
         setSessionCookie(reply, undefined)
         void deps.gateway.start().catch((err: unknown) => log.error({ err: (err as Error).message }, 'the gateway did not start after the factory reset'))
         return { ok: true }
@@ -373,7 +469,30 @@ export function buildBoxWebServer(deps: BoxWebServerDeps) {
   }
 
   void app.register(apiRoutes, { prefix: '/api' })
-  return { app, ready }
+
+  /**
+   * While the box is unclaimed: makes (or reads) its setup code and prints it with the setup page's addresses on
+   * the console and in the log. At every start, and after a factory reset.
+   */
+  let urls: string[] = []
+  async function announceSetupCode(listening?: { url: string; port: number }): Promise<string | undefined> {
+    if (listening) urls = setupUrls(deps.config.web.host, listening)
+    const code = await auth.pendingSetupCode()
+    if (!code) return undefined
+    deps.console?.write(setupCodeBanner(code, urls))
+    // The code in the message itself: an operator reading the journal needs it, and field-based redaction must not hide it.
+    log.warn({ urls }, `box not claimed yet: open ${urls[0] ?? 'the setup page'} and enter the setup code ${code}`)
+    return code
+  }
+  return { app, ready, announceSetupCode }
+}
+
+/** The addresses an installer can type: the listening address, or every LAN address when listening on all. */
+function setupUrls(host: string, listening: { url: string; port: number }): string[] {
+  if (host !== '0.0.0.0' && host !== '::') return [listening.url]
+  const port = listening.port === 443 ? '' : `:${listening.port}`
+  const lan = boxNames().ips.filter((ip) => ip !== '127.0.0.1' && ip !== '::1' && !ip.includes(':'))
+  return [...lan.map((ip) => `https://${ip}${port}/`), listening.url]
 }
 
 /** The setup page's server with its lifecycle: listen on web.host/web.port, close. */
@@ -390,14 +509,16 @@ export class BoxWebServer {
     return process.getuid?.() === 0 ? 443 : 8443
   }
 
-  async start(): Promise<{ url: string; port: number }> {
+  /** Listens; while the box is unclaimed, prints its setup code (also returned) with the addresses. */
+  async start(): Promise<{ url: string; port: number; setupCode: string | undefined }> {
     this.#server ??= buildBoxWebServer(this.#deps)
-    const { app, ready } = this.#server
+    const { app, ready, announceSetupCode } = this.#server
     await ready
     await app.listen({ host: this.#deps.config.web.host, port: this.#deps.config.web.port ?? BoxWebServer.defaultPort() })
     const port = (app.server.address() as AddressInfo).port
     const host = this.#deps.config.web.host === '0.0.0.0' ? 'localhost' : this.#deps.config.web.host
-    return { url: `https://${host}:${port}/`, port }
+    const url = `https://${host}:${port}/`
+    return { url, port, setupCode: await announceSetupCode({ url, port }) }
   }
 
   async stop(): Promise<void> {

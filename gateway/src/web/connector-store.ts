@@ -1,12 +1,43 @@
 import { mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { isDeepStrictEqual } from 'node:util'
+import type { TSchema } from '@sinclair/typebox'
+import type { AdapterDefinition } from '../adapters/types.js'
 import type { ConnectorConfig } from '../app.js'
 import { writeFileAtomic } from '../identity/atomic-file.js'
 import { BoxSealer } from '../identity/box-sealer.js'
 
-/** A field whose value is never shown back: the page may replace it, never read it. */
+/** A field whose value is never shown back, by its name: the fallback for a schema that does not mark its secrets. */
 export function isSecretField(name: string): boolean {
-  return /password|secret/i.test(name)
+  return /password|secret|passphrase/i.test(name)
+}
+
+/**
+ * The secret fields of an adapter's config: those its TypeBox schema marks `writeOnly: true` (the JSON Schema
+ * word for "accepted, never returned"), and any whose name says password or secret.
+ */
+export function secretFieldsOf(schema: TSchema): string[] {
+  const properties = (schema as { properties?: Record<string, { writeOnly?: unknown }> }).properties ?? {}
+  return Object.entries(properties).filter(([name, property]) => property.writeOnly === true || isSecretField(name)).map(([name]) => name)
+}
+
+/** Words of a field name that say where or how a secret travels: host, port, path, TLS, CA, certificate, pin, proxy. */
+const DESTINATION_WORDS = new Set(['host', 'hosts', 'port', 'path', 'url', 'uri', 'tls', 'ssl', 'ca', 'cert', 'certificate', 'pin', 'pinned', 'sha256', 'fingerprint', 'server', 'servername', 'proxy', 'codec', 'insecure', 'verify'])
+
+/** Whether a config field decides where a stored secret is sent (camelCase split into words). */
+export function isDestinationField(name: string): boolean {
+  return name.split(/(?=[A-Z])|[_-]/).some((word) => DESTINATION_WORDS.has(word.toLowerCase()))
+}
+
+/**
+ * The destination fields whose values differ between a stored connector and a submitted one (after defaults).
+ * A stored secret may be reused only when this is empty and the type is the same: otherwise the page could be
+ * made to send it to another host, port or certificate (Test connection with an empty password would do it).
+ */
+export function changedDestination(previous: ConnectorConfig, next: Record<string, unknown>): string[] {
+  const names = new Set([...Object.keys(previous), ...Object.keys(next)].filter(isDestinationField))
+  if (previous.type !== next.type) names.add('type')
+  return [...names].filter((name) => name === 'type' ? previous.type !== next.type : !isDeepStrictEqual((previous as Record<string, unknown>)[name], next[name]))
 }
 
 interface StoredConnectors {
@@ -15,17 +46,20 @@ interface StoredConnectors {
 }
 
 /**
- * The connectors added in the setup page, in `<dataDir>/connectors.json`. Secret fields (see isSecretField) are
+ * The connectors added in the setup page, in `<dataDir>/connectors.json`. Secret fields (see secretFieldsOf) are
  * sealed with the box's key (`<dataDir>/identity/seal.key`), so the file alone gives nothing away.
  */
 export class ConnectorStore {
   readonly #file: string
   readonly #keyFile: string
+  readonly #registry: ReadonlyMap<string, AdapterDefinition> | undefined
   #sealer: BoxSealer | undefined
 
-  constructor(dataDir: string) {
+  /** registry: to seal the fields each adapter's schema marks secret (without it, by name only). */
+  constructor(dataDir: string, registry?: ReadonlyMap<string, AdapterDefinition>) {
     this.#file = join(dataDir, 'connectors.json')
     this.#keyFile = join(dataDir, 'identity', 'seal.key')
+    this.#registry = registry
   }
 
   get file(): string {
@@ -61,9 +95,11 @@ export class ConnectorStore {
     const stored: StoredConnectors = {
       version: 1,
       connectors: connectors.map((connector) => {
+        const definition = this.#registry?.get(connector.type)
+        const secrets = new Set(definition ? secretFieldsOf(definition.configSchema) : [])
         const out: Record<string, unknown> = {}
         for (const [key, value] of Object.entries(connector)) {
-          if (isSecretField(key) && typeof value === 'string') out[`${key}$sealed`] = sealer.seal(value, `connector:${connector.id}:${key}`)
+          if ((secrets.has(key) || isSecretField(key)) && typeof value === 'string') out[`${key}$sealed`] = sealer.seal(value, `connector:${connector.id}:${key}`)
           else out[key] = value
         }
         return out

@@ -38,7 +38,8 @@ export async function runDiagnostics(input: DiagnosticsInput): Promise<Diagnosti
     const host = url.hostname.replace(/^\[|\]$/g, '')
     const port = Number(url.port) || DEFAULT_PORTS[url.protocol] || 443
     checks.push(await timed('DNS lookup', host, async () => {
-      const addresses = await lookup(host, { all: true })
+      // getaddrinfo has no timeout of its own: a dead DNS server would hold the request for minutes.
+      const addresses = await withTimeout(lookup(host, { all: true }), timeoutMs)
       return `${host} is ${addresses.map((a) => a.address).join(', ')}`
     }, (err) => `Cannot resolve ${host} (${code(err)}): check the box's DNS server and the relay address.`))
     checks.push(await timed('TCP connect', `${host}:${port}`, () => tcp(host, port, timeoutMs),
@@ -72,6 +73,12 @@ async function timed(name: string, target: string, run: () => Promise<string>, e
   } catch (err) {
     return { name, target, ok: false, message: explain(err), durationMs: Date.now() - started }
   }
+}
+
+function withTimeout<T>(work: Promise<T>, timeoutMs: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })), timeoutMs) })
+  return Promise.race([work, timeout]).finally(() => clearTimeout(timer))
 }
 
 function code(err: unknown): string {

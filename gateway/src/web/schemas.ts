@@ -18,6 +18,10 @@ export const SessionStateSchema = Type.Object({
 })
 
 export const PasswordBodySchema = Type.Object({ password: Type.String({ maxLength: 1024 }) })
+export const SetupBodySchema = Type.Object({
+  password: Type.String({ maxLength: 1024 }),
+  setupCode: Type.Optional(Type.String({ maxLength: 64, description: 'The code the box prints on its console while it is unclaimed, e.g. 7KQX-M3DW-9TPA.' })),
+})
 
 export const OkSchema = Type.Object({ ok: Type.Boolean(), csrfToken: Type.Optional(Type.String()) })
 

@@ -22,6 +22,8 @@ export interface JsonSchema {
   minimum?: number
   maximum?: number
   pattern?: string
+  /** A secret: accepted, never sent back. */
+  writeOnly?: boolean
 }
 
 export interface ConnectorType { type: string; schema: JsonSchema; secretFields: string[] }

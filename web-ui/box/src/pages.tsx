@@ -28,17 +28,19 @@ function usePoll<T>(path: string, everyMs: number): { data: T | undefined; error
 }
 
 export function PasswordSetup(props: { session: SessionState; onDone: (token: string) => void }) {
+  const [setupCode, setSetupCode] = useState('')
   const [password, setPassword] = useState('')
   const [confirm, setConfirm] = useState('')
   const [error, setError] = useState<{ field: string; message: string } | undefined>()
   const [busy, setBusy] = useState(false)
   const submit = async (e: Event) => {
     e.preventDefault()
+    if (!setupCode.trim()) return setError({ field: 'setupCode', message: 'Enter the setup code shown on the box\'s console: it proves you have the box in hand.' })
     if (password.length < props.session.minPasswordLength) return setError({ field: 'password', message: `Choose a password of at least ${props.session.minPasswordLength} characters.` })
     if (password !== confirm) return setError({ field: 'confirm', message: 'The two passwords differ: type the same password twice.' })
     setBusy(true)
     try {
-      const res = await api<{ csrfToken?: string }>('POST', '/setup', { password })
+      const res = await api<{ csrfToken?: string }>('POST', '/setup', { password, setupCode })
       props.onDone(res.csrfToken ?? '')
     } catch (err) {
       const e2 = describeError(err)
@@ -52,6 +54,9 @@ export function PasswordSetup(props: { session: SessionState; onDone: (token: st
       <PageHeading>Welcome: set the admin password</PageHeading>
       <p>This box has no password yet. Choose one now: you will need it for every visit to this page. There is no default password.</p>
       <form onSubmit={submit} noValidate>
+        <Field label="Setup code" hint="Shown on the box's console (a screen plugged into the box, or journalctl -u pbx-gateway) each time it starts, like 7KQX-M3DW-9TPA. It works once." error={error?.field === 'setupCode' ? error.message : undefined}>
+          {(a) => <input {...a} name="setupCode" type="text" autoComplete="off" autoCapitalize="characters" spellcheck={false} value={setupCode} onInput={(e) => setSetupCode(e.currentTarget.value)} />}
+        </Field>
         <Field label="New admin password" hint={`At least ${props.session.minPasswordLength} characters.`} error={error?.field === 'password' ? error.message : undefined}>
           {(a) => <input {...a} name="password" type="password" autoComplete="new-password" value={password} onInput={(e) => setPassword(e.currentTarget.value)} />}
         </Field>
@@ -361,7 +366,7 @@ export function FactoryReset(props: { onDone: () => void }) {
   return (
     <section class="card narrow">
       <PageHeading>Factory reset</PageHeading>
-      <Alert kind="error">This wipes the box's identity (it leaves the cloud until enrolled again with a new code), the PBX connectors set up here, the admin password and all state. The page then asks for a new password.</Alert>
+      <Alert kind="error">This wipes the box's identity (it leaves the cloud until enrolled again with a new code), the PBX connectors set up here, the admin password and all state. The page then asks for a new password and the new setup code the box prints on its console.</Alert>
       <form onSubmit={submit} noValidate>
         <Field label="Type RESET to confirm" error={error}>
           {(a) => <input {...a} name="confirm" autoComplete="off" value={confirm} onInput={(e) => setConfirm(e.currentTarget.value)} />}

@@ -99,10 +99,10 @@ function SchemaField(props: { name: string; schema: JsonSchema; required: boolea
     )
   }
   const numeric = schema.type === 'integer' || schema.type === 'number'
-  const secret = isSecret(name)
+  const secret = schema.writeOnly === true || isSecret(name)
   const text = props.value === undefined || props.value === null ? '' : String(props.value)
   return (
-    <Field label={label} hint={secret && props.secretSet ? 'A value is stored (never shown). Leave empty to keep it; type to replace it.' : hint} error={props.error}>
+    <Field label={label} hint={secret && props.secretSet ? 'A value is stored (never shown). Leave empty to keep it while host, port and TLS settings stay the same; type to replace it.' : hint} error={props.error}>
       {(attrs) => (
         <input {...attrs} name={name} type={secret ? 'password' : numeric ? 'number' : 'text'} autoComplete={secret ? 'new-password' : 'off'}
           placeholder={secret && props.secretSet ? '•••••• (stored)' : schema.default !== undefined ? String(schema.default) : ''}

@@ -27,7 +27,8 @@ export const AvayaIpoConfigSchema = Type.Object({
   path: Type.String({ pattern: '^/', maxLength: 256, default: '/tpkt/openapi' }),
   /** An IP Office service user (Security Settings); its rights group needs the MTCTI-3 permission [U which one]. */
   username: Type.String({ minLength: 1, maxLength: 128 }),
-  password: Type.String({ maxLength: 256 }),
+  /** writeOnly: the setup page never sends it back (and reuses it only for the same host, port and TLS settings). */
+  password: Type.String({ maxLength: 256, writeOnly: true }),
   tls: Type.Object(AvayaIpoTlsSchema.properties, { additionalProperties: false, default: {} }),
   /** Lifetime asked for each subscription, renewed at half of it [I: seconds; gomtcti3 asks 3600]. */
   subscriptionTimeoutS: Type.Integer({ minimum: 2, maximum: 86400, default: 3600 }),

@@ -22,7 +22,8 @@ export const InnovaphoneConfigSchema = Type.Object({
   certificateSha256: Type.Optional(Type.String({ pattern: '^([0-9A-Fa-f]{2}:?){31}[0-9A-Fa-f]{2}$' })),
   /** The App object's Name (must not start with a digit [C]) and Password. */
   appName: Type.String({ pattern: '^[^0-9].*$', minLength: 1, maxLength: 128 }),
-  appPassword: Type.String({ minLength: 1, maxLength: 256 }),
+  /** writeOnly: the setup page never sends it back (and reuses it only for the same host, port and TLS settings). */
+  appPassword: Type.String({ minLength: 1, maxLength: 256, writeOnly: true }),
   /**
    * Multi-node: monitor only people whose RCC UserInfo.pbx is one of these PBX names. Unset: everyone the
    * App object sees. Run one connector per PBX node, each pointed at that node (see README).

@@ -23,7 +23,8 @@ export const OsbizConfigSchema = Type.Object({
   codec: Type.Union([Type.Literal('xml')], { default: 'xml' }),
   applicationId: Type.String({ minLength: 1, maxLength: 128 }),
   username: Type.Optional(Type.String({ maxLength: 128 })),
-  password: Type.Optional(Type.String({ maxLength: 256 })),
+  /** writeOnly: the setup page never sends it back (and reuses it only for the same host, port and TLS settings). */
+  password: Type.Optional(Type.String({ maxLength: 256, writeOnly: true })),
   /** Requested ECMA-354 session duration; the switch may grant a different one, which the driver follows. */
   sessionDurationS: Type.Integer({ minimum: 1, maximum: 86400, default: 180 }),
   /** MonitorStart requests per second after (re)connecting, so a large site does not flood the switch. */
