@@ -1,6 +1,7 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import type { Logger } from 'pino'
 import type { Clock } from '../../../gateway/src/core/clock.js'
+import { sameSecret } from '../broker/secrets.js'
 import { AttemptLimiter } from './attempt-limiter.js'
 import { ConsoleError } from './console-errors.js'
 import type { ConsoleAccount, ConsoleRole, ConsoleStore } from './console-store.js'
@@ -64,10 +65,9 @@ export function readCookie(header: string | undefined, name: string): string | u
   return undefined
 }
 
-/** Compares a secret someone sent with the expected one in constant time (both hashed, so the length does not leak). */
-export function sameSecret(given: string | undefined, expected: string | undefined): boolean {
-  if (typeof given !== 'string' || typeof expected !== 'string') return false
-  return timingSafeEqual(createHash('sha256').update(given, 'utf8').digest(), createHash('sha256').update(expected, 'utf8').digest())
+/** A secret someone sent against the expected one, in constant time; either missing never matches. */
+export function sameOptionalSecret(given: string | undefined, expected: string | undefined): boolean {
+  return typeof given === 'string' && typeof expected === 'string' && sameSecret(given, expected)
 }
 
 export function sessionCookie(token: string, maxAgeS: number): string {
@@ -149,7 +149,7 @@ export class ConsoleAuth {
     }
     const where = this.#setup ? `the relay printed it in its log at start ("setupSecret") and wrote it to ${this.#setup.file}` : 'the relay printed it in its log at start'
     if (!secret) throw new ConsoleError('CONSOLE_SETUP_SECRET', `Creating the first administrator needs the setup secret: ${where}. The relay's API token (http.apiToken) works too.`)
-    if (!sameSecret(secret, this.#setup?.value) && !sameSecret(secret, this.#apiToken)) {
+    if (!sameOptionalSecret(secret, this.#setup?.value) && !sameOptionalSecret(secret, this.#apiToken)) {
       this.#log.warn({ address }, 'wrong console setup secret')
       throw new ConsoleError('CONSOLE_SETUP_SECRET', `That is not the setup secret of this relay start: ${where} (a restart makes a new one). Copy it again and try once more.`)
     }
