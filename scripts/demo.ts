@@ -62,6 +62,8 @@ out(`${since()} Gateway "${stack.gatewayId}"  created on the relay; the box enro
 await stack.startGateway()
 out(`${since()} Gateway "${stack.gatewayId}"  connected out to the relay over mutual TLS, watching the PBX`)
 out(`${since()} Cloud console  ${stack.enrollUrl}/console/  (the first visit creates the admin account; the relay's certificate is from its own CA, so the browser asks once)`)
+const setupSecret = stack.relay!.consoleSetupSecret
+if (setupSecret) out(`${since()}   setup secret for the first visit: ${bold(setupSecret)}  (a relay prints it in its log at start and writes it to console-setup-secret next to its seal key)`)
 // The box's own setup page, as an installer on site opens it (HTTPS with the box's first-boot certificate).
 const boxCertificate = await ensureBoxCertificate(stack.gatewayConfig().dataDir)
 const boxWeb = new BoxWebServer({

@@ -14,7 +14,7 @@ import { X509Certificate } from 'node:crypto'
 import { GatewayLiveness } from './fleet/gateway-liveness.js'
 import { fleetRoutes } from './fleet/fleet-routes.js'
 import { TelemetryStore } from './fleet/telemetry-store.js'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { hashSecret, sameSecret } from './broker/secrets.js'
 import type { RelayConfig } from './config/schema.js'
 import { DirectoryService } from './directory/directory-service.js'
@@ -137,6 +137,7 @@ export class Relay {
   #enrollment: EnrollmentService | undefined
   #pki: RelayPki | undefined
   #consoleLive: ConsoleLive | undefined
+  #consoleAuth: ConsoleAuth | undefined
   #relayCertificates: RelayCertificates | undefined
   #crlRefresh: MosquittoCrlRefresh | undefined
   #retainedGuard: MosquittoRetainedGuard | undefined
@@ -205,6 +206,11 @@ export class Relay {
   }
 
   /** The admin API's port once listening (http.port 0 picks a free one). */
+  /** The console's first-run setup secret while no console account exists (also in the relay's log and its file). */
+  get consoleSetupSecret(): string | undefined {
+    return this.#consoleAuth?.setupSecret
+  }
+
   get httpPort(): number | undefined {
     const address = this.#http?.server.address()
     return address && typeof address === 'object' ? address.port : undefined
@@ -496,7 +502,9 @@ export class Relay {
     await observation.prepare()
 
     // The console: local accounts, sessions, role checks, live updates, the app at /console/.
-    const consoleAuth = new ConsoleAuth({}, { store: new ConsoleStore(db), clock, logger, tenants: () => config.tenants.map((t) => t.id) })
+    // The first-run setup secret lives next to the seal key, in the relay's data folder.
+    const consoleAuth = new ConsoleAuth({ setupSecretFile: join(dirname(config.secrets.sealKeyFile), 'console-setup-secret'), apiToken: config.http.apiToken }, { store: new ConsoleStore(db), clock, logger, tenants: () => config.tenants.map((t) => t.id) })
+    this.#consoleAuth = consoleAuth
     const explainer = this.#deps.explainer ?? engine
     const consoleLive = new ConsoleLive({}, {
       auth: consoleAuth,
@@ -516,6 +524,7 @@ export class Relay {
       seatLimit: (tenantId) => directory.seatLimit(tenantId),
       caPin: () => pki.caFingerprint256,
       onLogout: (tokenHash) => consoleLive.closeSession(tokenHash),
+      onAccountSessionsEnded: (accountId, except) => consoleLive.closeAccount(accountId, except),
     })
     const consoleAccess = createConsoleAccess({
       tenantOfGateway: (gatewayId) => this.#gatewayTenant.get(gatewayId),
@@ -541,6 +550,7 @@ export class Relay {
     this.#http = http
     await http.listen({ host: config.http.host, port: config.http.port })
     await consoleLive.start(http.server)
+    await consoleAuth.prepareFirstRun(`${config.http.tls ? 'https' : 'http'}://${config.http.host === '0.0.0.0' ? 'localhost' : config.http.host}:${this.httpPort}/console/`)
     // After listen: creating a subscription makes Graph call the webhook (validation handshake).
     await observation.start()
     if (!config.http.apiToken) this.#log.info('http.apiToken is not set: the admin API answers 503 until it is')

@@ -31,7 +31,12 @@ Environment:
   RELAY_SEAL_KEY  key (32 bytes, base64 or hex) sealing secrets at rest; overrides secrets.sealKeyFile
   LOG_PRETTY=1  human-readable logs (default when stdout is a terminal)
 
-Exit codes: 0 stopped cleanly, 2 bad command line or config, 1 crashed.
+Cloud console: https://<relay>/console/. While no console account exists, the log at start shows a
+  one-time setupSecret (also in console-setup-secret next to secrets.sealKeyFile, mode 0600): the
+  first visit needs it, or http.apiToken, to create the first operator.
+
+Exit codes: 0 stopped cleanly, 2 bad command line or config, 1 crashed (an uncaught exception is
+logged first; an unhandled promise rejection is logged and the relay keeps serving).
 `
 
 async function main(): Promise<void> {
@@ -47,7 +52,7 @@ async function main(): Promise<void> {
       const sealKey = process.env.RELAY_SEAL_KEY || undefined
       const relay = new Relay(config, { logger, clock: systemClock, counters: new Counters(), graphCaPem, sealKey, databaseUrl: process.env.DATABASE_URL || undefined })
       await relay.start()
-      return { stop: () => relay.stop(), log: (message) => logger.info(message) }
+      return { stop: () => relay.stop(), log: (message) => logger.info(message), logError: (message, err) => logger.error({ err }, message) }
     },
   })
 }

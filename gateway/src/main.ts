@@ -89,6 +89,7 @@ async function main(): Promise<void> {
           await gateway.stop(reason)
         },
         log: (message) => logger.info(message),
+        logError: (message, err) => logger.error({ err }, message),
       }
     },
   })

@@ -10,7 +10,12 @@ export interface ServiceSpec<Config> {
   /** One line for --check, e.g. "2 connector(s)". */
   describe(config: Config): string
   /** Builds and starts the service; resolves with its stop function. */
-  start(config: Config): Promise<{ stop(reason: string): Promise<void>; log(message: string): void }>
+  start(config: Config): Promise<{
+    stop(reason: string): Promise<void>
+    log(message: string): void
+    /** Logs an error with its message (the service's logger); without it, errors go to stderr. */
+    logError?(message: string, err: unknown): void
+  }>
   /** How long a graceful stop may take before the process exits anyway. */
   stopDeadlineMs: number
 }
@@ -19,6 +24,10 @@ export interface ServiceSpec<Config> {
  * The command line both services share: `--config FILE`, `--check`, `--help`; a bad config exits 2 listing every
  * problem; SIGINT/SIGTERM stop the service within a deadline. Output here is for a person at a terminal, so it
  * goes to stdout/stderr directly; the service itself logs through pino.
+ *
+ * What a bug leaves unhandled is never silent: an unhandled promise rejection is logged with its error and the
+ * service keeps serving (one failed request must not take down every tenant); an uncaught exception is logged,
+ * the service is stopped within its deadline, and the process exits 1 so systemd restarts it from a clean state.
  */
 export async function runService<Config>(spec: ServiceSpec<Config>): Promise<void> {
   let args
@@ -50,13 +59,29 @@ export async function runService<Config>(spec: ServiceSpec<Config>): Promise<voi
     process.stdout.write(`${args.config}: OK (${spec.describe(config)})\n`)
     return
   }
-  const service = await spec.start(config)
-  const shutdown = (signal: string) => {
-    service.log(`stopping on ${signal}`)
+  let service: Awaited<ReturnType<ServiceSpec<Config>['start']>> | undefined
+  const logError = (message: string, err: unknown) => {
+    if (service?.logError) service.logError(message, err)
+    else process.stderr.write(`${message}: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`)
+  }
+  let stopping = false
+  const shutdown = (signal: string, exitCode: number) => {
+    if (stopping) return
+    stopping = true
+    service?.log(`stopping on ${signal}`)
     const deadline = setTimeout(() => process.exit(1), spec.stopDeadlineMs)
     deadline.unref()
-    service.stop(signal).then(() => process.exit(0), () => process.exit(1))
+    if (!service) process.exit(exitCode)
+    else service.stop(signal).then(() => process.exit(exitCode), () => process.exit(1))
   }
-  process.once('SIGINT', () => shutdown('SIGINT'))
-  process.once('SIGTERM', () => shutdown('SIGTERM'))
+  process.on('unhandledRejection', (err) => {
+    logError('unhandled promise rejection (a bug; the service keeps serving)', err)
+  })
+  process.on('uncaughtException', (err) => {
+    logError('uncaught exception (a bug): stopping the service and exiting with code 1 so the supervisor restarts it', err)
+    shutdown('uncaughtException', 1)
+  })
+  service = await spec.start(config)
+  process.once('SIGINT', () => shutdown('SIGINT', 0))
+  process.once('SIGTERM', () => shutdown('SIGTERM', 0))
 }

@@ -93,7 +93,7 @@ t.test('the console maps an unmatched extension by hand and removes the manual m
   await t.test('an operator reads the mapping report but gets no forms', async (t) => {
     await page.goto(`${base}/console/`)
     await page.getByRole('heading', { name: 'Create the first administrator' }).waitFor()
-    t.equal(await call(page, 'POST', '/console/first-run', OPERATOR), 201, 'first operator created')
+    t.equal(await call(page, 'POST', '/console/first-run', { ...OPERATOR, setupSecret: relay.consoleSetupSecret }), 201, 'first operator created with the setup secret')
     await page.goto(`${base}/console/#/mapping`)
     await page.reload() // the app read its session before the first-run call above
     await page.getByRole('heading', { name: 'Mapping', exact: true }).waitFor()

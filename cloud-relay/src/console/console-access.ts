@@ -20,14 +20,17 @@ const READS = new Set(['GET', 'HEAD'])
 /** Lists that take ?tenant=: a tenant admin sees only its own. */
 const TENANT_QUERY_ROUTES = new Set(['/api/v1/people', '/api/v1/events', '/api/v1/gateways'])
 /** People and Graph settings: operators read them, only the tenant's admin changes them. */
-const TENANT_SETTINGS = /^\/api\/v1\/(people\/|tenants\/:tenant\/(imports|mappings|seats|service-accounts))/
+const TENANT_SETTINGS = /^\/api\/v1\/(people\/|tenants\/:tenant\/(imports|mappings|service-accounts))/
+/** The seat limit is what the operator sells: a tenant admin reads it (GET /console/tenants) but never changes it. */
+const OPERATOR_ONLY_CHANGES = /^\/api\/v1\/tenants\/:tenant\/seats$/
 
 const record = (value: unknown): Record<string, unknown> => (value && typeof value === 'object' ? value as Record<string, unknown> : {})
 
 /**
  * Role checks for console sessions (the bearer token is the relay's own admin and passes):
- * - operator: every tenant; manages gateways and accounts; reads people and Graph settings but does not change them;
- * - tenant admin: everything of its one tenant, nothing of the others, no fleet-wide routes.
+ * - operator: every tenant; manages gateways, accounts and seat limits; reads people and Graph settings but does not
+ *   change them;
+ * - tenant admin: everything of its one tenant but its seat limit, nothing of the others, no fleet-wide routes.
  */
 export function createConsoleAccess(deps: ConsoleAccessDeps) {
   return async function authorize(principal: ConsolePrincipal, request: AccessRequest): Promise<void> {
@@ -41,6 +44,9 @@ export function createConsoleAccess(deps: ConsoleAccessDeps) {
     }
     const own = account.tenantId
     const other = (tenant: string | undefined) => tenant === undefined || tenant !== own
+    if (!READS.has(request.method) && OPERATOR_ONLY_CHANGES.test(request.url)) {
+      throw new ConsoleError('CONSOLE_FORBIDDEN', 'Only an operator changes a tenant\'s seat limit: ask an operator to raise it.')
+    }
     const refuse = (what: string) => new ConsoleError('CONSOLE_FORBIDDEN', `Your account manages tenant ${own} only: ${what} belongs to another tenant or to the whole fleet; ask an operator.`)
     if (request.url.startsWith('/api/v1/console/accounts')) throw new ConsoleError('CONSOLE_FORBIDDEN', 'Only an operator manages console accounts: ask an operator.')
     if (request.url.startsWith('/api/v1/console/') || request.url === '/api/v1/openapi.json') return

@@ -13,7 +13,7 @@ export type LiveMessage =
   | { type: 'event'; event: { id: number; tenantId: string | null; personId: number | null } & Record<string, unknown> }
 
 export interface ConsoleLiveDeps {
-  auth: Pick<ConsoleAuth, 'authenticate'>
+  auth: Pick<ConsoleAuth, 'authenticate' | 'validSessions'>
   /** Every gateway as the API shows it. */
   gateways(): ReadonlyArray<{ id: string; tenantId: string } & Record<string, unknown>>
   /** The newest event-log lines, newest first, as the API shows them. */
@@ -29,7 +29,8 @@ interface Client {
 /**
  * Live updates for signed-in consoles over one WebSocket each: gateway liveness changes and new event-log lines,
  * filtered to what the account may see. The relay looks at both once a second (one query for all clients) and
- * sends only what changed.
+ * sends only what changed. In the same pass it closes the sockets whose session has ended (expired, or its account
+ * disabled or deleted); sign-out and account changes close them at once through closeSession / closeAccount.
  */
 export class ConsoleLive {
   readonly #deps: ConsoleLiveDeps
@@ -42,7 +43,13 @@ export class ConsoleLive {
   #timer: NodeJS.Timeout | undefined
   #server: Server | undefined
   #polling = false
-  readonly #onUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer) => { void this.#upgrade(request, socket, head) }
+  readonly #onUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+    // Nothing a client sends may end up as an unhandled rejection: that used to stop the relay.
+    this.#upgrade(request, socket, head).catch((err: unknown) => {
+      this.#log.warn({ err: (err as Error).message }, 'live socket handshake failed')
+      if (!socket.destroyed) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n')
+    })
+  }
 
   constructor(options: { pollMs?: number }, deps: ConsoleLiveDeps) {
     this.#deps = deps
@@ -79,19 +86,31 @@ export class ConsoleLive {
     }
   }
 
+  /** A signed-out, disabled or deleted account's sockets close at once (but the session that made the change). */
+  closeAccount(accountId: number, exceptTokenHash?: string): void {
+    for (const client of this.#clients) {
+      if (client.principal.account.id === accountId && client.principal.tokenHash !== exceptTokenHash) {
+        client.socket.close(4001, 'session ended')
+        this.#clients.delete(client)
+      }
+    }
+  }
+
   async #upgrade(request: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
-    const refuse = (status: number, text: string) => {
+    socket.on('error', () => socket.destroy())
+    const refuse = (status: number, text: string, why: string) => {
+      this.#log.info({ status, why, address: request.socket.remoteAddress }, 'live socket refused')
       socket.end(`HTTP/1.1 ${status} ${text}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`)
     }
-    const url = new URL(request.url ?? '/', 'http://relay')
-    if (url.pathname !== LIVE_PATH) return refuse(404, 'Not Found')
+    const path = (request.url ?? '/').split('?')[0]
+    if (path !== LIVE_PATH) return refuse(404, 'Not Found', 'not the live path')
     // Browsers send cookies on cross-site WebSocket handshakes only without SameSite=Strict; the Origin check is
     // the second lock against another site opening this socket with the admin's cookie.
-    const origin = request.headers.origin
+    const origin = originHost(request.headers.origin)
     const host = request.headers.host
-    if (!origin || !host || new URL(origin).host !== host) return refuse(403, 'Forbidden')
+    if (!origin || !host || origin !== host) return refuse(403, 'Forbidden', 'Origin is not this relay')
     const principal = await this.#deps.auth.authenticate(request.headers.cookie)
-    if (!principal) return refuse(401, 'Unauthorized')
+    if (!principal) return refuse(401, 'Unauthorized', 'no valid console session')
     this.#wss.handleUpgrade(request, socket, head, (ws) => {
       const client: Client = { socket: ws, principal }
       this.#clients.add(client)
@@ -114,6 +133,7 @@ export class ConsoleLive {
           messages.push({ type: 'gateway', gateway })
         }
       }
+      await this.#closeEnded()
       const events = (await this.#deps.latestEvents(200)).filter((e) => e.id > this.#lastEventId)
       for (const event of [...events].reverse()) messages.push({ type: 'event', event })
       const newest = events[0]
@@ -127,6 +147,18 @@ export class ConsoleLive {
     }
   }
 
+  /** Closes the sockets whose session is no longer valid (one query for all). */
+  async #closeEnded(): Promise<void> {
+    if (this.#clients.size === 0) return
+    const valid = await this.#deps.auth.validSessions([...new Set([...this.#clients].map((c) => c.principal.tokenHash))])
+    for (const client of this.#clients) {
+      if (!valid.has(client.principal.tokenHash)) {
+        client.socket.close(4001, 'session ended')
+        this.#clients.delete(client)
+      }
+    }
+  }
+
   #visible(client: Client, message: LiveMessage): boolean {
     const { account } = client.principal
     if (account.role === 'operator') return true
@@ -137,5 +169,15 @@ export class ConsoleLive {
 
   #send(client: Client, message: LiveMessage): void {
     if (client.socket.readyState === client.socket.OPEN) client.socket.send(JSON.stringify(message))
+  }
+}
+
+/** The host:port of an Origin header, or undefined when it is absent or not a URL (`null`, `//`). */
+function originHost(origin: string | undefined): string | undefined {
+  if (!origin) return undefined
+  try {
+    return new URL(origin).host || undefined
+  } catch {
+    return undefined
   }
 }

@@ -8,7 +8,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type, type Static } from '@sinclair/typebox'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { ErrorBodySchema } from '../http/errors.js'
-import { CLEARED_SESSION_COOKIE, sessionCookie, type ConsoleAuth, type ConsoleSession } from './console-auth.js'
+import { CLEARED_SESSION_COOKIE, sessionCookie, type ConsoleAuth, type ConsolePrincipal, type ConsoleSession } from './console-auth.js'
 import { ConsoleError } from './console-errors.js'
 import type { ConsoleAccount } from './console-store.js'
 
@@ -17,6 +17,7 @@ const AccountSchema = Type.Object({
   username: Type.String(),
   role: Type.Union([Type.Literal('operator'), Type.Literal('tenant-admin')]),
   tenantId: Type.Union([Type.String(), Type.Null()]),
+  disabled: Type.Boolean({ description: 'a disabled account cannot sign in' }),
   createdAt: Type.String({ format: 'date-time' }),
 }, { additionalProperties: false })
 
@@ -29,6 +30,25 @@ const SessionSchema = Type.Object({
 const Credentials = Type.Object({
   username: Type.String({ minLength: 1, maxLength: 64, description: 'letters, digits and . _ @ + -' }),
   password: Type.String({ minLength: 1, maxLength: 200, description: 'at least 10 characters for a new account' }),
+}, { additionalProperties: false })
+
+const FirstRun = Type.Object({
+  username: Credentials.properties.username,
+  password: Credentials.properties.password,
+  setupSecret: Type.Optional(Type.String({ maxLength: 200, description: 'the setup secret from the relay\'s log at start (also in the file the log line names), or the relay\'s API token' })),
+}, { additionalProperties: false })
+
+const AccountParams = Type.Object({
+  id: Type.Integer({ minimum: 1, maximum: 2_147_483_647, description: 'a console account id as listed by GET /api/v1/console/accounts' }),
+}, { additionalProperties: false })
+
+const DisabledBody = Type.Object({
+  disabled: Type.Boolean({ description: 'true to disable the account (its sessions end), false to enable it' }),
+}, { additionalProperties: false })
+
+const PasswordChange = Type.Object({
+  currentPassword: Type.String({ minLength: 1, maxLength: 200, description: 'the password you signed in with' }),
+  newPassword: Type.String({ minLength: 1, maxLength: 200, description: 'at least 10 characters' }),
 }, { additionalProperties: false })
 
 const NewAccount = Type.Object({
@@ -50,7 +70,7 @@ const EnrollInfoSchema = Type.Object({
   caPin: Type.String({ description: 'SHA-256 fingerprint of the relay CA the box pins' }),
 }, { additionalProperties: false })
 
-const ERRORS = { 400: ErrorBodySchema, 401: ErrorBodySchema, 403: ErrorBodySchema, 409: ErrorBodySchema, 429: ErrorBodySchema, 500: ErrorBodySchema }
+const ERRORS = { 400: ErrorBodySchema, 401: ErrorBodySchema, 403: ErrorBodySchema, 404: ErrorBodySchema, 409: ErrorBodySchema, 429: ErrorBodySchema, 500: ErrorBodySchema }
 const SECURITY: Array<Record<string, string[]>> = [{ console: [] }, { bearer: [] }]
 
 export interface ConsoleTenant {
@@ -68,15 +88,19 @@ export interface ConsoleRoutesDeps {
   caPin(): string
   /** Signing out closes that session's live socket. */
   onLogout?(tokenHash: string): void
+  /** An account was disabled or deleted, or changed its password: its live sockets close (but the one of exceptTokenHash). */
+  onAccountSessionsEnded?(accountId: number, exceptTokenHash?: string): void
 }
 
-const toApiAccount = (a: ConsoleAccount): Static<typeof AccountSchema> => ({ id: a.id, username: a.username, role: a.role, tenantId: a.tenantId, createdAt: a.createdAt.toISOString() })
+const toApiAccount = (a: ConsoleAccount): Static<typeof AccountSchema> => ({ id: a.id, username: a.username, role: a.role, tenantId: a.tenantId, disabled: a.disabled, createdAt: a.createdAt.toISOString() })
 
-function sessionAccount(request: FastifyRequest): ConsoleAccount {
+function sessionPrincipal(request: FastifyRequest): ConsolePrincipal {
   const principal = request.principal
   if (!principal || principal.kind !== 'session') throw new ConsoleError('CONSOLE_NOT_SIGNED_IN', 'This route is for console sessions: sign in to the console.')
-  return principal.account
+  return principal
 }
+
+const sessionAccount = (request: FastifyRequest): ConsoleAccount => sessionPrincipal(request).account
 
 function startSession(reply: FastifyReply, auth: ConsoleAuth, session: ConsoleSession) {
   void reply.header('set-cookie', sessionCookie(session.token, Math.floor(auth.sessionTtlMs / 1000)))
@@ -96,15 +120,15 @@ export function consoleApiRoutes(deps: ConsoleRoutesDeps): FastifyPluginAsyncTyp
 
     app.post('/console/first-run', {
       config: { consolePublic: true },
-      schema: { summary: 'Create the first console operator (only while no account exists) and sign in', body: Credentials, response: { 201: SessionSchema, ...ERRORS } },
+      schema: { summary: 'Create the first console operator (only while no account exists, with the setup secret from the relay\'s log or its API token) and sign in', body: FirstRun, response: { 201: SessionSchema, ...ERRORS } },
     }, async (request, reply) => {
-      const session = await deps.auth.createFirstAdmin(request.body.username, request.body.password)
+      const session = await deps.auth.createFirstAdmin(request.body.username, request.body.password, request.body.setupSecret, request.ip)
       return reply.code(201).send(startSession(reply, deps.auth, session))
     })
 
     app.post('/console/login', {
       config: { consolePublic: true },
-      schema: { summary: 'Sign in (5 failures per address in 5 minutes pause sign-in from it); sets the session cookie', body: Credentials, response: { 200: SessionSchema, ...ERRORS } },
+      schema: { summary: 'Sign in (5 attempts per address and per account in 5 minutes, a success gives its own back); sets the session cookie', body: Credentials, response: { 200: SessionSchema, ...ERRORS } },
     }, async (request, reply) => {
       const session = await deps.auth.login(request.body.username, request.body.password, request.ip)
       return startSession(reply, deps.auth, session)
@@ -132,6 +156,31 @@ export function consoleApiRoutes(deps: ConsoleRoutesDeps): FastifyPluginAsyncTyp
       const { username, password, role, tenantId } = request.body
       const account = await deps.auth.createAccount(sessionAccount(request), { username, password, role, tenantId: tenantId ?? null })
       return reply.code(201).send(toApiAccount(account))
+    })
+
+    app.put('/console/accounts/:id/disabled', {
+      schema: { summary: 'Disable (its sessions end) or enable a console account (operators only; the last enabled operator stays)', security: SECURITY, params: AccountParams, body: DisabledBody, response: { 200: AccountSchema, ...ERRORS } },
+    }, async (request) => {
+      const account = await deps.auth.setDisabled(sessionAccount(request), request.params.id, request.body.disabled)
+      if (account.disabled) deps.onAccountSessionsEnded?.(account.id)
+      return toApiAccount(account)
+    })
+
+    app.delete('/console/accounts/:id', {
+      schema: { summary: 'Delete a console account and its sessions (operators only; the last enabled operator stays)', security: SECURITY, params: AccountParams, response: { 204: Type.Null(), ...ERRORS } },
+    }, async (request, reply) => {
+      const account = await deps.auth.deleteAccount(sessionAccount(request), request.params.id)
+      deps.onAccountSessionsEnded?.(account.id)
+      return reply.code(204).send(null)
+    })
+
+    app.put('/console/password', {
+      schema: { summary: 'Change your own password with the current one; your other sessions end', security: SECURITY, body: PasswordChange, response: { 204: Type.Null(), ...ERRORS } },
+    }, async (request, reply) => {
+      const principal = sessionPrincipal(request)
+      await deps.auth.changePassword(principal, request.body.currentPassword, request.body.newPassword)
+      deps.onAccountSessionsEnded?.(principal.account.id, principal.tokenHash)
+      return reply.code(204).send(null)
     })
 
     app.get('/console/tenants', {

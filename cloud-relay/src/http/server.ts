@@ -8,7 +8,7 @@ import { directoryRoutes } from '../directory/directory-routes.js'
 import type { DirectoryService } from '../directory/directory-service.js'
 import { createBearerCheck } from './bearer-auth.js'
 import type { AccessRequest } from '../console/console-access.js'
-import { CSRF_HEADER, SESSION_COOKIE, readCookie, type ConsolePrincipal } from '../console/console-auth.js'
+import { CSRF_HEADER, SESSION_COOKIE, readCookie, sameOptionalSecret, type ConsolePrincipal } from '../console/console-auth.js'
 import { ConsoleError } from '../console/console-errors.js'
 import { ErrorBodySchema, errorBody, HttpError } from './errors.js'
 import {
@@ -212,7 +212,8 @@ const apiRoutes: FastifyPluginAsyncTypebox<{ deps: HttpServerDeps }> = async (ap
     const principal = await sessions.authenticate(request.headers.cookie)
     if (!principal) throw new ConsoleError('CONSOLE_NOT_SIGNED_IN', 'Your console session has ended (signed out or expired): sign in again.')
     // SameSite=Strict keeps the cookie off cross-site requests; the header is the second lock for state changes.
-    if (!SAFE_METHODS.has(request.method) && request.headers[CSRF_HEADER] !== principal.csrfToken) {
+    const csrf = request.headers[CSRF_HEADER]
+    if (!SAFE_METHODS.has(request.method) && !sameOptionalSecret(typeof csrf === 'string' ? csrf : undefined, principal.csrfToken)) {
       throw new ConsoleError('CONSOLE_CSRF', 'This change did not carry the console\'s CSRF token: reload the console page and try again.')
     }
     request.principal = principal

@@ -300,4 +300,12 @@ CREATE TABLE console_sessions (
 CREATE INDEX console_sessions_expires ON console_sessions (expires_at);
 `,
   },
+  {
+    version: 9,
+    name: 'console accounts can be disabled',
+    sql: `
+-- A disabled console account cannot sign in; its sessions are deleted when it is disabled.
+ALTER TABLE console_accounts ADD COLUMN disabled_at timestamptz;
+`,
+  },
 ]

@@ -53,7 +53,7 @@ export const q = (params: Record<string, string | number | undefined | null>): s
 // ---- Wire types (as the relay's OpenAPI document describes them) ----
 
 export type Role = 'operator' | 'tenant-admin'
-export interface Account { id: number; username: string; role: Role; tenantId: string | null; createdAt: string }
+export interface Account { id: number; username: string; role: Role; tenantId: string | null; disabled: boolean; createdAt: string }
 export interface SessionInfo { firstRun: boolean; account: Account | null; csrfToken: string | null }
 export interface Tenant {
   id: string

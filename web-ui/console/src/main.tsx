@@ -65,9 +65,9 @@ function App() {
   else if (section === 'mapping') page = <MappingPage account={account} tenants={tenants} />
   else if (section === 'graph') page = <GraphPage account={account} tenants={tenants} />
   else if (section === 'events') page = <EventsPage account={account} tenants={tenants} />
-  else if (section === 'accounts' && account.role === 'operator') page = <AccountsPage tenants={tenants} />
+  else if (section === 'accounts') page = <AccountsPage account={account} tenants={tenants} />
   else page = <GatewaysPage account={account} tenants={tenants} />
-  const nav = [['gateways', 'Gateways'], ['people', 'People'], ['mapping', 'Mapping'], ['graph', 'Graph'], ['events', 'Event log'], ...(account.role === 'operator' ? [['accounts', 'Accounts']] : [])] as const
+  const nav = [['gateways', 'Gateways'], ['people', 'People'], ['mapping', 'Mapping'], ['graph', 'Graph'], ['events', 'Event log'], account.role === 'operator' ? ['accounts', 'Accounts'] : ['accounts', 'Your account']] as const
   return (
     <>
       <a class="skip" href="#main" onClick={(e) => { e.preventDefault(); document.getElementById('page-title')?.focus() }}>Skip to content</a>
