@@ -1,0 +1,326 @@
+import { generateKeyPairSync } from 'node:crypto'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import fc from 'fast-check'
+import mqtt, { type MqttClient } from 'mqtt'
+import type { Relay } from '../../../cloud-relay/src/app.js'
+import { ConsoleStore } from '../../../cloud-relay/src/console/console-store.js'
+import { hashPassword } from '../../../cloud-relay/src/console/passwords.js'
+import { LIFECYCLE_PATH, NOTIFICATION_PATH } from '../../../cloud-relay/src/notifications/webhook-routes.js'
+import { createBoxCsr } from '../../../gateway/src/identity/box-csr.js'
+import { Stack } from '../../../scripts/stack.js'
+import { mutatedBytes, mutatedJson, mutatedText, mutatedValue } from '../mutate.js'
+import type { FuzzSession, FuzzTarget } from '../runner.js'
+import { serviceLog } from '../service-log.js'
+import { mqttCases, type MqttCase } from './protocol.js'
+
+type HttpServer = NonNullable<Relay['httpServer']>
+
+/** A relay as it runs (embedded broker, PGlite, Graph simulator), without a gateway. Logs: errors only. */
+async function startRelay(): Promise<{ stack: Stack; relay: Relay; http: HttpServer; log: ReturnType<typeof serviceLog>; close(): Promise<void> }> {
+  const dataDir = await mkdtemp(join(tmpdir(), 'fuzz-relay-'))
+  const log = serviceLog()
+  const stack = new Stack({ dataDir, logger: log.logger, serviceLogLevel: 'warn' })
+  await stack.startSimulators()
+  const relay = await stack.startRelay()
+  const http = relay.httpServer
+  if (!http) throw new Error('the relay has no HTTP server')
+  return {
+    stack, relay, http, log,
+    async close() {
+      await stack.stop()
+      await rm(dataDir, { recursive: true, force: true })
+    },
+  }
+}
+
+async function healthz(http: HttpServer): Promise<boolean> {
+  const response = await http.inject({ method: 'GET', url: '/healthz' })
+  return response.statusCode === 200
+}
+
+/** An answer's status and error code, e.g. "400 CONSOLE_BAD_REQUEST"; a 500 is a crash of the route. */
+function outcomeOf(response: { statusCode: number; body: string }): string {
+  let code = ''
+  try {
+    const body = JSON.parse(response.body) as { error?: { code?: unknown } | string; code?: unknown }
+    const raw = typeof body.error === 'object' && body.error !== null ? body.error.code : body.code
+    if (typeof raw === 'string') code = ` ${raw}`
+  } catch {
+    // Not JSON (204, text): the status says it.
+  }
+  if (response.statusCode >= 500 && response.statusCode !== 503) {
+    throw new Error(`HTTP ${response.statusCode}: ${response.body.slice(0, 500)}`)
+  }
+  return `${response.statusCode}${code}`
+}
+
+// --- MQTT ingest ------------------------------------------------------------------------------------------
+
+export const mqttIngestTarget: FuzzTarget<MqttCase> = {
+  name: 'mqtt-ingest',
+  what: 'MQTT envelopes on every contract topic, published as an authenticated gateway to the relay\'s embedded broker and ingest',
+  arbitrary: () => mqttCases('gw-demo', { foreignTopics: 1 }),
+  open: async (): Promise<FuzzSession<MqttCase>> => {
+    const service = await startRelay()
+    const { stack } = service
+    let client: MqttClient | undefined
+    let closed = true
+    const connect = async (): Promise<MqttClient> => {
+      if (client && !closed) return client
+      await client?.endAsync(true).catch(() => undefined)
+      const fresh = await mqtt.connectAsync(stack.brokerUrl, { clientId: stack.gatewayId, username: stack.gatewayId, password: stack.gatewayPassword, reconnectPeriod: 0 })
+      closed = false
+      fresh.on('close', () => { closed = true })
+      fresh.on('error', () => undefined)
+      client = fresh
+      return fresh
+    }
+    const handled = (): number => {
+      const c = stack.relayCounters
+      return c.get('relay.messages') + c.get('relay.invalid_messages') + c.get('relay.refused_gateway_messages') + c.get('relay.handler_errors')
+    }
+    return {
+      async run({ topic, payload }) {
+        const c = await connect()
+        // The broker answers a QoS 1 publish with a PUBACK, or closes the connection when the ACL refuses it.
+        return new Promise<string>((resolve) => {
+          const onClose = (): void => resolve('connection-closed')
+          c.once('close', onClose)
+          c.publish(topic, payload, { qos: 1 }, (err) => {
+            c.off('close', onClose)
+            resolve(err ? `publish-error` : 'puback')
+          })
+        })
+      },
+      health: () => healthz(service.http),
+      problems: () => service.log.takeErrors(),
+      async settle() {
+        // The relay hands messages on asynchronously: wait until its counters stand still.
+        let last = -1
+        for (let i = 0; i < 100 && handled() !== last; i++) {
+          last = handled()
+          await new Promise((resolve) => setTimeout(resolve, 25))
+        }
+      },
+      codes: () => Object.keys(stack.relayCounters.snapshot()).filter((name) => name.startsWith('relay.invalid.') || name === 'relay.handler_errors' || name.startsWith('broker.')),
+      async close() {
+        await client?.endAsync(true).catch(() => undefined)
+        await service.close()
+      },
+    }
+  },
+}
+
+// --- Graph notifications ----------------------------------------------------------------------------------
+
+const SUBSCRIPTION = '7f105c7d-2dc5-4530-97cd-4e7ae6534c07'
+const NOTIFICATION_BATCH = {
+  value: [{
+    subscriptionId: SUBSCRIPTION,
+    subscriptionExpirationDateTime: '2026-12-03T11:00:00.0000000+00:00',
+    changeType: 'updated',
+    resource: "communications/presences('66825e03-7ef5-42da-9069-724602c31f6b')",
+    clientState: 'a-client-state',
+    tenantId: 'bcb7d0fe-0000-4000-8000-000000000001',
+    resourceData: { '@odata.type': '#Microsoft.Graph.presence', '@odata.id': "communications/presences('66825e03')", id: '66825e03-7ef5-42da-9069-724602c31f6b', availability: 'Busy', activity: 'InACall' },
+    encryptedContent: {
+      data: Buffer.from('{"availability":"Busy"}').toString('base64'), dataSignature: 'c2lnbmF0dXJl', dataKey: 'a2V5', encryptionCertificateId: 'cert-1', encryptionCertificateThumbprint: 'AB12CD',
+    },
+  }],
+  validationTokens: ['eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.e30.c2ln'],
+}
+const LIFECYCLE_BATCH = {
+  value: [{ subscriptionId: SUBSCRIPTION, subscriptionExpirationDateTime: '2026-12-03T11:00:00Z', lifecycleEvent: 'reauthorizationRequired', clientState: 'a-client-state', tenantId: 'bcb7d0fe-0000-4000-8000-000000000001', resource: 'communications/presences' }],
+}
+
+interface WebhookCase { path: string; body: string; contentType: string; validationToken: string | undefined }
+
+export const graphWebhookTarget: FuzzTarget<WebhookCase> = {
+  name: 'graph-webhook',
+  what: 'Graph notification and lifecycle batches POSTed to the relay\'s webhook routes (fastify inject, unauthenticated as Graph is)',
+  arbitrary: () => fc.record({
+    path: fc.constantFrom(NOTIFICATION_PATH, LIFECYCLE_PATH),
+    body: fc.oneof(
+      { weight: 8, arbitrary: mutatedJson(fc.constantFrom<unknown>(NOTIFICATION_BATCH, LIFECYCLE_BATCH)) },
+      { weight: 1, arbitrary: fc.integer({ min: 1000, max: 200_000 }).map((n) => `{"value":[${'0,'.repeat(n)}0]}`) },
+    ),
+    contentType: fc.constantFrom('application/json', 'application/json', 'application/json', 'text/plain', 'application/json; charset=utf-16', 'application/x-www-form-urlencoded'),
+    validationToken: fc.option(fc.oneof(fc.string({ maxLength: 40 }), fc.integer({ min: 1, max: 100_000 }).map((n) => 'v'.repeat(n))), { freq: 8, nil: undefined }),
+  }),
+  open: async (): Promise<FuzzSession<WebhookCase>> => {
+    const service = await startRelay()
+    return {
+      async run({ path, body, contentType, validationToken }) {
+        const url = validationToken === undefined ? path : `${path}?validationToken=${encodeURIComponent(validationToken)}`
+        return outcomeOf(await service.http.inject({ method: 'POST', url, payload: body, headers: { 'content-type': contentType } }))
+      },
+      health: () => healthz(service.http),
+      problems: () => service.log.takeErrors(),
+      close: () => service.close(),
+    }
+  },
+}
+
+// --- Enrollment CSRs --------------------------------------------------------------------------------------
+
+interface EnrollmentCase {
+  via: 'service' | 'route'
+  op: 'enroll' | 'renew'
+  useValidCode: boolean
+  code: string
+  csrPem: string
+  certificatePem: string
+  remoteAddress: string
+}
+
+/** PEM → DER → damaged → PEM again: the structure-aware path into the ASN.1 parser. */
+function derMutated(pem: string): fc.Arbitrary<string> {
+  const label = /-----BEGIN ([^-]+)-----/.exec(pem)?.[1] ?? 'CERTIFICATE REQUEST'
+  const der = Buffer.from(pem.replace(/-----[^-]+-----/g, '').replace(/\s+/g, ''), 'base64')
+  return mutatedBytes(fc.constant(der)).map((bytes) => `-----BEGIN ${label}-----\n${bytes.toString('base64').replace(/(.{64})/g, '$1\n')}\n-----END ${label}-----\n`)
+}
+
+function pemCases(seeds: readonly string[]): fc.Arbitrary<string> {
+  const seed = fc.constantFrom(...seeds)
+  return fc.oneof(
+    { weight: 4, arbitrary: seed.chain(derMutated) },
+    { weight: 3, arbitrary: mutatedText(seed) },
+    { weight: 1, arbitrary: seed },
+    { weight: 1, arbitrary: fc.tuple(seed, fc.integer({ min: 2, max: 200 })).map(([pem, n]) => pem.repeat(n)) },
+    { weight: 1, arbitrary: fc.string({ maxLength: 300 }) },
+  )
+}
+
+export const enrollmentCsrTarget: FuzzTarget<EnrollmentCase> = {
+  name: 'enrollment-csr',
+  what: 'Enrollment and renewal CSRs and certificates through the enrollment service and POST /enroll/v1/* (fastify inject)',
+  arbitrary: () => fc.constant(null).chain(() => {
+    const seeds = enrollmentSeeds
+    if (!seeds) throw new Error('enrollment seeds are made in open()')
+    return fc.record({
+      via: fc.constantFrom('service' as const, 'route' as const),
+      op: fc.constantFrom('enroll' as const, 'enroll' as const, 'renew' as const),
+      useValidCode: fc.boolean(),
+      code: fc.oneof(fc.constantFrom('AAAA-BBBB-CCCC-DDDD', '', '----', 'aaaabbbbccccdddd'), fc.string({ maxLength: 80 })),
+      csrPem: pemCases(seeds.csrs),
+      certificatePem: pemCases([seeds.certificate]),
+      remoteAddress: fc.tuple(fc.nat(255), fc.nat(255), fc.nat(255)).map(([a, b, c]) => `10.${a}.${b}.${c}`),
+    })
+  }),
+  open: async (): Promise<FuzzSession<EnrollmentCase>> => {
+    const service = await startRelay()
+    const enrollment = service.relay.enrollment
+    const created = await enrollment.createGateway('contoso', { id: 'gw-fuzz-enroll', name: 'Fuzz' })
+    const key = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString()
+    const csr = await createBoxCsr(key, 'gw-fuzz-enroll')
+    const issued = await enrollment.enroll({ code: created.code, csrPem: csr, remoteAddress: '192.0.2.10' })
+    const rsaKey = generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString()
+    const csrs = [csr, await createBoxCsr(key, `${'x'.repeat(200)},CN=relay:main`), await createBoxCsr(rsaKey, 'rsa').catch(() => csr)]
+    enrollmentSeeds = { csrs, certificate: issued.certificatePem }
+    let code = (await enrollment.newCode('gw-fuzz-enroll')).code
+    return {
+      async run(input) {
+        const useCode = input.useValidCode ? code : input.code
+        let outcome: string
+        if (input.via === 'service') {
+          try {
+            if (input.op === 'enroll') await enrollment.enroll({ code: useCode, csrPem: input.csrPem, remoteAddress: input.remoteAddress })
+            else await enrollment.renew({ certificatePem: input.certificatePem, csrPem: input.csrPem, remoteAddress: input.remoteAddress })
+            outcome = 'issued'
+          } catch (error) {
+            const coded = error as { code?: unknown; name?: string }
+            if (typeof coded.code !== 'string' || coded.name !== 'EnrollmentError') throw error
+            outcome = coded.code
+          }
+        } else {
+          const body = input.op === 'enroll' ? { code: useCode, csrPem: input.csrPem } : { certificatePem: input.certificatePem, csrPem: input.csrPem }
+          outcome = outcomeOf(await service.http.inject({ method: 'POST', url: `/enroll/v1/${input.op}`, payload: body, remoteAddress: input.remoteAddress }))
+        }
+        if (input.useValidCode && input.op === 'enroll' && /issued|^200/.test(outcome)) code = (await enrollment.newCode('gw-fuzz-enroll')).code
+        return outcome
+      },
+      health: () => healthz(service.http),
+      problems: () => service.log.takeErrors(),
+      close: () => service.close(),
+    }
+  },
+}
+
+let enrollmentSeeds: { csrs: string[]; certificate: string } | undefined
+
+// --- The console's JSON bodies ----------------------------------------------------------------------------
+
+interface ConsoleRoute { method: 'POST' | 'PUT'; url: string; seed: unknown }
+
+const PATH_VALUES = ['contoso', '__proto__', 'constructor', '%00', '..', 'x'.repeat(300), '%F0%9F%98%80', '1e999']
+const CONSOLE_ROUTES: readonly ConsoleRoute[] = [
+  { method: 'POST', url: '/api/v1/console/first-run', seed: { username: 'admin', password: 'correct horse battery staple' } },
+  { method: 'POST', url: '/api/v1/console/login', seed: { username: 'fuzz-operator', password: 'wrong password here' } },
+  { method: 'POST', url: '/api/v1/console/logout', seed: {} },
+  { method: 'POST', url: '/api/v1/console/accounts', seed: { username: 'tenant-admin', password: 'a long enough password', role: 'tenant-admin', tenantId: 'contoso' } },
+  { method: 'POST', url: '/api/v1/tenants/{p}/imports', seed: { dryRun: true } },
+  { method: 'PUT', url: '/api/v1/tenants/{p}/mappings', seed: { gatewayId: 'gw-demo', connectorId: 'osbiz-main', endpointId: '201', personId: 1 } },
+  { method: 'PUT', url: '/api/v1/tenants/{p}/seats', seed: { limit: 10 } },
+  { method: 'PUT', url: '/api/v1/people/1/sync', seed: { syncMode: 'telephony', settings: { busyPresence: 'Busy/InACall', meetingSetsDnd: true } } },
+  { method: 'POST', url: '/api/v1/tenants/{p}/gateways', seed: { id: 'gw-fuzz-1', name: 'Fuzz' } },
+  { method: 'POST', url: '/api/v1/gateways/gw-fuzz-1/enrollment-codes', seed: {} },
+  { method: 'POST', url: '/api/v1/gateways/gw-fuzz-1/revoke', seed: { reason: 'fuzz' } },
+  { method: 'POST', url: '/api/v1/tenants/{p}/service-accounts/sign-in', seed: {} },
+]
+
+type ConsoleAuthMode = 'session' | 'session-without-csrf' | 'anonymous' | 'broken-cookie'
+interface ConsoleCase { route: number; path: string; auth: ConsoleAuthMode; body: unknown; raw: string | undefined; contentType: string }
+
+export const consoleHttpTarget: FuzzTarget<ConsoleCase> = {
+  name: 'console-http',
+  what: 'JSON bodies of every console POST/PUT route (fastify inject): signed in with CSRF, without CSRF, anonymous, broken cookie',
+  arbitrary: () => fc.integer({ min: 0, max: CONSOLE_ROUTES.length - 1 }).chain((route) => fc.record({
+    route: fc.constant(route),
+    path: fc.oneof({ weight: 6, arbitrary: fc.constant('contoso') }, { weight: 1, arbitrary: fc.constantFrom(...PATH_VALUES) }),
+    auth: fc.constantFrom<ConsoleAuthMode>('session', 'session', 'session', 'session', 'session-without-csrf', 'anonymous', 'anonymous', 'broken-cookie'),
+    body: mutatedValue(fc.constant(CONSOLE_ROUTES[route]!.seed)),
+    raw: fc.option(mutatedJson(fc.constant(CONSOLE_ROUTES[route]!.seed)), { freq: 4, nil: undefined }),
+    contentType: fc.constantFrom('application/json', 'application/json', 'application/json', 'text/plain', 'application/json; charset=latin1'),
+  })),
+  open: async (): Promise<FuzzSession<ConsoleCase>> => {
+    const service = await startRelay()
+    const password = 'fuzzing operator password'
+    await new ConsoleStore(service.relay.store.db).createAccount({ username: 'fuzz-operator', passwordHash: await hashPassword(password), role: 'operator', tenantId: null })
+    let session: { cookie: string; csrf: string } | undefined
+    const signIn = async (): Promise<{ cookie: string; csrf: string }> => {
+      const response = await service.http.inject({ method: 'POST', url: '/api/v1/console/login', payload: { username: 'fuzz-operator', password }, remoteAddress: '198.51.100.7' })
+      if (response.statusCode !== 200) throw new Error(`console sign-in failed: ${response.statusCode} ${response.body}`)
+      const setCookie = response.headers['set-cookie']
+      const cookie = (Array.isArray(setCookie) ? setCookie[0] : setCookie)?.split(';')[0]
+      if (!cookie) throw new Error('console sign-in set no cookie')
+      return { cookie, csrf: (JSON.parse(response.body) as { csrfToken: string }).csrfToken }
+    }
+    session = await signIn()
+    let address = 0
+    return {
+      async run(input) {
+        const route = CONSOLE_ROUTES[input.route]!
+        const headers: Record<string, string> = { 'content-type': input.contentType }
+        if (input.auth === 'session' || input.auth === 'session-without-csrf') {
+          session ??= await signIn()
+          headers.cookie = session.cookie
+          if (input.auth === 'session') headers['x-csrf-token'] = session.csrf
+        } else if (input.auth === 'broken-cookie') headers.cookie = 'pbx_console=%'
+        // Anonymous guesses come from many addresses, so the sign-in limiter is exercised without locking the run out.
+        const remoteAddress = `203.0.113.${address++ % 200}`
+        const response = await service.http.inject({
+          method: route.method, url: route.url.replace('{p}', input.path), headers, remoteAddress,
+          payload: input.raw ?? (JSON.stringify(input.body) ?? 'null'),
+        })
+        // A logout or an expired session ends ours: sign in again for the next case.
+        if (response.statusCode === 401 && headers.cookie === session?.cookie) session = undefined
+        return `${route.method} ${route.url.replace('{p}', ':p')} ${input.auth}: ${outcomeOf(response)}`
+      },
+      health: () => healthz(service.http),
+      problems: () => service.log.takeErrors(),
+      close: () => service.close(),
+    }
+  },
+}
