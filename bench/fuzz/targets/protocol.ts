@@ -36,21 +36,29 @@ export function contractSamples(gatewayId: string): Array<{ topic: string; envel
  * Topic and payload: valid envelopes damaged (wrong types, huge numbers, prototype keys, deep nesting), sent on
  * their own topic, another contract topic, or a damaged topic.
  */
-export function mqttCases(gatewayId: string, options: { foreignTopics: number } = { foreignTopics: 1 }): fc.Arbitrary<MqttCase> {
+export function mqttCases(gatewayId: string, options: { asGateway?: boolean } = {}): fc.Arbitrary<MqttCase> {
   const samples = contractSamples(gatewayId)
-  const topicsOf = samples.map((s) => s.topic)
+  // A gateway may publish below its own root except cmd/ (the broker closes the connection otherwise): sent as a
+  // gateway, the cases stay there, apart from a few that check the broker's refusal.
+  const topicsOf = samples.map((s) => s.topic).filter((topic) => !options.asGateway || !topic.includes('/cmd/'))
   const sample = fc.constantFrom(...samples)
   const payload = (s: { envelope: AnyEnvelope }): fc.Arbitrary<string> => mutatedJson(fc.constant(s.envelope))
-  const ownTopic = sample.chain((s) => fc.record({ topic: fc.constant(s.topic), payload: payload(s) }))
+  const ownTopic = sample.filter((s) => topicsOf.includes(s.topic)).chain((s) => fc.record({ topic: fc.constant(s.topic), payload: payload(s) }))
   const otherTopic = fc.record({ topic: fc.constantFrom(...topicsOf), payload: sample.chain(payload) })
-  const odd = fc.record({
-    topic: fc.oneof(mutatedText(fc.constantFrom(...topicsOf)), fc.constantFrom(`${topics.root(gatewayId)}/link/${'c'.repeat(65)}`, `${topics.root(gatewayId)}/res/`, `${topics.root(gatewayId)}/evt/endpoint/x`)),
+  const root = `${topics.root(gatewayId)}/`
+  const inRoot = fc.record({
+    topic: fc.oneof(
+      mutatedText(fc.constantFrom(...topicsOf.map((t) => t.slice(root.length)))).map((rest) => `${root}${rest}`.replace(/[+#\u0000]/g, '_')),
+      fc.constantFrom(`${root}link/${'c'.repeat(65)}`, `${root}res/`, `${root}evt/endpoint/x`, `${root}status/`, `${root}${'x/'.repeat(200)}`),
+    ),
     payload: sample.chain(payload),
   })
+  const anywhere = fc.record({ topic: mutatedText(fc.constantFrom(...samples.map((s) => s.topic))), payload: sample.chain(payload) })
   return fc.oneof(
-    { weight: 12, arbitrary: ownTopic },
-    { weight: 3, arbitrary: otherTopic },
-    { weight: options.foreignTopics, arbitrary: odd },
+    { weight: 40, arbitrary: ownTopic },
+    { weight: 10, arbitrary: otherTopic },
+    { weight: 6, arbitrary: inRoot },
+    { weight: options.asGateway ? 1 : 6, arbitrary: anywhere },
   ).map(({ topic, payload }) => ({ topic, payload: Buffer.from(payload, 'utf8') }))
 }
 
