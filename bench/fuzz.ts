@@ -12,7 +12,7 @@ const { values } = parseArgs({
     target: { type: 'string', multiple: true },
     cases: { type: 'string', default: '100000' },
     seed: { type: 'string' },
-    'case-limit-ms': { type: 'string', default: '1000' },
+    'case-limit-ms': { type: 'string' },
     'no-shrink': { type: 'boolean', default: false },
     list: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
@@ -41,7 +41,7 @@ if (!Number.isSafeInteger(cases) || cases < 1 || !Number.isSafeInteger(seed)) {
 const reports: FuzzReport[] = []
 for (const target of FUZZ_TARGETS.filter((t) => wanted.includes(t.name))) {
   console.log(`fuzz ${target.name}: ${cases} cases, seed ${seed} (replay: npm run fuzz -- --target ${target.name} --seed ${seed} --cases ${cases})`)
-  const report = await runFuzz(target, { cases, seed, caseLimitMs: Number(values['case-limit-ms']), shrink: !values['no-shrink'] })
+  const report = await runFuzz(target, { cases, seed, ...(values['case-limit-ms'] === undefined ? {} : { caseLimitMs: Number(values['case-limit-ms']) }), shrink: !values['no-shrink'] })
   reports.push(report)
   console.log(`  ${report.cases} cases in ${(report.ms / 1000).toFixed(1)} s, ${report.casesPerSecond.toFixed(0)} cases/s, max ${report.maxCaseMs.toFixed(1)} ms per case`)
   console.log(`  ${formatOutcomes(report)}`)

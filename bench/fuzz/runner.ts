@@ -12,6 +12,8 @@ export interface FuzzTarget<T> {
   readonly name: string
   /** What is fed to what, one line. */
   readonly what: string
+  /** A case slower than this is a hang (default: the run's caseLimitMs, 1000 ms). */
+  readonly caseLimitMs?: number
   arbitrary(): fc.Arbitrary<T>
   open(): Promise<FuzzSession<T>>
 }
@@ -83,14 +85,14 @@ function withLimit<R>(work: Promise<R> | R, limitMs: number, what: string): Prom
   if (!(work instanceof Promise)) return work
   let timer: NodeJS.Timeout | undefined
   const limit = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new CaseFailure(`hang: ${what} did not finish within ${limitMs} ms`)), limitMs * 5)
+    timer = setTimeout(() => reject(new CaseFailure(`hang: ${what} did not finish within ${limitMs * 5} ms`)), limitMs * 5)
   })
   return Promise.race([work, limit]).finally(() => clearTimeout(timer))
 }
 
 /** Runs `cases` generated inputs through a target with a fixed seed; never throws, reports a failure instead. */
 export async function runFuzz<T>(target: FuzzTarget<T>, options: FuzzOptions): Promise<FuzzReport> {
-  const caseLimitMs = options.caseLimitMs ?? 1000
+  const caseLimitMs = target.caseLimitMs ?? options.caseLimitMs ?? 1000
   const healthEvery = options.healthEvery ?? 500
   const heapBound = options.heapBoundBytes ?? 96 * 1024 * 1024
   const outcomes = new Map<string, number>()
