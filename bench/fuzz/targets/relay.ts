@@ -10,7 +10,7 @@ import { ConsoleStore } from '../../../cloud-relay/src/console/console-store.js'
 import { hashPassword } from '../../../cloud-relay/src/console/passwords.js'
 import { LIFECYCLE_PATH, NOTIFICATION_PATH } from '../../../cloud-relay/src/notifications/webhook-routes.js'
 import { createBoxCsr } from '../../../gateway/src/identity/box-csr.js'
-import { Stack } from '../../../scripts/stack.js'
+import { Stack, type StackOptions } from '../../../scripts/stack.js'
 import { mutatedBytes, mutatedJson, mutatedText, mutatedValue } from '../mutate.js'
 import type { FuzzSession, FuzzTarget } from '../runner.js'
 import { serviceLog } from '../service-log.js'
@@ -18,18 +18,28 @@ import { mqttCases, type MqttCase } from './protocol.js'
 
 type HttpServer = NonNullable<Relay['httpServer']>
 
-/** The demo stack's relay with Graph change notifications on, so the webhook routes exist. */
-class NotifyingStack extends Stack {
+/**
+ * The demo stack's relay with an API token (so anonymous requests meet the real authentication check) and, when
+ * asked, Graph change notifications on (so the webhook routes exist).
+ */
+class FuzzStack extends Stack {
+  constructor(options: StackOptions, readonly notifications: boolean) {
+    super(options)
+  }
+
   override relayConfig(): RelayConfig {
     const config = super.relayConfig()
     return {
       ...config,
-      graph: {
-        ...config.graph,
-        notifications: {
-          publicUrl: 'https://relay.example/fuzz', reconcileIntervalMs: 300_000, subscriptionLifetimeMinutes: 55, renewBeforeMinutes: 15, readBudgetPer30s: 1200, verifyValidationTokens: true,
-        },
-      },
+      http: { ...config.http, apiToken: 'fuzz-api-token-that-no-case-sends' },
+      graph: this.notifications
+        ? {
+          ...config.graph,
+          notifications: {
+            publicUrl: 'https://relay.example/fuzz', reconcileIntervalMs: 300_000, subscriptionLifetimeMinutes: 55, renewBeforeMinutes: 15, readBudgetPer30s: 1200, verifyValidationTokens: true,
+          },
+        }
+        : config.graph,
     }
   }
 }
@@ -38,7 +48,7 @@ class NotifyingStack extends Stack {
 async function startRelay(options: { notifications?: boolean } = {}): Promise<{ stack: Stack; relay: Relay; http: HttpServer; log: ReturnType<typeof serviceLog>; close(): Promise<void> }> {
   const dataDir = await mkdtemp(join(tmpdir(), 'fuzz-relay-'))
   const log = serviceLog()
-  const stack = new (options.notifications ? NotifyingStack : Stack)({ dataDir, logger: log.logger, serviceLogLevel: 'warn' })
+  const stack = new FuzzStack({ dataDir, logger: log.logger, serviceLogLevel: 'warn' }, options.notifications ?? false)
   await stack.startSimulators()
   const relay = await stack.startRelay()
   const http = relay.httpServer
