@@ -14,13 +14,14 @@ const { values } = parseArgs({
     seed: { type: 'string' },
     'case-limit-ms': { type: 'string' },
     'no-shrink': { type: 'boolean', default: false },
+    'time-limit-s': { type: 'string' },
     list: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
 })
 
 if (values.help || values.list) {
-  console.log('npm run fuzz -- [--target NAME]... [--cases N] [--seed N] [--case-limit-ms MS] [--no-shrink]\n\nTargets:')
+  console.log('npm run fuzz -- [--target NAME]... [--cases N] [--seed N] [--case-limit-ms MS] [--no-shrink] [--time-limit-s S]\n\nTargets:')
   for (const target of FUZZ_TARGETS) console.log(`  ${target.name.padEnd(14)} ${target.what}`)
   process.exit(0)
 }
@@ -41,8 +42,9 @@ if (!Number.isSafeInteger(cases) || cases < 1 || !Number.isSafeInteger(seed)) {
 const reports: FuzzReport[] = []
 for (const target of FUZZ_TARGETS.filter((t) => wanted.includes(t.name))) {
   console.log(`fuzz ${target.name}: ${cases} cases, seed ${seed} (replay: npm run fuzz -- --target ${target.name} --seed ${seed} --cases ${cases})`)
-  const report = await runFuzz(target, { cases, seed, ...(values['case-limit-ms'] === undefined ? {} : { caseLimitMs: Number(values['case-limit-ms']) }), shrink: !values['no-shrink'] })
+  const report = await runFuzz(target, { cases, seed, ...(values['case-limit-ms'] === undefined ? {} : { caseLimitMs: Number(values['case-limit-ms']) }), shrink: !values['no-shrink'], ...(values['time-limit-s'] === undefined ? {} : { timeLimitMs: Number(values['time-limit-s']) * 1000 }) })
   reports.push(report)
+  if (report.cases < cases && report.failure === undefined) console.log(`  stopped by --time-limit-s after ${report.cases} of ${cases} cases`)
   console.log(`  ${report.cases} cases in ${(report.ms / 1000).toFixed(1)} s, ${report.casesPerSecond.toFixed(0)} cases/s, max ${report.maxCaseMs.toFixed(1)} ms per case`)
   console.log(`  ${formatOutcomes(report)}`)
   if (report.failure !== undefined) console.log(`  FAILED: ${report.failure}`)

@@ -43,6 +43,8 @@ export interface FuzzOptions {
   heapBoundBytes?: number
   /** Shrink a failing case to a minimal one (default true). */
   shrink?: boolean
+  /** Stop a target after this long and report the cases run so far (default: no limit). */
+  timeLimitMs?: number
 }
 
 export interface FuzzReport {
@@ -159,7 +161,7 @@ export async function runFuzz<T>(target: FuzzTarget<T>, options: FuzzOptions): P
           await probe()
         }
       }),
-      { seed: options.seed, numRuns: options.cases, endOnFailure: options.shrink === false, reporter: (details) => {
+      { seed: options.seed, numRuns: options.cases, endOnFailure: options.shrink === false, ...(options.timeLimitMs === undefined ? {} : { interruptAfterTimeLimit: options.timeLimitMs, markInterruptAsFailure: false }), reporter: (details) => {
         mainPhase = false
         if (details.failed) {
           const error = details.errorInstance instanceof Error ? details.errorInstance.message : String(details.errorInstance)

@@ -242,6 +242,8 @@ function pemCases(seeds: readonly string[]): fc.Arbitrary<string> {
 export const enrollmentCsrTarget: FuzzTarget<EnrollmentCase> = {
   name: 'enrollment-csr',
   what: 'Enrollment and renewal CSRs and certificates through the enrollment service and POST /enroll/v1/* (fastify inject)',
+  // An issued certificate is an ECDSA signature plus a store transaction (PGlite runs in this process).
+  caseLimitMs: 2000,
   arbitrary: () => fc.constant(null).chain(() => {
     const seeds = enrollmentSeeds
     if (!seeds) throw new Error('enrollment seeds are made in open()')
