@@ -133,8 +133,8 @@ export const nastyValue: fc.Arbitrary<unknown> = fc.oneof(
   fc.bigInt({ min: -(2n ** 70n), max: 2n ** 70n }).map((n) => Number(n)),
   fc.string({ maxLength: 40, unit: 'grapheme' }),
   fc.string({ maxLength: 20, unit: 'binary' }),
-  fc.integer({ min: 1_000, max: 200_000 }).map((n) => 'A'.repeat(n)),
-  fc.integer({ min: 100, max: 20_000 }).map((n) => Array.from({ length: n }, (_v, i) => i)),
+  fc.integer({ min: 1_000, max: 100_000 }).map((n) => 'A'.repeat(n)),
+  fc.integer({ min: 100, max: 10_000 }).map((n) => Array.from({ length: n }, (_v, i) => i)),
   // Deeper nesting comes as text (see textPiece): JSON.stringify itself overflows the stack far below 5,000.
   fc.integer({ min: 50, max: 800 }).map((depth) => nest(depth)),
   fc.jsonValue({ maxDepth: 3 }),

@@ -2,5 +2,5 @@ import t from 'tap'
 import { cstaXmlTarget } from '../../bench/fuzz/targets/pbx.js'
 import { fuzzInTest } from './fixtures/fuzz-in-test.js'
 
-t.setTimeout(170_000)
+t.setTimeout(240_000)
 await fuzzInTest(t, cstaXmlTarget)
