@@ -9,59 +9,19 @@ import {
 } from '../../../gateway/src/adapters/innovaphone/messages.js'
 import { callInfoOutcome, displayName, dndFromPresence, primaryEmail } from '../../../gateway/src/adapters/innovaphone/normalise.js'
 import type { CstaDecoded } from '../../../gateway/src/adapters/osbiz/csta/codec.js'
-import { isEvent, type CstaKind, type CstaMessageOf } from '../../../gateway/src/adapters/osbiz/csta/model.js'
+import { isEvent } from '../../../gateway/src/adapters/osbiz/csta/model.js'
 import { CSTA_ED3_NAMESPACE, XmlCstaCodec } from '../../../gateway/src/adapters/osbiz/csta/xml-codec.js'
 import { encodeXmlFrame, EVENT_INVOKE_ID, XML_HEADER_BYTES } from '../../../gateway/src/adapters/osbiz/csta/xml-framing.js'
 import { normaliseEvent, normaliseSnapshot } from '../../../gateway/src/adapters/osbiz/normalise.js'
+// The codec tests' sample of every message kind: the fuzzer starts from the same valid frames.
+import { samples } from '../../../test/osbiz/fixtures/csta-samples.js'
 import { mutatedBytes, mutatedJson, mutatedText, randomBytes, splitAt } from '../mutate.js'
 import type { FuzzSession, FuzzTarget } from '../runner.js'
 
 // --- OSBiz CSTA XML ---------------------------------------------------------------------------------------
 
-/** One message of every kind the codec knows, as the switch and the gateway send them. */
-const CSTA_SAMPLES: { [K in CstaKind]: CstaMessageOf<K> } = {
-  StartApplicationSession: { kind: 'StartApplicationSession', applicationId: 'gateway', username: 'csta', password: 'p<&>"\'w', protocolVersion: CSTA_ED3_NAMESPACE, requestedSessionDurationS: 180 },
-  StartApplicationSessionPosResponse: { kind: 'StartApplicationSessionPosResponse', sessionId: 'abc123', protocolVersion: CSTA_ED3_NAMESPACE, actualSessionDurationS: 150 },
-  StartApplicationSessionNegResponse: { kind: 'StartApplicationSessionNegResponse', errorCode: 'invalidApplicationInfo' },
-  ResetApplicationSessionTimer: { kind: 'ResetApplicationSessionTimer', sessionId: 'abc123', requestedSessionDurationS: 180 },
-  ResetApplicationSessionTimerPosResponse: { kind: 'ResetApplicationSessionTimerPosResponse', actualSessionDurationS: 150 },
-  ResetApplicationSessionTimerNegResponse: { kind: 'ResetApplicationSessionTimerNegResponse', errorCode: 'invalidSessionID' },
-  StopApplicationSession: { kind: 'StopApplicationSession', sessionId: 'abc123', reason: 'normal' },
-  StopApplicationSessionPosResponse: { kind: 'StopApplicationSessionPosResponse' },
-  SystemStatus: { kind: 'SystemStatus', systemStatus: 'normal' },
-  SystemStatusResponse: { kind: 'SystemStatusResponse' },
-  RequestSystemStatus: { kind: 'RequestSystemStatus' },
-  RequestSystemStatusResponse: { kind: 'RequestSystemStatusResponse', systemStatus: 'normal' },
-  MonitorStart: { kind: 'MonitorStart', device: '201' },
-  MonitorStartResponse: { kind: 'MonitorStartResponse', monitorCrossRefId: '1' },
-  MonitorStop: { kind: 'MonitorStop', monitorCrossRefId: '1' },
-  MonitorStopResponse: { kind: 'MonitorStopResponse' },
-  SnapshotDevice: { kind: 'SnapshotDevice', device: '201' },
-  SnapshotDeviceResponse: { kind: 'SnapshotDeviceResponse', calls: [{ callId: '5', deviceId: '201', localConnectionState: 'alerting' }, { callId: '6', localConnectionState: 'hold' }] },
-  GetDoNotDisturb: { kind: 'GetDoNotDisturb', device: '201' },
-  GetDoNotDisturbResponse: { kind: 'GetDoNotDisturbResponse', doNotDisturbOn: true },
-  SetDoNotDisturb: { kind: 'SetDoNotDisturb', device: '201', doNotDisturbOn: false },
-  SetDoNotDisturbResponse: { kind: 'SetDoNotDisturbResponse' },
-  DeliveredEvent: {
-    kind: 'DeliveredEvent', monitorCrossRefId: '1', connection: { callId: '5', deviceId: '201' },
-    alertingDevice: '201', callingDevice: '+49301234202', calledDevice: '201', localConnectionInfo: 'alerting', cause: 'newCall',
-  },
-  EstablishedEvent: {
-    kind: 'EstablishedEvent', monitorCrossRefId: '1', connection: { callId: '5', deviceId: '201' },
-    answeringDevice: '201', callingDevice: '202', calledDevice: '201', localConnectionInfo: 'connected', cause: 'newCall',
-  },
-  ConnectionClearedEvent: { kind: 'ConnectionClearedEvent', monitorCrossRefId: '1', connection: { callId: '5', deviceId: '202' }, releasingDevice: '202', localConnectionInfo: 'null', cause: 'normalClearing' },
-  HeldEvent: { kind: 'HeldEvent', monitorCrossRefId: '1', connection: { callId: '5', deviceId: '201' }, holdingDevice: '201', localConnectionInfo: 'hold' },
-  RetrievedEvent: { kind: 'RetrievedEvent', monitorCrossRefId: '1', connection: { callId: '5' }, retrievingDevice: '201', localConnectionInfo: 'connected' },
-  OriginatedEvent: { kind: 'OriginatedEvent', monitorCrossRefId: '2', connection: { callId: '7', deviceId: 'N<+49301234201>' }, callingDevice: '201', calledDevice: '0301234', localConnectionInfo: 'connected', cause: 'newCall' },
-  ServiceInitiatedEvent: { kind: 'ServiceInitiatedEvent', monitorCrossRefId: '1', connection: { callId: '7', deviceId: '201' }, initiatingDevice: '201', localConnectionInfo: 'initiated', cause: 'newCall' },
-  DoNotDisturbEvent: { kind: 'DoNotDisturbEvent', monitorCrossRefId: '1', device: '201', doNotDisturbOn: true },
-  CSTAErrorCode: { kind: 'CSTAErrorCode', category: 'operation', value: 'invalidDeviceID' },
-  Unknown: { kind: 'Unknown', element: 'GetForwarding' },
-}
-
 const cstaCodec = new XmlCstaCodec({ devicePrefix: '+49301234' })
-const CSTA_FRAMES = Object.values(CSTA_SAMPLES).map((message, i) => cstaCodec.encode(message.kind.endsWith('Event') ? EVENT_INVOKE_ID : i + 1, message))
+const CSTA_FRAMES = Object.values(samples).map((message, i) => cstaCodec.encode(message.kind.endsWith('Event') ? EVENT_INVOKE_ID : i + 1, message))
 const CSTA_BODIES = CSTA_FRAMES.map((frame) => frame.subarray(XML_HEADER_BYTES).toString('utf8'))
 /** Monitor cross-reference ids the normaliser knows, as the driver's table after MonitorStart. */
 const MONITORS: ReadonlyMap<string, string> = new Map([['1', '201'], ['2', '202']])

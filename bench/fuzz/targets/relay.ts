@@ -11,7 +11,8 @@ import { hashPassword } from '../../../cloud-relay/src/console/passwords.js'
 import { LIFECYCLE_PATH, NOTIFICATION_PATH } from '../../../cloud-relay/src/notifications/webhook-routes.js'
 import { createBoxCsr } from '../../../gateway/src/identity/box-csr.js'
 import { Stack, type StackOptions } from '../../../scripts/stack.js'
-import { mutatedBytes, mutatedJson, mutatedText, mutatedValue } from '../mutate.js'
+import { jsonRouteCases, jsonRouteRunner, outcomeOf, sessionOf, type JsonRoute, type JsonRouteCase } from '../json-routes.js'
+import { mutatedBytes, mutatedJson, mutatedText } from '../mutate.js'
 import type { FuzzSession, FuzzTarget } from '../runner.js'
 import { serviceLog } from '../service-log.js'
 import { mqttCases, type MqttCase } from './protocol.js'
@@ -65,22 +66,6 @@ async function startRelay(options: { notifications?: boolean } = {}): Promise<{ 
 async function healthz(http: HttpServer): Promise<boolean> {
   const response = await http.inject({ method: 'GET', url: '/healthz' })
   return response.statusCode === 200
-}
-
-/** An answer's status and error code, e.g. "400 CONSOLE_BAD_REQUEST"; a 500 is a crash of the route. */
-function outcomeOf(response: { statusCode: number; body: string }): string {
-  let code = ''
-  try {
-    const body = JSON.parse(response.body) as { error?: { code?: unknown } | string; code?: unknown }
-    const raw = typeof body.error === 'object' && body.error !== null ? body.error.code : body.code
-    if (typeof raw === 'string') code = ` ${raw}`
-  } catch {
-    // Not JSON (204, text): the status says it.
-  }
-  if (response.statusCode >= 500 && response.statusCode !== 503) {
-    throw new Error(`HTTP ${response.statusCode}: ${response.body.slice(0, 500)}`)
-  }
-  return `${response.statusCode}${code}`
 }
 
 // --- MQTT ingest ------------------------------------------------------------------------------------------
@@ -300,10 +285,7 @@ let enrollmentSeeds: { csrs: string[]; certificate: string } | undefined
 
 // --- The console's JSON bodies ----------------------------------------------------------------------------
 
-interface ConsoleRoute { method: 'POST' | 'PUT'; url: string; seed: unknown }
-
-const PATH_VALUES = ['contoso', '__proto__', 'constructor', '%00', '..', 'x'.repeat(300), '%F0%9F%98%80', '1e999']
-const CONSOLE_ROUTES: readonly ConsoleRoute[] = [
+const CONSOLE_ROUTES: readonly JsonRoute[] = [
   { method: 'POST', url: '/api/v1/console/first-run', seed: { username: 'admin', password: 'correct horse battery staple' } },
   { method: 'POST', url: '/api/v1/console/login', seed: { username: 'fuzz-operator', password: 'wrong password here' } },
   { method: 'POST', url: '/api/v1/console/logout', seed: {} },
@@ -318,57 +300,23 @@ const CONSOLE_ROUTES: readonly ConsoleRoute[] = [
   { method: 'POST', url: '/api/v1/tenants/{p}/service-accounts/sign-in', seed: {} },
 ]
 
-type ConsoleAuthMode = 'session' | 'session-without-csrf' | 'anonymous' | 'broken-cookie'
-interface ConsoleCase { route: number; path: string; auth: ConsoleAuthMode; body: unknown; raw: string | undefined; contentType: string }
-
-export const consoleHttpTarget: FuzzTarget<ConsoleCase> = {
+export const consoleHttpTarget: FuzzTarget<JsonRouteCase> = {
   name: 'console-http',
   what: 'JSON bodies of every console POST/PUT route (fastify inject): signed in with CSRF, without CSRF, anonymous, broken cookie',
   // Sign-in and new accounts hash a password on purpose (scrypt, in the thread pool: the event loop stays free).
   caseLimitMs: 5000,
-  arbitrary: () => fc.integer({ min: 0, max: CONSOLE_ROUTES.length - 1 }).chain((route) => fc.record({
-    route: fc.constant(route),
-    path: fc.oneof({ weight: 6, arbitrary: fc.constant('contoso') }, { weight: 1, arbitrary: fc.constantFrom(...PATH_VALUES) }),
-    auth: fc.constantFrom<ConsoleAuthMode>('session', 'session', 'session', 'session', 'session-without-csrf', 'anonymous', 'anonymous', 'broken-cookie'),
-    body: mutatedValue(fc.constant(CONSOLE_ROUTES[route]!.seed)),
-    raw: fc.option(mutatedJson(fc.constant(CONSOLE_ROUTES[route]!.seed)), { freq: 4, nil: undefined }),
-    contentType: fc.constantFrom('application/json', 'application/json', 'application/json', 'text/plain', 'application/json; charset=latin1'),
-  })),
-  open: async (): Promise<FuzzSession<ConsoleCase>> => {
+  arbitrary: () => jsonRouteCases(CONSOLE_ROUTES, ['contoso']),
+  open: async (): Promise<FuzzSession<JsonRouteCase>> => {
     const service = await startRelay()
     const password = 'fuzzing operator password'
     await new ConsoleStore(service.relay.store.db).createAccount({ username: 'fuzz-operator', passwordHash: await hashPassword(password), role: 'operator', tenantId: null })
-    let session: { cookie: string; csrf: string } | undefined
-    const signIn = async (): Promise<{ cookie: string; csrf: string }> => {
-      const response = await service.http.inject({ method: 'POST', url: '/api/v1/console/login', payload: { username: 'fuzz-operator', password }, remoteAddress: '198.51.100.7' })
-      if (response.statusCode !== 200) throw new Error(`console sign-in failed: ${response.statusCode} ${response.body}`)
-      const setCookie = response.headers['set-cookie']
-      const cookie = (Array.isArray(setCookie) ? setCookie[0] : setCookie)?.split(';')[0]
-      if (!cookie) throw new Error('console sign-in set no cookie')
-      return { cookie, csrf: (JSON.parse(response.body) as { csrfToken: string }).csrfToken }
-    }
-    session = await signIn()
     return {
-      async run(input) {
-        const route = CONSOLE_ROUTES[input.route]!
-        const headers: Record<string, string> = { 'content-type': input.contentType }
-        // Signing our own session out would cost a password hash for the next case: logout is fuzzed signed out.
-        const auth = route.url.endsWith('/logout') && input.auth.startsWith('session') ? 'anonymous' : input.auth
-        if (auth === 'session' || auth === 'session-without-csrf') {
-          session ??= await signIn()
-          headers.cookie = session.cookie
-          if (auth === 'session') headers['x-csrf-token'] = session.csrf
-        } else if (auth === 'broken-cookie') headers.cookie = 'pbx_console=%'
-        // Guesses come from one address: the sign-in limiter answers most of them (our own session signs in from another).
-        const remoteAddress = '203.0.113.1'
-        const response = await service.http.inject({
-          method: route.method, url: route.url.replace('{p}', input.path), headers, remoteAddress,
-          payload: input.raw ?? (JSON.stringify(input.body) ?? 'null'),
-        })
-        // A logout or an expired session ends ours: sign in again for the next case.
-        if (response.statusCode === 401 && headers.cookie === session?.cookie) session = undefined
-        return `${route.method} ${route.url.replace('{p}', ':p')} ${auth}: ${outcomeOf(response)}`
-      },
+      run: jsonRouteRunner({
+        routes: CONSOLE_ROUTES,
+        inject: (options) => service.http.inject(options),
+        signIn: async () => sessionOf(await service.http.inject({ method: 'POST', url: '/api/v1/console/login', payload: { username: 'fuzz-operator', password }, remoteAddress: '198.51.100.7' }), 'console'),
+        brokenCookie: 'pbx_console=%',
+      }),
       health: () => healthz(service.http),
       problems: () => service.log.takeErrors(),
       close: () => service.close(),
