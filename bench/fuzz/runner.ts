@@ -144,8 +144,11 @@ export async function runFuzz<T>(target: FuzzTarget<T>, options: FuzzOptions): P
         try {
           outcome = await withLimit(session.run(input), caseLimitMs, 'the case')
         } catch (error) {
-          if (error instanceof CaseFailure) throw error
-          throw new CaseFailure(`crash: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`)
+          // Take the service's error lines with the failure, so they are not blamed on the next case.
+          const logged = session.problems?.() ?? []
+          const also = logged.length === 0 ? '' : `\n  the service logged: ${logged.slice(0, 2).join(' | ')}`
+          if (error instanceof CaseFailure) throw new CaseFailure(`${error.message}${also}`)
+          throw new CaseFailure(`crash: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}${also}`)
         }
         const ms = performance.now() - caseStarted
         if (mainPhase) {
