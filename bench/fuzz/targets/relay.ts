@@ -172,7 +172,7 @@ export const graphWebhookTarget: FuzzTarget<WebhookCase> = {
     path: fc.constantFrom(NOTIFICATION_PATH, LIFECYCLE_PATH),
     body: fc.oneof(
       { weight: 8, arbitrary: mutatedJson(fc.constantFrom<unknown>(NOTIFICATION_BATCH, LIFECYCLE_BATCH)) },
-      { weight: 1, arbitrary: fc.integer({ min: 1000, max: 200_000 }).map((n) => `{"value":[${'0,'.repeat(n)}0]}`) },
+      { weight: 1, arbitrary: fc.integer({ min: 1000, max: 1_500_000 }).map((n) => `{"value":[${'0,'.repeat(n)}0]}`) },
     ),
     contentType: fc.constantFrom('application/json', 'application/json', 'application/json', 'text/plain', 'application/json; charset=utf-16', 'application/x-www-form-urlencoded'),
     validationToken: fc.option(fc.oneof(fc.string({ maxLength: 40 }), fc.integer({ min: 1, max: 100_000 }).map((n) => 'v'.repeat(n))), { freq: 8, nil: undefined }),
