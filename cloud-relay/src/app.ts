@@ -216,6 +216,11 @@ export class Relay {
     return address && typeof address === 'object' ? address.port : undefined
   }
 
+  /** The HTTP server once started, for requests without a socket (fastify inject). */
+  get httpServer(): HttpServer | undefined {
+    return this.#http
+  }
+
   async start(): Promise<void> {
     if (this.#started) return
     this.#started = true

@@ -2,69 +2,9 @@ import t from 'tap'
 import type { CstaDecoded } from '../../gateway/src/adapters/osbiz/csta/codec.js'
 import { createCstaCodec, CSTA_CODEC_NAMES } from '../../gateway/src/adapters/osbiz/csta/codec-registry.js'
 import { normaliseDeviceId } from '../../gateway/src/adapters/osbiz/csta/device-id.js'
-import type { CstaKind, CstaMessageOf } from '../../gateway/src/adapters/osbiz/csta/model.js'
 import { CSTA_ED3_NAMESPACE, ECMA354_NAMESPACE, XmlCstaCodec } from '../../gateway/src/adapters/osbiz/csta/xml-codec.js'
 import { encodeXmlFrame } from '../../gateway/src/adapters/osbiz/csta/xml-framing.js'
-
-/** One sample of every message kind; the mapped type makes a missing kind a compile error. */
-const samples: { [K in CstaKind]: CstaMessageOf<K> } = {
-  StartApplicationSession: {
-    kind: 'StartApplicationSession', applicationId: 'gateway', username: 'csta', password: 'p<&>"\'w',
-    protocolVersion: CSTA_ED3_NAMESPACE, requestedSessionDurationS: 180,
-  },
-  StartApplicationSessionPosResponse: { kind: 'StartApplicationSessionPosResponse', sessionId: 'abc123', protocolVersion: CSTA_ED3_NAMESPACE, actualSessionDurationS: 150 },
-  StartApplicationSessionNegResponse: { kind: 'StartApplicationSessionNegResponse', errorCode: 'invalidApplicationInfo' },
-  ResetApplicationSessionTimer: { kind: 'ResetApplicationSessionTimer', sessionId: 'abc123', requestedSessionDurationS: 180 },
-  ResetApplicationSessionTimerPosResponse: { kind: 'ResetApplicationSessionTimerPosResponse', actualSessionDurationS: 150 },
-  ResetApplicationSessionTimerNegResponse: { kind: 'ResetApplicationSessionTimerNegResponse', errorCode: 'invalidSessionID' },
-  StopApplicationSession: { kind: 'StopApplicationSession', sessionId: 'abc123', reason: 'normal' },
-  StopApplicationSessionPosResponse: { kind: 'StopApplicationSessionPosResponse' },
-  SystemStatus: { kind: 'SystemStatus', systemStatus: 'normal' },
-  SystemStatusResponse: { kind: 'SystemStatusResponse' },
-  RequestSystemStatus: { kind: 'RequestSystemStatus' },
-  RequestSystemStatusResponse: { kind: 'RequestSystemStatusResponse', systemStatus: 'normal' },
-  MonitorStart: { kind: 'MonitorStart', device: '201' },
-  MonitorStartResponse: { kind: 'MonitorStartResponse', monitorCrossRefId: '17' },
-  MonitorStop: { kind: 'MonitorStop', monitorCrossRefId: '17' },
-  MonitorStopResponse: { kind: 'MonitorStopResponse' },
-  SnapshotDevice: { kind: 'SnapshotDevice', device: '201' },
-  SnapshotDeviceResponse: {
-    kind: 'SnapshotDeviceResponse',
-    calls: [
-      { callId: '5', deviceId: '201', localConnectionState: 'alerting' },
-      { callId: '6', localConnectionState: 'hold' },
-    ],
-  },
-  GetDoNotDisturb: { kind: 'GetDoNotDisturb', device: '201' },
-  GetDoNotDisturbResponse: { kind: 'GetDoNotDisturbResponse', doNotDisturbOn: true },
-  SetDoNotDisturb: { kind: 'SetDoNotDisturb', device: '201', doNotDisturbOn: false },
-  SetDoNotDisturbResponse: { kind: 'SetDoNotDisturbResponse' },
-  DeliveredEvent: {
-    kind: 'DeliveredEvent', monitorCrossRefId: '1', connection: { callId: '5', deviceId: '201' },
-    alertingDevice: '201', callingDevice: '+4989123456', calledDevice: '201', localConnectionInfo: 'alerting', cause: 'newCall',
-  },
-  EstablishedEvent: {
-    kind: 'EstablishedEvent', monitorCrossRefId: '1', connection: { callId: '5', deviceId: '201' },
-    answeringDevice: '201', callingDevice: '202', calledDevice: '201', localConnectionInfo: 'connected', cause: 'newCall',
-  },
-  ConnectionClearedEvent: {
-    kind: 'ConnectionClearedEvent', monitorCrossRefId: '1', connection: { callId: '5', deviceId: '202' },
-    releasingDevice: '202', localConnectionInfo: 'null', cause: 'normalClearing',
-  },
-  HeldEvent: { kind: 'HeldEvent', monitorCrossRefId: '1', connection: { callId: '5', deviceId: '201' }, holdingDevice: '201', localConnectionInfo: 'hold' },
-  RetrievedEvent: { kind: 'RetrievedEvent', monitorCrossRefId: '1', connection: { callId: '5' }, retrievingDevice: '201', localConnectionInfo: 'connected' },
-  OriginatedEvent: {
-    kind: 'OriginatedEvent', monitorCrossRefId: '1', connection: { callId: '7', deviceId: '201' },
-    callingDevice: '201', calledDevice: '0301234', localConnectionInfo: 'connected', cause: 'newCall',
-  },
-  ServiceInitiatedEvent: {
-    kind: 'ServiceInitiatedEvent', monitorCrossRefId: '1', connection: { callId: '7', deviceId: '201' },
-    initiatingDevice: '201', localConnectionInfo: 'initiated', cause: 'newCall',
-  },
-  DoNotDisturbEvent: { kind: 'DoNotDisturbEvent', monitorCrossRefId: '1', device: '201', doNotDisturbOn: true },
-  CSTAErrorCode: { kind: 'CSTAErrorCode', category: 'operation', value: 'invalidDeviceID' },
-  Unknown: { kind: 'Unknown', element: 'GetForwarding' },
-}
+import { samples } from './fixtures/csta-samples.js'
 
 function decodeAll(codec: XmlCstaCodec, frame: Buffer): CstaDecoded[] {
   return codec.createDecoder().push(frame)

@@ -1,0 +1,7 @@
+import t from 'tap'
+import { boxHttpTarget } from '../../bench/fuzz/targets/box.js'
+import { fuzzInTest } from './fixtures/fuzz-in-test.js'
+
+t.setTimeout(300_000)
+// A real server per case: 5,000 under the fixed seed and 5,000 under a random one keep the file within minutes.
+await fuzzInTest(t, boxHttpTarget, { cases: 5000 })

@@ -1,0 +1,6 @@
+import t from 'tap'
+import { innovaphoneTarget } from '../../bench/fuzz/targets/pbx.js'
+import { fuzzInTest } from './fixtures/fuzz-in-test.js'
+
+t.setTimeout(240_000)
+await fuzzInTest(t, innovaphoneTarget)
