@@ -11,6 +11,7 @@ import { AdminAuth } from '../../../gateway/src/web/admin-auth.js'
 import { ensureBoxCertificate } from '../../../gateway/src/web/box-certificate.js'
 import { buildBoxWebServer } from '../../../gateway/src/web/box-web-server.js'
 import { LogRing } from '../../../gateway/src/web/log-ring.js'
+import { SetupCodeStore } from '../../../gateway/src/web/setup-code.js'
 import { jsonRouteCases, jsonRouteRunner, sessionOf, type JsonRoute, type JsonRouteCase } from '../json-routes.js'
 import type { FuzzSession, FuzzTarget } from '../runner.js'
 import { serviceLog } from '../service-log.js'
@@ -46,7 +47,8 @@ export const boxHttpTarget: FuzzTarget<JsonRouteCase> = {
     const certificate = await ensureBoxCertificate(dataDir)
     const password = 'fuzzing admin password'
     // The admin password as the first visit leaves it; the fuzzed /api/setup then meets a box that has one.
-    await new AdminAuth({ dataDir, idleMs: 30 * 60_000 }, { clock: systemClock }).setInitialPassword(password)
+    const setupCode = await new SetupCodeStore(dataDir).ensure()
+    await new AdminAuth({ dataDir, idleMs: 30 * 60_000 }, { clock: systemClock }).setInitialPassword(password, setupCode, '127.0.0.1')
     const { app, ready } = buildBoxWebServer({
       gateway, config, registry: adapterRegistry, logger: log.logger, clock: systemClock, logRing: new LogRing(), certificate, fileConnectorIds: new Set(), connectionTestTimeoutMs: 300,
     })
