@@ -1,18 +1,10 @@
 // The relay's HTTPS port (enrollment, console, webhook) and the box's setup page refuse TLS below 1.2 even when
 // the process's defaults were lowered (NODE_OPTIONS=--tls-min-v1.0, an OpenSSL config with SECLEVEL=0), as
 // their broker listeners already do: each server states its own minimum instead of trusting Node's defaults.
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import tls from 'node:tls'
-import pino from 'pino'
 import t from 'tap'
-import { Relay } from '../../cloud-relay/src/app.js'
-import { parseRelayConfig } from '../../cloud-relay/src/config/load.js'
-import { systemClock } from '../../gateway/src/core/clock.js'
-import { Counters } from '../../gateway/src/core/counters.js'
 import { startBox } from '../box-ui/fixtures/box-harness.js'
-import { API_TOKEN } from '../enrollment/fixtures/enrollment-world.js'
+import { httpsRelay, relaySide } from '../enrollment/fixtures/enrollment-world.js'
 
 // What an operator's lowered defaults look like to every TLS server in this process that does not set its own.
 tls.DEFAULT_MIN_VERSION = 'TLSv1'
@@ -42,22 +34,12 @@ function modernClient(port: number): Promise<string | null> {
 }
 
 t.test('the relay\'s HTTPS port refuses TLS 1.0 and 1.1', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'tls-min-relay-'))
-  t.teardown(() => rm(dir, { recursive: true, force: true }))
-  const config = parseRelayConfig({
-    logLevel: 'silent',
-    broker: { port: 0, host: '127.0.0.1', relayPassword: 'relay-secret', passwordListener: true },
-    database: { pgliteDir: join(dir, 'pglite') },
-    secrets: { sealKeyFile: join(dir, 'seal.key') },
-    http: { host: '127.0.0.1', port: 0, apiToken: API_TOKEN, tls: { selfIssued: true } },
-    enrollment: { brokerUrls: ['mqtts://127.0.0.1:8883'], publicHostnames: ['127.0.0.1'] },
-    tenants: [{ id: 'contoso', name: 'Contoso' }],
-  })
-  const relay = new Relay(config, { logger: pino({ level: 'silent' }), clock: systemClock, counters: new Counters() })
-  await relay.start()
-  t.teardown(() => relay.stop())
-  const port = relay.httpPort
-  if (port === undefined) throw new Error('the relay did not open its HTTPS port')
+  // The relay's own HTTP server (buildServer) with HTTPS from its CA, as enrollment, the console and the webhook use it.
+  const side = await relaySide('pglite')
+  t.teardown(() => side.close())
+  const relay = await httpsRelay(side)
+  t.teardown(() => relay.close())
+  const port = Number(new URL(relay.url).port)
   const old = await oldClient(port)
   t.equal(old.protocol, undefined, `no TLS 1.0/1.1 session was agreed (got ${old.protocol ?? old.error})`)
   t.ok(old.error, 'the handshake failed')
