@@ -209,13 +209,14 @@ const ASSETS: Record<string, string> = { 'index.html': 'text/html; charset=utf-8
 export function consolePublicRoutes(options: { dir: string }): FastifyPluginAsyncTypebox {
   return async (app) => {
     const send = async (reply: FastifyReply, file: string) => {
-      const type = ASSETS[file]
+      // Own keys only: /console/constructor or /console/__proto__ must not pass as a known file.
+      const type = Object.hasOwn(ASSETS, file) ? ASSETS[file] : undefined
       if (!type) return reply.code(404).send({ error: { code: 'HTTP_NOT_FOUND', message: 'The console has no such file: open /console/.' } })
       let body: Buffer
       try {
         body = await readFile(join(options.dir, file))
       } catch {
-        return reply.code(503).send({ error: { code: 'HTTP_API_NOT_CONFIGURED', message: `The console is not built: run npm run build:web (expected ${join(options.dir, file)}).` } })
+        return reply.code(503).send({ error: { code: 'HTTP_API_NOT_CONFIGURED', message: 'The console is not built on this relay: its operator runs npm run build:web (or npm run build) and restarts it.' } })
       }
       return reply
         .header('content-type', type)
