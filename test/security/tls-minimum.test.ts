@@ -5,6 +5,7 @@ import tls from 'node:tls'
 import t from 'tap'
 import { startBox } from '../box-ui/fixtures/box-harness.js'
 import { httpsRelay, relaySide } from '../enrollment/fixtures/enrollment-world.js'
+import type { TapTest } from '../helpers/tap-types.js'
 
 // What an operator's lowered defaults look like to every TLS server in this process that does not set its own.
 tls.DEFAULT_MIN_VERSION = 'TLSv1'
@@ -33,25 +34,25 @@ function modernClient(port: number): Promise<string | null> {
   })
 }
 
+/** The server on `port` agrees no TLS 1.0/1.1 session, and a current client still connects. */
+async function refusesOldTls(t: TapTest, port: number): Promise<void> {
+  const old = await oldClient(port)
+  t.equal(old.protocol, undefined, `no TLS 1.0/1.1 session was agreed (got ${old.protocol ?? old.error})`)
+  t.ok(old.error, 'the handshake failed')
+  t.match(await modernClient(port), /^TLSv1\.[23]$/, 'a current client still connects')
+}
+
 t.test('the relay\'s HTTPS port refuses TLS 1.0 and 1.1', async (t) => {
   // The relay's own HTTP server (buildServer) with HTTPS from its CA, as enrollment, the console and the webhook use it.
   const side = await relaySide('pglite')
   t.teardown(() => side.close())
   const relay = await httpsRelay(side)
   t.teardown(() => relay.close())
-  const port = Number(new URL(relay.url).port)
-  const old = await oldClient(port)
-  t.equal(old.protocol, undefined, `no TLS 1.0/1.1 session was agreed (got ${old.protocol ?? old.error})`)
-  t.ok(old.error, 'the handshake failed')
-  t.match(await modernClient(port), /^TLSv1\.[23]$/, 'a current client still connects')
+  await refusesOldTls(t, Number(new URL(relay.url).port))
 })
 
 t.test('the box\'s setup page refuses TLS 1.0 and 1.1', async (t) => {
   const box = await startBox({ build: false })
   t.teardown(() => box.close())
-  const port = Number(new URL(box.url).port)
-  const old = await oldClient(port)
-  t.equal(old.protocol, undefined, `no TLS 1.0/1.1 session was agreed (got ${old.protocol ?? old.error})`)
-  t.ok(old.error, 'the handshake failed')
-  t.match(await modernClient(port), /^TLSv1\.[23]$/, 'a current client still connects')
+  await refusesOldTls(t, Number(new URL(box.url).port))
 })
