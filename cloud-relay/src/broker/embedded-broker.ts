@@ -1,5 +1,5 @@
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
-import { createServer, type AddressInfo, type Server } from 'node:net'
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net'
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls'
 import type { Duplex } from 'node:stream'
 import { Aedes, type AuthenticateError, type Client } from 'aedes'
@@ -211,7 +211,9 @@ export class EmbeddedBroker {
         }
         this.#log.warn({ host: passwordHost }, 'the plaintext password listener is on an address that is not loopback (allowRemote): passwords cross the network in clear text')
       }
-      const server = createServer((socket) => {
+      // noDelay on every listener: aedes writes a PUBACK in pieces, and with Nagle the second piece waited for the
+      // client's delayed ACK, about 40 ms per QoS 1 message.
+      const server = createServer({ noDelay: true }, (socket) => {
         const stream = guarded(socket, 'password', socket.remoteAddress)
         this.#peers.set(stream, { kind: 'password', remote: socket.remoteAddress ?? 'unknown' })
         aedes.handle(stream)
@@ -233,6 +235,7 @@ export class EmbeddedBroker {
         this.#peers.set(stream, peerIdentityOf(socket, 'mqtts'))
         aedes.handle(stream)
       })
+      tlsServer.on('connection', (socket: Socket) => socket.setNoDelay(true))
       tlsServer.on('tlsClientError', (err, socket) => this.#tlsRefused('mqtts', err, socket))
       this.#tlsServer = tlsServer
       await listen(tlsServer, tls.port, host)
@@ -242,6 +245,7 @@ export class EmbeddedBroker {
         const httpsServer = createHttpsServer(secure, (_req, res) => {
           res.writeHead(426, { 'content-type': 'text/plain' }).end('MQTT over WebSocket only, at /mqtt\n')
         })
+        httpsServer.on('connection', (socket: Socket) => socket.setNoDelay(true))
         httpsServer.on('tlsClientError', (err, socket) => this.#tlsRefused('wss', err, socket))
         // First listener: an unverified socket is gone before the HTTP parser sees a byte.
         httpsServer.prependListener('secureConnection', (socket: TLSSocket) => {

@@ -144,6 +144,8 @@ export function renderConf(options: MosquittoConfigOptions, files: Omit<Mosquitt
     'persistence true',
     `persistence_location ${join(files.configDir, 'data')}/`,
     'autosave_interval 30',
+    // Acknowledgements go out at once instead of waiting behind Nagle's algorithm for the peer's delayed ACK.
+    'set_tcp_nodelay true',
     `log_dest ${options.logDest === undefined || options.logDest === 'stderr' ? 'stderr' : `file ${options.logDest}`}`,
     'log_type error',
     'log_type warning',
