@@ -37,18 +37,24 @@ t.test('renewal: the same subscription is PATCHed before its 60-minute expiry, a
 
 t.test('restart: the relay resumes the stored subscription instead of creating one', async (t) => {
   const sub = h.sim.getSubscriptions()[0]!
+  // Real time while the relay is down and starting: at 600× a restart on a loaded machine (8 s) outlasted the
+  // subscription's remaining 55 simulated minutes, and creating a new one was then right.
+  clock.setFactor(1)
   await h.stopRelay()
   actions.length = 0
   await h.startRelay()
   await eventually(() => h.relay.observation.manager(TENANT)?.subscribedPeople().size === 5, 'the resumed subscription')
   await h.relay.observation.idle()
+  clock.setFactor(600)
   t.equal(h.sim.getSubscriptions().length, 1)
-  t.equal(h.sim.getSubscriptions()[0]!.id, sub.id)
+  t.equal(h.sim.getSubscriptions()[0]!.id, sub.id, 'the same subscription')
   t.notOk(actions.includes('created'), 'nothing created')
 })
 
 t.test('409 on restart: a subscription the store lost is found, deleted and replaced', async (t) => {
   const old = h.sim.getSubscriptions()[0]!
+  // Real time again while the relay is down, so Graph still holds the old subscription when it starts.
+  clock.setFactor(1)
   await h.stopRelay()
   // The crash window: Graph holds a subscription the relay's store does not know.
   const db = await openSqlClient({ dataDir: join(h.dataDir, 'pglite') }, pino({ level: 'silent' }))
@@ -57,6 +63,7 @@ t.test('409 on restart: a subscription the store lost is found, deleted and repl
   const conflicts = h.counters.get('subscriptions.conflicts')
   await h.startRelay()
   await eventually(() => h.counters.get('subscriptions.conflicts') === conflicts + 1, 'a 409 handled')
+  clock.setFactor(600)
   await eventually(() => h.relay.observation.manager(TENANT)?.subscribedPeople().size === 5, 'a new subscription')
   const subs = h.sim.getSubscriptions()
   t.equal(subs.length, 1, 'one subscription at Graph')
