@@ -78,6 +78,11 @@ export class NetworkService {
     this.#timer = undefined
   }
 
+  /** Resolves once every change under way (a put, a confirm, a revert) is on disk. */
+  async idle(): Promise<void> {
+    await this.#queue
+  }
+
   async get(): Promise<{ settings: NetworkSettings; trial?: NetworkTrial }> {
     const state = await this.#load()
     return { settings: state.settings, ...(state.trial ? { trial: state.trial } : {}) }
