@@ -132,3 +132,18 @@ t.test('SSH: off by default; on only with good keys; bad keys refused in words',
   t.equal(off.status, 200)
   t.equal(await readFile(join(box.dataDir, 'ssh', 'apply-request'), 'utf8'), 'disabled\n', 'off again')
 })
+
+t.test('a factory reset turns SSH off and the network back to DHCP, for root\'s units to apply', async (t) => {
+  const box = await startBox({ build: false })
+  t.teardown(() => box.close())
+  const { cookie, csrf } = await signedIn(box)
+  const headers = { cookie, 'x-csrf-token': csrf }
+  t.equal((await call(`${box.origin}/api/ssh`, { method: 'PUT', headers, body: { enabled: true, keys: [await sshPublicKey('ed25519')] } })).status, 200)
+  t.equal((await call(`${box.origin}/api/network`, { method: 'PUT', headers, body: { mode: 'static', address: '192.168.1.20', prefix: 24, dns: [], ntp: [] } })).status, 200)
+  const reset = await call(`${box.origin}/api/factory-reset`, { method: 'POST', headers, body: { confirm: 'RESET' } })
+  t.equal(reset.status, 200, reset.text)
+  t.equal(await readFile(join(box.dataDir, 'ssh', 'apply-request'), 'utf8'), 'disabled\n', 'SSH off')
+  t.equal(await readFile(join(box.dataDir, 'ssh', 'authorized_keys'), 'utf8'), '', 'no keys left')
+  t.match(await readFile(join(box.dataDir, 'network', 'pending', '10-pbxgw.network'), 'utf8'), 'DHCP=yes', 'DHCP rendered')
+  t.ok(await readFile(join(box.dataDir, 'network', 'pending', 'apply-request'), 'utf8'), 'and the apply unit asked')
+})
