@@ -80,7 +80,7 @@ t.test('a static address is stored as a trial and rendered; it is confirmed only
 
   const atOld = await call(`${box.origin}/api/network/confirm`, { method: 'POST', headers })
   t.equal(atOld.status, 409, 'confirming at 127.0.0.1 (not the new address) is refused')
-  t.match(JSON.parse(atOld.text), { error: { code: 'NETWORK_CONFIRM_WRONG_ADDRESS', message: new RegExp(`Open the setup page at the new address https://${lan.replaceAll('.', '\\.')}/`) } })
+  t.match(JSON.parse(atOld.text), { error: { code: 'NETWORK_CONFIRM_WRONG_ADDRESS', message: new RegExp(`Open the setup page at the new address https://${lan.replaceAll('.', '\\.')}:${new URL(box.origin).port}/`) } })
   const port = new URL(box.origin).port
   const atNew = await call(`https://${lan}:${port}/api/network/confirm`, { method: 'POST', headers: { ...headers, host: `${lan}:${port}` } })
   t.equal(atNew.status, 200, `confirmed at https://${lan}:${port}/: ${atNew.text}`)

@@ -56,7 +56,7 @@ export const applianceRoutes: FastifyPluginAsyncTypebox<ApplianceRoutesOptions> 
 
   api.post('/network/confirm', { schema: { summary: 'Keep the new static setting: only accepted at the new address', response: { 200: NetworkViewSchema, '4xx': ErrorSchema } } }, async (request) => {
     try {
-      await options.network.confirm(request.socket.localAddress)
+      await options.network.confirm(request.socket.localAddress, request.socket.localPort ?? 443)
     } catch (err) {
       if (err instanceof NetworkConfirmError) throw new HttpError(409, err.code, err.message)
       throw err

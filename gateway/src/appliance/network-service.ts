@@ -104,15 +104,15 @@ export class NetworkService {
     })
   }
 
-  /** Keeps the trial setting. `localAddress`: the box address the confirming request arrived at. */
-  confirm(localAddress: string | undefined): Promise<NetworkSettings> {
+  /** Keeps the trial setting. `localAddress`: the box address the confirming request arrived at; `port`: the page's, for the message. */
+  confirm(localAddress: string | undefined, port = 443): Promise<NetworkSettings> {
     return this.#serialised(async () => {
       const state = await this.#load()
       if (!state.trial) throw new NetworkConfirmError('NETWORK_NO_TRIAL', 'There is no network change waiting for confirmation: the current setting is kept already.')
       const arrivedAt = (localAddress ?? '').replace(/^::ffff:/, '').toLowerCase()
       // Only a request that reached the box at its new address proves the new setting works.
       if (arrivedAt !== state.settings.address) {
-        throw new NetworkConfirmError('NETWORK_CONFIRM_WRONG_ADDRESS', `Open the setup page at the new address https://${state.settings.address?.includes(':') ? `[${state.settings.address}]` : state.settings.address ?? ''}/ and confirm there: this request came in at ${arrivedAt || 'an unknown address'}, which does not prove the new setting works. Without a confirmation the box goes back to the previous setting by itself.`)
+        throw new NetworkConfirmError('NETWORK_CONFIRM_WRONG_ADDRESS', `Open the setup page at the new address https://${state.settings.address?.includes(':') ? `[${state.settings.address}]` : state.settings.address ?? ''}${port === 443 ? '' : `:${port}`}/ and confirm there: this request came in at ${arrivedAt || 'an unknown address'}, which does not prove the new setting works. Without a confirmation the box goes back to the previous setting by itself.`)
       }
       this.stop()
       await this.#save({ version: 1, settings: state.settings }, false)
