@@ -1,20 +1,16 @@
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import t from 'tap'
-import { launchBrowser, newContext, screenshot } from '../helpers/browser.js'
+import { screenshot } from '../helpers/browser.js'
 import { sshPublicKey } from '../appliance/fixtures/ssh-keys.js'
-import { DESKTOP, PHONE, startBox } from './fixtures/box-harness.js'
+import { openBoxPage, PHONE, startBox } from './fixtures/box-harness.js'
 
 const PASSWORD = 'correct horse battery'
 
 t.test('Network page: a static address saved as a trial, a wrong one explained on its field, SSH on with a key', async (t) => {
   const box = await startBox()
   t.teardown(() => box.close())
-  const browser = await launchBrowser()
-  t.teardown(() => browser.close())
-  const context = await newContext(browser, { viewport: DESKTOP, ignoreHTTPSErrors: true })
-  const page = await context.newPage()
-  await page.goto(box.url)
+  const page = await openBoxPage(t, box)
   await page.getByLabel('Setup code').fill(box.setupCode() ?? '')
   await page.getByLabel('New admin password').fill(PASSWORD)
   await page.getByLabel('Type it again').fill(PASSWORD)
