@@ -42,7 +42,10 @@ The config is JSON; gateway/examples/gateway.example.json documents every field:
                    sets the admin password with the setup code the box prints on its
                    console (stderr) and log at every start until then (kept in
                    <dataDir>/web/setup-code, 0600). web.allowedHosts: more host names
-                   the page answers to. Connectors added there live in
+                   the page answers to. web.consoleScreenFile: where to write the
+                   console screen (default $RUNTIME_DIRECTORY/console.issue under
+                   systemd). Network and SSH settings made there live in
+                   <dataDir>/network and <dataDir>/ssh. Connectors added there live in
                    <dataDir>/connectors.json (secrets sealed) next to the file's.
 
 Environment:
