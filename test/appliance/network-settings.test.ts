@@ -93,6 +93,13 @@ t.test('a new static address is a trial: reverted when not confirmed in time, ke
   t.equal((await service.get()).settings.mode, 'static', 'a confirmed setting is not reverted')
   await t.rejects(service.confirm('192.168.1.20'), { code: 'NETWORK_NO_TRIAL' }, 'nothing left to confirm')
 
+  // IPv6, spelled differently by the installer and by the socket.
+  await service.put({ mode: 'static', address: '2001:0DB8:0000::0020', prefix: 64, dns: [], ntp: [] })
+  t.equal((await service.get()).settings.address, '2001:db8::20', 'stored in its canonical spelling')
+  t.equal((await service.confirm('2001:db8:0:0::20')).address, '2001:db8::20', 'confirmed from the same address written another way')
+  await service.put(STATIC)
+  await service.confirm('192.168.1.20')
+
   // A restart in the middle of a trial keeps its deadline.
   await service.put({ ...STATIC, address: '192.168.1.30' })
   service.stop()

@@ -3,7 +3,7 @@ import { dirname, join } from 'node:path'
 import type { Logger } from 'pino'
 import type { Clock, ClockTimer } from '../core/clock.js'
 import { writeFileAtomic } from '../identity/atomic-file.js'
-import { DEFAULT_NETWORK, needsTrial, normaliseNetworkSettings, renderNetworkFiles, type NetworkSettings } from './network-settings.js'
+import { canonicalAddress, DEFAULT_NETWORK, needsTrial, normaliseNetworkSettings, renderNetworkFiles, type NetworkSettings } from './network-settings.js'
 
 /** A static setting on probation: kept only if the setup page confirms it from the new address in time. */
 export interface NetworkTrial {
@@ -109,7 +109,7 @@ export class NetworkService {
     return this.#serialised(async () => {
       const state = await this.#load()
       if (!state.trial) throw new NetworkConfirmError('NETWORK_NO_TRIAL', 'There is no network change waiting for confirmation: the current setting is kept already.')
-      const arrivedAt = (localAddress ?? '').replace(/^::ffff:/, '').toLowerCase()
+      const arrivedAt = canonicalAddress(localAddress ?? '')
       // Only a request that reached the box at its new address proves the new setting works.
       if (arrivedAt !== state.settings.address) {
         throw new NetworkConfirmError('NETWORK_CONFIRM_WRONG_ADDRESS', `Open the setup page at the new address https://${state.settings.address?.includes(':') ? `[${state.settings.address}]` : state.settings.address ?? ''}${port === 443 ? '' : `:${port}`}/ and confirm there: this request came in at ${arrivedAt || 'an unknown address'}, which does not prove the new setting works. Without a confirmation the box goes back to the previous setting by itself.`)

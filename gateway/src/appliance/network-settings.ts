@@ -122,15 +122,25 @@ function proxyProblem(value: string): string | undefined {
   return undefined
 }
 
-/** The proxy as stored: scheme, host and port only (URL() lowercases and drops a trailing slash variant). */
+/**
+ * One spelling per address, so comparisons hold (2001:0DB8::0020 is 2001:db8::20; a request's local address
+ * `::ffff:192.0.2.1` is 192.0.2.1). Anything that is not an IP address is returned lower-cased.
+ */
+export function canonicalAddress(value: string): string {
+  const plain = value.trim().toLowerCase().replace(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/, '$1')
+  if (isIPv6(plain)) return new URL(`http://[${plain}]/`).hostname.slice(1, -1)
+  return plain
+}
+
+/** Checked settings as stored: canonical addresses, the proxy as scheme, host and port only. */
 export function normaliseNetworkSettings(s: NetworkSettings): NetworkSettings {
   const proxy = s.httpProxy ? new URL(s.httpProxy) : undefined
   const out: NetworkSettings = {
     mode: s.mode,
-    dns: [...s.dns],
-    ntp: [...s.ntp],
-    ...(s.mode === 'static' && s.address ? { address: s.address.toLowerCase(), prefix: s.prefix } : {}),
-    ...(s.mode === 'static' && s.gateway ? { gateway: s.gateway.toLowerCase() } : {}),
+    dns: s.dns.map(canonicalAddress),
+    ntp: s.ntp.map((server) => canonicalAddress(server)),
+    ...(s.mode === 'static' && s.address ? { address: canonicalAddress(s.address), prefix: s.prefix } : {}),
+    ...(s.mode === 'static' && s.gateway ? { gateway: canonicalAddress(s.gateway) } : {}),
     ...(proxy ? { httpProxy: `http://${proxy.host}` } : {}),
   }
   return out
