@@ -5,6 +5,7 @@ import { join, resolve } from 'node:path'
 import pino from 'pino'
 import t from 'tap'
 import { NetworkService } from '../../gateway/src/appliance/network-service.js'
+import type { NetworkSettings } from '../../gateway/src/appliance/network-settings.js'
 import { SshAccessStore } from '../../gateway/src/appliance/ssh-access.js'
 import { systemClock } from '../../gateway/src/core/clock.js'
 import { sshPublicKey } from './fixtures/ssh-keys.js'
@@ -17,7 +18,7 @@ import type { TapTest } from '../helpers/tap-types.js'
  */
 const LIBEXEC = resolve('firmware', 'rootfs', 'usr', 'libexec', 'pbxgw')
 
-interface World { dataDir: string; runDir: string; cmdline: string; calls: () => Promise<string[]>; run(script: string, ...args: string[]): Promise<{ code: number; stderr: string; stdout: string }> }
+interface World { dataDir: string; runDir: string; cmdline: string; calls: () => Promise<string[]>; render(settings: NetworkSettings): Promise<void>; run(script: string, ...args: string[]): Promise<{ code: number; stderr: string; stdout: string }> }
 
 async function world(t: TapTest): Promise<World> {
   const dir = await mkdtemp(join(tmpdir(), 'apply-'))
@@ -34,8 +35,11 @@ async function world(t: TapTest): Promise<World> {
   }
   const cmdline = join(dir, 'cmdline')
   await writeFile(cmdline, 'root=PARTUUID=x ro quiet\n')
+  const network = new NetworkService({ dataDir, clock: systemClock, logger: pino({ level: 'silent' }) })
   return {
     dataDir, runDir, cmdline,
+    // What the gateway writes on PUT /api/network (no trial timer left running).
+    render: async (settings) => { await network.put(settings); network.stop() },
     calls: async () => (await readFile(log, 'utf8').catch(() => '')).split('\n').filter(Boolean),
     run: (script, ...args) => new Promise((done) => {
       execFile(join(LIBEXEC, script), args, {
@@ -47,9 +51,7 @@ async function world(t: TapTest): Promise<World> {
 
 t.test('network-apply installs what the setup page rendered and reloads networkd and timesyncd', async (t) => {
   const w = await world(t)
-  const service = new NetworkService({ dataDir: w.dataDir, clock: systemClock, logger: pino({ level: 'silent' }) })
-  await service.put({ mode: 'static', address: '192.168.1.20', prefix: 24, gateway: '192.168.1.1', dns: ['192.168.1.1'], ntp: ['ntp.example.com'], httpProxy: 'http://[2001:db8::3]:3128' })
-  service.stop()
+  await w.render({ mode: 'static', address: '192.168.1.20', prefix: 24, gateway: '192.168.1.1', dns: ['192.168.1.1'], ntp: ['ntp.example.com'], httpProxy: 'http://[2001:db8::3]:3128' })
   const result = await w.run('network-apply')
   t.equal(result.code, 0, result.stderr)
   t.match(await readFile(join(w.runDir, 'systemd', 'network', '10-pbxgw.network'), 'utf8'), 'Address=192.168.1.20/24')
@@ -62,9 +64,7 @@ t.test('network-apply installs what the setup page rendered and reloads networkd
 
 t.test('network-apply refuses files the gateway would never write, and installs nothing', async (t) => {
   const w = await world(t)
-  const service = new NetworkService({ dataDir: w.dataDir, clock: systemClock, logger: pino({ level: 'silent' }) })
-  await service.put({ mode: 'dhcp', dns: [], ntp: [] })
-  service.stop()
+  await w.render({ mode: 'dhcp', dns: [], ntp: [] })
   const pending = join(w.dataDir, 'network', 'pending')
   const good = await readFile(join(pending, '10-pbxgw.network'), 'utf8')
   const tampered: Array<[string, string, RegExp]> = [
@@ -82,17 +82,14 @@ t.test('network-apply refuses files the gateway would never write, and installs 
     t.match(await readFile(join(w.dataDir, 'network', 'apply-result'), 'utf8'), expected, 'the reason in apply-result')
     await t.rejects(stat(join(w.runDir, 'systemd', 'network', '10-pbxgw.network')), { code: 'ENOENT' }, 'nothing installed')
     await writeFile(join(pending, '10-pbxgw.network'), good)
-    await service.put({ mode: 'dhcp', dns: [], ntp: [] })
-    service.stop()
+    await w.render({ mode: 'dhcp', dns: [], ntp: [] })
   }
   t.same(await w.calls(), [], 'networkd was never reloaded with refused files')
 })
 
 t.test('pbxgw.network=dhcp on the kernel command line: back to DHCP once per boot; pbxgw-reset-network does the same', async (t) => {
   const w = await world(t)
-  const service = new NetworkService({ dataDir: w.dataDir, clock: systemClock, logger: pino({ level: 'silent' }) })
-  await service.put({ mode: 'static', address: '192.168.1.20', prefix: 24, dns: [], ntp: [] })
-  service.stop()
+  await w.render({ mode: 'static', address: '192.168.1.20', prefix: 24, dns: [], ntp: [] })
   t.equal((await w.run('network-apply')).code, 0)
   await writeFile(w.cmdline, 'root=PARTUUID=x ro pbxgw.network=dhcp quiet\n')
   const reset = await w.run('network-apply')
@@ -104,8 +101,7 @@ t.test('pbxgw.network=dhcp on the kernel command line: back to DHCP once per boo
   t.equal((await new NetworkService({ dataDir: w.dataDir, clock: systemClock, logger: pino({ level: 'silent' }) }).get()).settings.mode, 'dhcp', 'the gateway reads DHCP at its restart')
 
   // Later in the same boot, a new setting from the setup page is applied again.
-  await service.put({ mode: 'static', address: '192.168.1.21', prefix: 24, dns: [], ntp: [] })
-  service.stop()
+  await w.render({ mode: 'static', address: '192.168.1.21', prefix: 24, dns: [], ntp: [] })
   t.equal((await w.run('network-apply')).code, 0)
   t.match(await readFile(join(w.runDir, 'systemd', 'network', '10-pbxgw.network'), 'utf8'), 'Address=192.168.1.21/24', 'the flag acts once per boot')
 
@@ -150,9 +146,7 @@ t.test('ssh-apply: keys installed root-side with host keys made once; options or
 
 t.test('a link planted in the gateway\'s folders is never followed into root\'s files', async (t) => {
   const w = await world(t)
-  const service = new NetworkService({ dataDir: w.dataDir, clock: systemClock, logger: pino({ level: 'silent' }) })
-  await service.put({ mode: 'dhcp', dns: [], ntp: [] })
-  service.stop()
+  await w.render({ mode: 'dhcp', dns: [], ntp: [] })
   const secret = join(w.dataDir, '..', 'root-only-secret')
   await writeFile(secret, 'root:$y$secret-hash:19000:0:99999:7:::\n', { mode: 0o600 })
   const { symlink, unlink } = await import('node:fs/promises')
