@@ -13,6 +13,10 @@ import { ensureBoxCertificate } from './web/box-certificate.js'
 import { BoxWebServer } from './web/box-web-server.js'
 import { ConnectorStore, mergeConnectors } from './web/connector-store.js'
 import { LogRing } from './web/log-ring.js'
+import { ConsoleIssueWriter, setupPageUrls, lanIpv4Addresses } from './appliance/console-issue.js'
+import { NetworkService } from './appliance/network-service.js'
+import { ServiceNotifier } from './appliance/service-notifier.js'
+import { hostname } from 'node:os'
 
 const HELP = `pbx-presence-gateway: the box next to the PBX
 
@@ -38,11 +42,18 @@ The config is JSON; gateway/examples/gateway.example.json documents every field:
                    sets the admin password with the setup code the box prints on its
                    console (stderr) and log at every start until then (kept in
                    <dataDir>/web/setup-code, 0600). web.allowedHosts: more host names
-                   the page answers to. Connectors added there live in
+                   the page answers to. web.consoleScreenFile: where to write the
+                   console screen (default $RUNTIME_DIRECTORY/console.issue under
+                   systemd). Network and SSH settings made there live in
+                   <dataDir>/network and <dataDir>/ssh. Connectors added there live in
                    <dataDir>/connectors.json (secrets sealed) next to the file's.
 
 Environment:
   LOG_PRETTY=1     human-readable logs (default when stdout is a terminal)
+  NOTIFY_SOCKET, WATCHDOG_USEC   set by systemd (Type=notify, WatchdogSec=): the gateway
+                   reports READY=1, STATUS=, WATCHDOG=1 and STOPPING=1 through systemd-notify
+  RUNTIME_DIRECTORY  set by systemd (RuntimeDirectory=): the console screen goes to
+                   console.issue there unless web.consoleScreenFile says otherwise
 
 Exit codes: 0 stopped cleanly, 2 bad command line or config, 1 crashed.
 `
@@ -67,11 +78,16 @@ async function main(): Promise<void> {
       const logger = createLogger({ name: 'gateway', level: fileConfig.logLevel, destination: pino.multistream([{ level: 'trace', stream: stdout }, { level: 'trace', stream: logRing.stream() }]) })
       // Connectors from the setup page (<dataDir>/connectors.json) run next to the file's.
       const fromUi = fileConfig.web.enabled ? await new ConnectorStore(fileConfig.dataDir).load() : []
-      const config = Object.freeze({ ...fileConfig, connectors: mergeConnectors(fileConfig.connectors, fromUi) })
+      // The proxy set on the setup page's Network panel, unless the config file names one (read at start).
+      const network = new NetworkService({ dataDir: fileConfig.dataDir, clock: systemClock, logger })
+      const proxyUrl = fileConfig.relay.proxyUrl ?? (fileConfig.web.enabled ? (await network.get()).settings.httpProxy : undefined)
+      const config = Object.freeze({ ...fileConfig, relay: { ...fileConfig.relay, ...(proxyUrl ? { proxyUrl } : {}) }, connectors: mergeConnectors(fileConfig.connectors, fromUi) })
       const relayCaPem = config.relay.caFile ? await readFile(config.relay.caFile, 'utf8') : undefined
       const gateway = new Gateway(config, { logger, clock: systemClock, counters: new Counters(), registry: adapterRegistry, ...(relayCaPem ? { relayCaPem } : {}) })
       await gateway.start()
       let web: BoxWebServer | undefined
+      let screen: ConsoleIssueWriter | undefined
+      let setupUrl: string | undefined
       if (config.web.enabled) {
         const certificate = await ensureBoxCertificate(config.dataDir)
         web = new BoxWebServer({
@@ -79,12 +95,30 @@ async function main(): Promise<void> {
           fileConnectorIds: new Set(fileConfig.connectors.map((c) => c.id)),
           // stderr: systemd sends it to the console and the journal, where the installer reads the setup code.
           console: process.stderr,
+          network,
+          onBoxStateChange: () => { void screen?.refresh() },
         })
-        const { url } = await web.start()
+        const { url, port } = await web.start()
         logger.info({ url, fingerprint256: certificate.fingerprint256, names: certificate.names }, 'setup page listening: compare the certificate fingerprint with the browser\'s')
+        setupUrl = setupPageUrls({ hostname: hostname(), ipv4: lanIpv4Addresses(), port })[0] ?? url
+        const screenFile = config.web.consoleScreenFile ?? ConsoleIssueWriter.defaultFile(process.env)
+        if (screenFile) {
+          screen = new ConsoleIssueWriter({ file: screenFile, dataDir: config.dataDir, port, fingerprint256: certificate.fingerprint256, clock: systemClock, logger })
+          await screen.start()
+        }
       }
+      const notifier = new ServiceNotifier({
+        logger, clock: systemClock, env: process.env,
+        status: () => {
+          const up = gateway.links().filter((l) => l.state === 'connected').length
+          return [...(setupUrl ? [`setup page at ${setupUrl}`] : []), `${up} of ${gateway.links().length} connectors up`, gateway.relayConnected ? 'relay connected' : 'relay not connected'].join('; ')
+        },
+      })
+      await notifier.ready()
       return {
         stop: async (reason) => {
+          await notifier.stopping()
+          screen?.stop()
           await web?.stop()
           await gateway.stop(reason)
         },

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { OsbizSimulator } from '../../gateway/src/adapters/osbiz/simulator/osbiz-simulator.js'
-import { launchBrowser, newContext, screenshot } from '../helpers/browser.js'
-import { buildOnce, call, DESKTOP, PHONE, startBox } from './fixtures/box-harness.js'
+import { screenshot } from '../helpers/browser.js'
+import { buildOnce, call, DESKTOP, openBoxPage, PHONE, startBox } from './fixtures/box-harness.js'
 
 const PASSWORD = 'correct horse battery'
 
@@ -22,13 +22,8 @@ t.test('first visit, sign-in, CSRF, an OSBiz connector tested and saved, secrets
   t.teardown(() => pbx.stop())
   const box = await startBox()
   t.teardown(() => box.close())
-  const browser = await launchBrowser()
-  t.teardown(() => browser.close())
-  const context = await newContext(browser, { viewport: DESKTOP, ignoreHTTPSErrors: true })
-  const page = await context.newPage()
-
   // First visit: no default password; the page asks for one and shows the certificate fingerprint.
-  await page.goto(box.url)
+  const page = await openBoxPage(t, box)
   await page.getByRole('heading', { name: /set the admin password/ }).waitFor()
   t.match(await page.locator('.fingerprint').textContent(), box.fingerprint, 'the page shows its certificate fingerprint')
   await screenshot(page, 'box-first-visit-1280')
@@ -61,7 +56,7 @@ t.test('first visit, sign-in, CSRF, an OSBiz connector tested and saved, secrets
   t.equal(setupAgain.status, 409, 'the password cannot be set a second time')
 
   // The session cookie: httpOnly, Secure, SameSite=Strict.
-  const cookie = (await context.cookies()).find((c) => c.name === 'box_session')
+  const cookie = (await page.context().cookies()).find((c) => c.name === 'box_session')
   t.match(cookie, { httpOnly: true, secure: true, sameSite: 'Strict' }, 'the session cookie is httpOnly, Secure and SameSite=Strict')
 
   // CSRF: a POST with the session cookie but without the token is refused; so is another Origin.

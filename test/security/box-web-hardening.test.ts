@@ -52,6 +52,11 @@ const NEEDS_SESSION: Array<[method: string, path: string, body?: unknown]> = [
   ['POST', '/api/diagnostics'],
   ['POST', '/api/factory-reset', { confirm: 'RESET' }],
   ['POST', '/api/logout'],
+  ['GET', '/api/network'],
+  ['PUT', '/api/network', { mode: 'dhcp', dns: [], ntp: [] }],
+  ['POST', '/api/network/confirm'],
+  ['GET', '/api/ssh'],
+  ['PUT', '/api/ssh', { enabled: false, keys: [] }],
 ]
 /** Open without a session, on purpose. */
 const PUBLIC = ['GET /api/session', 'POST /api/setup', 'POST /api/login']

@@ -46,6 +46,7 @@ export const GatewayConfigSchema = Type.Object({
     port: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535, description: 'HTTPS port of the setup page: default 443 when running as root (a box), 8443 otherwise; 0 picks a free one.' })),
     staticDir: Type.String({ default: 'dist/web/box', description: 'The built setup page (npm run build:web).' }),
     sessionIdleMinutes: Type.Integer({ minimum: 1, maximum: 1440, default: 30, description: 'A setup-page session ends after this long without a request.' }),
+    consoleScreenFile: Type.Optional(Type.String({ minLength: 1, maxLength: 4096, description: 'Where to write the console screen (agetty issue format: setup URLs, certificate fingerprint, setup code). Default: console.issue in $RUNTIME_DIRECTORY when systemd sets it (RuntimeDirectory=pbx-gateway), otherwise none.' })),
     allowedHosts: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 253, pattern: '^[A-Za-z0-9.:-]+$' }), { maxItems: 50, description: 'More host names the setup page answers to, e.g. a DNS name given to the box. It always answers to its host name, localhost and its own addresses; any other Host header is refused (DNS rebinding).' })),
   }, { additionalProperties: false, default: {}, description: 'The box\'s local setup page (HTTPS, certificate made at first boot in <dataDir>/web/).' }),
   connectors: Type.Array(Type.Intersect([ConnectorBaseSchema, Type.Record(Type.String(), Type.Unknown())]), { default: [] }),

@@ -23,9 +23,13 @@ import { cookieValue, hostNameOf, jsonDepthExceeds, MAX_JSON_DEPTH } from './req
 import {
   ConnectionTestSchema, ConnectorBodySchema, ConnectorIdParamsSchema, ConnectorListSchema, ConnectorTestBodySchema, ConnectorTypesSchema,
   DiagnosticsSchema, EnrollBodySchema, EnrollmentStateSchema, ErrorSchema, FactoryResetBodySchema, LogsSchema, OkSchema, PasswordBodySchema,
-  SessionStateSchema, SetupBodySchema, StatusSchema, type ConnectorView, type ErrorBody,
+  SessionStateSchema, SetupBodySchema, StatusSchema, type ConnectorView,
 } from './schemas.js'
 import { sameSecret, setupCodeBanner } from './setup-code.js'
+import { errorBody, HttpError } from './http-error.js'
+import { applianceRoutes } from '../appliance/appliance-routes.js'
+import { NetworkService } from '../appliance/network-service.js'
+import { SshAccessStore } from '../appliance/ssh-access.js'
 
 export const SESSION_COOKIE = 'box_session'
 export const CSRF_HEADER = 'x-csrf-token'
@@ -51,18 +55,15 @@ export interface BoxWebServerDeps {
   loginLimits?: AttemptLimits
   /** Live log tails open at once (default 4). */
   maxLogTails?: number
+  /** The box's network settings (default: one on dataDir with a 5-minute trial); started and stopped with the server. */
+  network?: NetworkService
+  /** Told when the box is claimed (admin password set) or factory reset: the console screen changes then. */
+  onBoxStateChange?: (event: 'claimed' | 'reset') => void
 }
 
 /** Bodies of the first-visit and sign-in forms: a password and a code, nothing near this size. */
 const SMALL_BODY_LIMIT = 8 * 1024
 
-class HttpError extends Error {
-  constructor(readonly status: number, readonly code: string, message: string, readonly field?: string, readonly retryAfterS?: number) {
-    super(message)
-  }
-}
-
-const errorBody = (code: string, message: string, field?: string): ErrorBody => ({ error: { code, message, ...(field ? { field } : {}) } })
 
 const SECURITY_HEADERS: Record<string, string> = {
   'content-security-policy': "default-src 'self'; img-src 'self' data:; style-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
@@ -88,6 +89,8 @@ export function buildBoxWebServer(deps: BoxWebServerDeps) {
   const log = deps.logger.child({ component: 'web' })
   const auth = new AdminAuth({ dataDir: deps.config.dataDir, idleMs: deps.config.web.sessionIdleMinutes * 60_000, ...(deps.loginLimits ? { loginLimits: deps.loginLimits } : {}) }, { clock: deps.clock })
   const connectorStore = new ConnectorStore(deps.config.dataDir, deps.registry)
+  const network = deps.network ?? new NetworkService({ dataDir: deps.config.dataDir, clock: deps.clock, logger: deps.logger })
+  const ssh = new SshAccessStore(deps.config.dataDir, deps.logger)
   const app = Fastify({
     https: { key: deps.certificate.keyPem, cert: deps.certificate.certPem, minVersion: 'TLSv1.2' as const },
     loggerInstance: log,
@@ -286,6 +289,7 @@ export function buildBoxWebServer(deps: BoxWebServerDeps) {
         throw err
       }
       log.info({ client: request.ip }, 'admin password set on first visit: the setup code is used up')
+      deps.onBoxStateChange?.('claimed')
       setSessionCookie(reply, session)
       return { ok: true, csrfToken: session.csrfToken }
     })
@@ -461,10 +465,16 @@ export function buildBoxWebServer(deps: BoxWebServerDeps) {
         await writeFileAtomic(join(deps.config.dataDir, 'web', 'tls-cert.pem'), deps.certificate.certPem, 0o644).catch(() => undefined)
         log.warn({ removed }, 'factory reset done: the box starts as new')
         await announceSetupCode()
+        // The data folder held the network and SSH settings too: DHCP and SSH off again, applied by root's units.
+        await network.resetToDefault()
+        await ssh.put(false, [])
+        deps.onBoxStateChange?.('reset')
         setSessionCookie(reply, undefined)
         void deps.gateway.start().catch((err: unknown) => log.error({ err: (err as Error).message }, 'the gateway did not start after the factory reset'))
         return { ok: true }
       })
+
+      await authed.register(applianceRoutes, { dataDir: deps.config.dataDir, network, ssh })
     })
   }
 
@@ -484,7 +494,7 @@ export function buildBoxWebServer(deps: BoxWebServerDeps) {
     log.warn({ urls }, `box not claimed yet: open ${urls[0] ?? 'the setup page'} and enter the setup code ${code}`)
     return code
   }
-  return { app, ready, announceSetupCode }
+  return { app, ready, announceSetupCode, network }
 }
 
 /** The addresses an installer can type: the listening address, or every LAN address when listening on all. */
@@ -512,8 +522,9 @@ export class BoxWebServer {
   /** Listens; while the box is unclaimed, prints its setup code (also returned) with the addresses. */
   async start(): Promise<{ url: string; port: number; setupCode: string | undefined }> {
     this.#server ??= buildBoxWebServer(this.#deps)
-    const { app, ready, announceSetupCode } = this.#server
+    const { app, ready, announceSetupCode, network } = this.#server
     await ready
+    await network.start()
     await app.listen({ host: this.#deps.config.web.host, port: this.#deps.config.web.port ?? BoxWebServer.defaultPort() })
     const port = (app.server.address() as AddressInfo).port
     const host = this.#deps.config.web.host === '0.0.0.0' ? 'localhost' : this.#deps.config.web.host
@@ -522,6 +533,7 @@ export class BoxWebServer {
   }
 
   async stop(): Promise<void> {
+    this.#server?.network.stop()
     await this.#server?.app.close()
     this.#server = undefined
   }

@@ -34,6 +34,9 @@ export interface LinkView { connectorId: string; pbxType: string; state: string;
 export interface EventView { connectorId: string; endpointId: string; state: string; dnd: boolean; cause: string; changedAt: number }
 export interface Status { tunnel: { gatewayId: string; enrolled: boolean; connected: boolean; transportUrl?: string; lastError?: string }; links: LinkView[]; events: EventView[] }
 export interface LogLine { seq: number; time: number; level: number; component?: string; msg: string; detail: string }
+export interface NetworkSettings { mode: 'dhcp' | 'static'; address?: string; prefix?: number; gateway?: string; dns: string[]; ntp: string[]; httpProxy?: string }
+export interface NetworkView { settings: NetworkSettings; trial?: { until: string; confirmUrl: string }; lastApply?: string }
+export interface SshSettings { enabled: boolean; keys: string[] }
 export interface DiagnosticCheck { name: string; target: string; ok: boolean; message: string; durationMs: number }
 
 /** An API refusal: `message` says what to do; `field` names the form field it is about. */

@@ -2,6 +2,7 @@ import { render } from 'preact'
 import { useEffect, useState } from 'preact/hooks'
 import { api, describeError, setCsrfToken, whenSignedOut, type SessionState } from './api.js'
 import { Connectors, EnrollWizard, FactoryReset, Login, PasswordSetup, StatusPage } from './pages.js'
+import { NetworkPage } from './network.js'
 import { Alert } from './ui.js'
 import './style.css'
 
@@ -9,6 +10,7 @@ const PAGES = [
   { hash: '#/enrol', label: 'Connect to cloud' },
   { hash: '#/connectors', label: 'PBX connectors' },
   { hash: '#/status', label: 'Status' },
+  { hash: '#/network', label: 'Network' },
   { hash: '#/reset', label: 'Factory reset' },
 ] as const
 
@@ -40,6 +42,7 @@ function App() {
   else if (!session.signedIn) page = <Login onDone={signedIn} notice={notice} />
   else if (hash === '#/connectors') page = <Connectors />
   else if (hash === '#/status') page = <StatusPage />
+  else if (hash === '#/network') page = <NetworkPage />
   else if (hash === '#/reset') page = <FactoryReset onDone={() => { location.hash = '#/enrol'; void refresh() }} />
   else page = <EnrollWizard />
   return (
