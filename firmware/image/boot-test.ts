@@ -9,7 +9,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { X509Certificate } from 'node:crypto'
 import { existsSync } from 'node:fs'
-import { copyFile, mkdtemp, readFile, rm } from 'node:fs/promises'
+import { copyFile, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises'
 import { createServer, connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
@@ -17,7 +17,7 @@ import { connect as tlsConnect } from 'node:tls'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { Agent, fetch } from 'undici'
-import { VM_IMAGE_BASENAME } from './layout.js'
+import { partitionOffsets, VM_IMAGE_BASENAME } from './layout.js'
 import { Progress, run, StepFailure } from './steps.js'
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..')
@@ -178,6 +178,20 @@ async function powerDown(vm: Vm, timeoutS: number): Promise<'clean' | 'forced'> 
   return 'forced'
 }
 
+/** Copies the guest's journal out of the data partition of the overlay (debugfs reads ext4 at an offset, no mount). */
+async function guestJournal(work: string, overlay: string): Promise<string> {
+  const data = partitionOffsets().find((p) => p.name === 'data')
+  if (!data) throw new Error('no data partition in the layout')
+  const raw = join(work, 'disk-after.raw')
+  await run('qemu-img', ['convert', '-O', 'raw', overlay, raw])
+  const target = join(work, 'journal')
+  await rm(target, { recursive: true, force: true })
+  await mkdir(target)
+  await run('debugfs', ['-R', `rdump /log/journal ${target}`, `${raw}?offset=${data.offsetBytes}`])
+  await rm(raw)
+  return join(target, 'journal')
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -245,7 +259,7 @@ async function main(): Promise<void> {
     const code = await check('2. serial console shows the setup URL and setup code', async () => {
       const match = await waitForSerial(first.serialLog, SETUP_CODE, 30)
       const text = await readFile(first.serialLog, 'utf8')
-      const urls = [...text.matchAll(/^\s+(https:\/\/\S+)/gm)].map((m) => m[1])
+      const urls = [...text.matchAll(/(https:\/\/[^\s/]+\/)/g)].map((m) => m[1])
       if (urls.length === 0) throw new CheckFailure('the setup code is there but no setup URL next to it')
       progress.line(`  console: setup code ${match[1]}, URLs ${[...new Set(urls)].join(' ')}`)
       const shownFingerprint = text.includes(fingerprint) || text.includes(fingerprint.replace(/:/g, ''))
@@ -286,10 +300,14 @@ async function main(): Promise<void> {
     failed = true
     if (!(err instanceof CheckFailure)) throw err
   } finally {
-    if (vm && vm.child.exitCode === null) {
-      vm.child.kill('SIGTERM')
-      await vm.exited
-    }
+    // A clean power-down writes the guest's journal to the data partition, for the diagnosis below.
+    if (vm && vm.child.exitCode === null) await powerDown(vm, 60).catch(() => { vm?.child.kill('SIGTERM') })
+    if (vm) await vm.exited
+  }
+  const journal = await guestJournal(work, overlay).catch((err: unknown) => { progress.line(`  guest journal not read: ${(err as Error).message}`); return undefined })
+  if (journal && failed) {
+    const warnings = await run('journalctl', ['-D', journal, '-p', 'warning', '-o', 'short-monotonic', '--no-pager']).catch(() => '')
+    process.stdout.write(`\nGuest journal, warnings and errors (all of it: journalctl -D ${journal}):\n${warnings.split('\n').slice(-40).join('\n')}\n`)
   }
   process.stdout.write(`\nBoot test of ${image}\n${results.map((r) => `  ${r}`).join('\n')}\n  total ${progress.elapsedS().toFixed(1)} s; serial logs in ${work}${values.keep || failed ? '' : ' (removed)'}\n`)
   if (!values.keep && !failed) await rm(work, { recursive: true, force: true })

@@ -10,12 +10,12 @@
 import { createHash, randomUUID } from 'node:crypto'
 import { createReadStream, existsSync } from 'node:fs'
 import { chmod, copyFile, cp, mkdir, readdir, readFile, rename, rm, stat, symlink, writeFile, lstat, readlink } from 'node:fs/promises'
-import { builtinModules } from 'node:module'
 import { basename, dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { diskSizeMiB, LOADER_CONF, loaderEntry, partitionOffsets, sfdiskScript, VM_IMAGE_BASENAME, VM_PARTITIONS, type PartitionSpec } from './layout.js'
 import { mib, Progress, run, StepFailure } from './steps.js'
+import { BASE_PACKAGES, DISABLE_UNITS, DPKG_EXCLUDES, ENABLE_UNITS, INITRD_MODULES, MASK_UNITS, runtimePackages } from './recipe.js'
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..')
 const HERE = join(REPO, 'firmware', 'image')
@@ -45,26 +45,6 @@ mtools, qemu-img (qemu-utils), systemctl, systemd-sysusers.
 Boot it with: npm run image:test
 `
 
-/** The box's Debian packages: systemd, the network, mDNS, the kernel and boot loader; no compilers, no X. */
-export const BASE_PACKAGES = [
-  'systemd-sysv', 'udev', 'dbus', 'libpam-systemd', 'systemd-resolved', 'systemd-timesyncd', 'systemd-repart',
-  'systemd-boot', 'systemd-boot-efi', 'linux-image-amd64', 'initramfs-tools',
-  'avahi-daemon', 'libnss-mdns', 'iproute2', 'ca-certificates', 'e2fsprogs',
-  // Installed but disabled: the setup page turns it on with the installer's key (host keys are made on the box).
-  'openssh-server',
-] as const
-
-/** Documentation, manuals and translations stay out of the root (about 60 MB). */
-const DPKG_EXCLUDES = [
-  'path-exclude=/usr/share/man/*', 'path-exclude=/usr/share/doc/*', 'path-include=/usr/share/doc/*/copyright',
-  'path-exclude=/usr/share/locale/*', 'path-exclude=/usr/share/info/*', 'path-exclude=/usr/share/lintian/*',
-]
-
-/** Units the box starts, and what it must not run (updates come as whole images; SSH only when enabled). */
-const ENABLE_UNITS = ['systemd-networkd.service', 'systemd-resolved.service', 'systemd-timesyncd.service', 'avahi-daemon.service', 'pbxgw-hostname.service', 'pbx-gateway.service', 'systemd-repart.service']
-const DISABLE_UNITS = ['ssh.service', 'ssh.socket']
-const MASK_UNITS = ['apt-daily.timer', 'apt-daily-upgrade.timer', 'apt-daily.service', 'apt-daily-upgrade.service', 'e2scrub_all.timer', 'dpkg-db-backup.timer']
-
 interface Options {
   target: 'vm'
   out: string
@@ -77,8 +57,8 @@ interface Options {
   keepWork: boolean
 }
 
-function parseOptions(argv: string[]): Options | undefined {
-  const { values } = parseArgs({
+function parseArgsOrThrow(argv: string[]) {
+  return parseArgs({
     args: argv,
     options: {
       target: { type: 'string' },
@@ -93,6 +73,15 @@ function parseOptions(argv: string[]): Options | undefined {
       help: { type: 'boolean', default: false },
     },
   })
+}
+
+function parseOptions(argv: string[]): Options | undefined {
+  let values: ReturnType<typeof parseArgsOrThrow>['values']
+  try {
+    values = parseArgsOrThrow(argv).values
+  } catch (err) {
+    throw new StepFailure(`${(err as Error).message}; see --help`)
+  }
   if (values.help) {
     process.stdout.write(HELP)
     return undefined
@@ -128,11 +117,6 @@ async function checkHost(): Promise<void> {
 
 function hashOf(value: unknown): string {
   return createHash('sha256').update(JSON.stringify(value)).digest('hex').slice(0, 16)
-}
-
-/** npm packages the bundle loads at run time: dependencies named in it as a module specifier or string (pino's transport targets). */
-export function runtimePackages(bundle: string, dependencies: readonly string[]): string[] {
-  return dependencies.filter((name) => !builtinModules.includes(name) && new RegExp(`["']${name.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}(/[^"']*)?["']`).test(bundle)).sort()
 }
 
 async function buildApp(opts: Options, work: string): Promise<{ bundleBytes: number }> {
@@ -212,7 +196,7 @@ function compareVersions(a: string, b: string): number {
 
 /** The Debian root as mmdebstrap makes it, as a tarball keyed by release, mirror and package set. */
 async function baseRootfs(opts: Options, work: string): Promise<{ tarball: string; cached: boolean }> {
-  const recipe = { suite: opts.suite, mirror: opts.mirror, arch: 'amd64', variant: 'minbase', packages: BASE_PACKAGES, excludes: DPKG_EXCLUDES, revision: 1 }
+  const recipe = { suite: opts.suite, mirror: opts.mirror, arch: 'amd64', variant: 'minbase', packages: BASE_PACKAGES, excludes: DPKG_EXCLUDES, initrd: INITRD_MODULES, revision: 2 }
   const tarball = join(opts.cacheDir, `rootfs-${opts.suite}-amd64-${hashOf(recipe)}.tar`)
   if (existsSync(tarball)) return { tarball, cached: true }
   await mkdir(opts.cacheDir, { recursive: true })
@@ -222,6 +206,8 @@ async function baseRootfs(opts: Options, work: string): Promise<{ tarball: strin
     '--mode=root', '--variant=minbase', '--architectures=amd64', '--components=main',
     `--include=${BASE_PACKAGES.join(',')}`,
     ...DPKG_EXCLUDES.map((rule) => `--dpkgopt=${rule}`),
+    // Before the kernel's package runs update-initramfs (once, at its installation).
+    `--setup-hook=mkdir -p "$1/etc/initramfs-tools/conf.d" "$1/usr/share/initramfs-tools/modules.d" && echo MODULES=list > "$1/etc/initramfs-tools/conf.d/pbxgw.conf" && printf '%s\\n' ${INITRD_MODULES.join(' ')} > "$1/usr/share/initramfs-tools/modules.d/pbxgw"`,
     opts.suite, partial, opts.mirror,
   ], { logFile: join(work, 'mmdebstrap.log') })
   await rename(partial, tarball)
@@ -233,6 +219,7 @@ interface Rootfs {
   varDir: string
   kernelVersion: string
   bytes: number
+  varBytes: number
 }
 
 async function duBytes(dir: string): Promise<number> {
@@ -292,6 +279,9 @@ async function assembleRootfs(base: string, node: string, modules: string, work:
   await rm(join(dir, 'var', 'lib', 'dbus', 'machine-id'), { force: true })
   await rm(join(dir, 'etc', 'hostname'), { force: true })
   await mkdir(join(dir, 'efi'), { recursive: true })
+  // systemd-ssh-generator would offer sshd on AF_VSOCK and fails loudly on the console in VMs without vsock.
+  await mkdir(join(dir, 'etc', 'systemd', 'system-generators'), { recursive: true })
+  await symlink('/dev/null', join(dir, 'etc', 'systemd', 'system-generators', 'systemd-ssh-generator'))
   const resolvConf = join(dir, 'etc', 'resolv.conf')
   const isLink = existsSync(resolvConf) ? (await lstat(resolvConf)).isSymbolicLink() : false
   if (!isLink || (await readlink(resolvConf)) !== '../run/systemd/resolve/stub-resolv.conf') {
@@ -302,6 +292,10 @@ async function assembleRootfs(base: string, node: string, modules: string, work:
   // /var moves to the data partition; the root keeps an empty mount point.
   await run('mv', [join(dir, 'var'), varDir])
   await mkdir(join(dir, 'var'), { mode: 0o755 })
+  // Empty mount points under the data partition's mount point: units that start before /var is mounted with
+  // PrivateTmp= (systemd-resolved) fail to set up their namespace when /var/tmp does not exist at all.
+  for (const sub of ['tmp', 'lib', 'log', 'cache']) await mkdir(join(dir, 'var', sub))
+  await chmod(join(dir, 'var', 'tmp'), 0o1777)
   await mkdir(join(varDir, 'log', 'journal'), { recursive: true })
   await rm(join(varDir, 'cache', 'apt'), { recursive: true, force: true })
   await rm(join(varDir, 'lib', 'apt', 'lists'), { recursive: true, force: true })
@@ -310,7 +304,7 @@ async function assembleRootfs(base: string, node: string, modules: string, work:
   const kernelVersion = kernels.at(-1)?.slice('vmlinuz-'.length)
   if (!kernelVersion) throw new StepFailure('the root has no kernel in /boot (linux-image-amd64 missing from the package list?)')
   if (!existsSync(join(dir, 'boot', `initrd.img-${kernelVersion}`))) throw new StepFailure(`the root has no initrd for kernel ${kernelVersion}`)
-  return { dir, varDir, kernelVersion, bytes: await duBytes(dir) }
+  return { dir, varDir, kernelVersion, bytes: await duBytes(dir), varBytes: await duBytes(varDir) }
 }
 
 const MTOOLS_ENV = { ...process.env, MTOOLS_SKIP_CHECK: '1' }
@@ -406,19 +400,18 @@ async function main(): Promise<void> {
       return file
     }))
   }
-  const sums = await progress.step('SHA256SUMS', async () => {
+  await progress.step('SHA256SUMS', async () => {
     const lines: string[] = []
     for (const file of outputs) lines.push(`${await sha256File(file)}  ${basename(file)}`)
     await writeFile(join(opts.out, 'SHA256SUMS'), lines.join('\n') + '\n')
     return lines.length
   }, (n) => `${n} files`)
-  void sums
   if (!opts.keepWork) await rm(work, { recursive: true, force: true })
 
   const total = progress.elapsedS()
   const out: string[] = ['', 'Summary']
   out.push(`  root file system     ${mib(rootfs.bytes)} (target <= 600 MB), ${mib(disk.rootUsedBytes)} used in root-a`)
-  out.push(`  data (/var) content  ${mib(await duBytes(rootfs.varDir).catch(() => 0))}`)
+  out.push(`  data (/var) content  ${mib(rootfs.varBytes)}`)
   for (const file of outputs) {
     const s = await stat(file)
     out.push(`  ${basename(file).padEnd(36)} ${mib(s.size)} (${mib(await allocatedBytes(file))} on disk)`)
