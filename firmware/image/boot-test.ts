@@ -11,7 +11,7 @@ import { X509Certificate } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { copyFile, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises'
 import { createServer, connect } from 'node:net'
-import { tmpdir } from 'node:os'
+import { cpus, loadavg, tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { connect as tlsConnect } from 'node:tls'
 import { fileURLToPath } from 'node:url'
@@ -34,7 +34,8 @@ on a throw-away overlay and checks, each with its time:
 Exits 1 naming the failed check and the serial log.
 
   --image FILE        the image (default dist/images/${VM_IMAGE_BASENAME}.qcow2, else .raw)
-  --boot-timeout S    seconds to wait for the setup page per boot (default 240)
+  --boot-timeout S    seconds to wait for the setup page per boot (default 600: TCG on a
+                      busy 2-core host is slow; the time each boot took is printed)
   --keep              keep the work directory (overlay, serial logs)
   --help              this text
 
@@ -196,7 +197,7 @@ async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       image: { type: 'string' },
-      'boot-timeout': { type: 'string', default: '240' },
+      'boot-timeout': { type: 'string', default: '600' },
       keep: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
@@ -220,6 +221,7 @@ async function main(): Promise<void> {
   // 4 GiB: larger than the image, so the first boot grows the data partition into the rest.
   await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', image.endsWith('.raw') ? 'raw' : 'qcow2', '-b', image, overlay, '4G'])
   const port = await freePort()
+  progress.line(`host load average ${loadavg().map((l) => l.toFixed(1)).join(' ')} on ${cpus().length} CPUs (TCG boot times depend on it)`)
   progress.line(`image ${image}; overlay, serial logs and OVMF variables in ${work}; setup page forwarded to https://127.0.0.1:${port}/`)
 
   let vm: Vm | undefined
@@ -309,6 +311,11 @@ async function main(): Promise<void> {
     const warnings = await run('journalctl', ['-D', journal, '-p', 'warning', '-o', 'short-monotonic', '--no-pager']).catch(() => '')
     process.stdout.write(`\nGuest journal, warnings and errors (all of it: journalctl -D ${journal}):\n${warnings.split('\n').slice(-40).join('\n')}\n`)
   }
+  if (journal) {
+    const startup = await run('journalctl', ['-D', journal, '--no-pager', '-o', 'cat', '--grep', 'Startup finished|setup page listening']).catch(() => '')
+    for (const line of startup.split('\n').filter(Boolean)) progress.line(`  guest: ${line.slice(0, 160)}`)
+  }
+  progress.line(`host load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}`)
   process.stdout.write(`\nBoot test of ${image}\n${results.map((r) => `  ${r}`).join('\n')}\n  total ${progress.elapsedS().toFixed(1)} s; serial logs in ${work}${values.keep || failed ? '' : ' (removed)'}\n`)
   if (!values.keep && !failed) await rm(work, { recursive: true, force: true })
   if (failed) process.exit(1)

@@ -29,7 +29,9 @@ export const INITRD_MODULES = ['ext4', 'virtio_blk', 'virtio_scsi', 'nvme', 'ahc
 /** Units the box starts, and what it must not run (updates come as whole images; SSH only when enabled). */
 export const ENABLE_UNITS = ['systemd-networkd.service', 'systemd-resolved.service', 'systemd-timesyncd.service', 'avahi-daemon.service', 'pbxgw-hostname.service', 'pbx-gateway.service', 'systemd-repart.service']
 export const DISABLE_UNITS = ['ssh.service', 'ssh.socket']
-export const MASK_UNITS = ['apt-daily.timer', 'apt-daily-upgrade.timer', 'apt-daily.service', 'apt-daily-upgrade.service', 'e2scrub_all.timer', 'dpkg-db-backup.timer']
+// systemd-boot-random-seed writes a seed to the ESP at every boot and holds up sysinit.target while it mounts the
+// FAT partition (15 s of a TCG boot); the kernel's own RNG is enough, and the ESP stays untouched except by updates.
+export const MASK_UNITS = ['apt-daily.timer', 'apt-daily-upgrade.timer', 'apt-daily.service', 'apt-daily-upgrade.service', 'e2scrub_all.timer', 'e2scrub_reap.service', 'dpkg-db-backup.timer', 'systemd-boot-random-seed.service']
 
 /** npm packages the bundle loads at run time: dependencies named in it as a module specifier or string (pino's transport targets). */
 export function runtimePackages(bundle: string, dependencies: readonly string[]): string[] {
