@@ -33,11 +33,11 @@ export function run(command: string, args: readonly string[], options: RunOption
       log?.write(chunk)
       tail = (tail + chunk.toString('utf8')).slice(-4000)
     }
-    child.stdout.on('data', (chunk: Buffer) => {
+    child.stdout?.on('data', (chunk: Buffer) => {
       stdout += chunk.toString('utf8')
       keep(chunk)
     })
-    child.stderr.on('data', keep)
+    child.stderr?.on('data', keep)
     child.on('error', (err) => {
       log?.end()
       reject(new StepFailure(`${command} could not be started (${err.message}): is it installed?`))
