@@ -266,6 +266,8 @@ async function main(): Promise<void> {
       progress.line(`  console: setup code ${match[1]}, URLs ${[...new Set(urls)].join(' ')}`)
       const shownFingerprint = text.includes(fingerprint) || text.includes(fingerprint.replace(/:/g, ''))
       progress.line(`  console shows the certificate fingerprint: ${shownFingerprint ? 'yes' : 'not yet (the console screen issue file is still to come)'}`)
+      // What a screen plugged into the box shows (tty1), for the README and for a look when something is off.
+      await monitorCommand(first.monitor, `screendump ${join(work, 'screen-boot1.png')} -f png`).catch(() => undefined)
       return match[1] ?? ''
     })
     await check('3. set the admin password with the setup code', async () => {
