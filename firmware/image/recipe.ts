@@ -1,0 +1,40 @@
+/**
+ * What goes into the box's root, apart from the files under rootfs/ and ../systemd/: Debian packages, initrd
+ * drivers, which units run, which npm packages the bundle needs. Pure data and functions, shared by the build and
+ * the recipe test (test/firmware/image-recipe.test.ts).
+ */
+import { builtinModules } from 'node:module'
+
+/** The box's Debian packages: systemd, the network, mDNS, the kernel and boot loader; no compilers, no X. */
+export const BASE_PACKAGES = [
+  'systemd-sysv', 'udev', 'dbus', 'libpam-systemd', 'systemd-resolved', 'systemd-timesyncd', 'systemd-repart',
+  'systemd-boot', 'systemd-boot-efi', 'linux-image-amd64', 'initramfs-tools',
+  'avahi-daemon', 'libnss-mdns', 'iproute2', 'ca-certificates', 'e2fsprogs',
+  // Installed but disabled: the setup page turns it on with the installer's key (host keys are made on the box).
+  'openssh-server',
+] as const
+
+/** Documentation, manuals and translations stay out of the root (about 60 MB). */
+export const DPKG_EXCLUDES = [
+  'path-exclude=/usr/share/man/*', 'path-exclude=/usr/share/doc/*', 'path-include=/usr/share/doc/*/copyright',
+  'path-exclude=/usr/share/locale/*', 'path-exclude=/usr/share/info/*', 'path-exclude=/usr/share/lintian/*',
+]
+
+/**
+ * The initrd only needs to find the root partition: storage drivers of the usual hypervisors plus ext4. Debian's
+ * default (MODULES=most) made a 36 MB initrd that took tens of seconds to unpack under QEMU's TCG.
+ */
+export const INITRD_MODULES = ['ext4', 'virtio_blk', 'virtio_scsi', 'nvme', 'ahci', 'ata_piix', 'sd_mod', 'vmw_pvscsi', 'mptspi', 'mptsas', 'hv_vmbus', 'hv_storvsc', 'xen_blkfront']
+
+/** Units the box starts, and what it must not run (updates come as whole images; SSH only when enabled). */
+export const ENABLE_UNITS = ['systemd-networkd.service', 'systemd-resolved.service', 'systemd-timesyncd.service', 'avahi-daemon.service', 'pbxgw-hostname.service', 'pbx-gateway.service', 'systemd-repart.service']
+export const DISABLE_UNITS = ['ssh.service', 'ssh.socket']
+// systemd-boot-random-seed writes a seed to the ESP at every boot and holds up sysinit.target while it mounts the
+// FAT partition (15 s of a TCG boot); the kernel's own RNG is enough, and the ESP stays untouched except by updates.
+export const MASK_UNITS = ['apt-daily.timer', 'apt-daily-upgrade.timer', 'apt-daily.service', 'apt-daily-upgrade.service', 'e2scrub_all.timer', 'e2scrub_reap.service', 'dpkg-db-backup.timer', 'systemd-boot-random-seed.service']
+
+/** npm packages the bundle loads at run time: dependencies named in it as a module specifier or string (pino's transport targets). */
+export function runtimePackages(bundle: string, dependencies: readonly string[]): string[] {
+  return dependencies.filter((name) => !builtinModules.includes(name) && new RegExp(`["']${name.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}(/[^"']*)?["']`).test(bundle)).sort()
+}
+

@@ -1,0 +1,89 @@
+/**
+ * What the image build and the boot test share: running a tool with its output kept for the error message, and
+ * progress lines with the time since the start.
+ */
+import { spawn } from 'node:child_process'
+import { createWriteStream } from 'node:fs'
+
+export class StepFailure extends Error {
+  constructor(message: string) {
+    super(message)
+    this.name = 'StepFailure'
+  }
+}
+
+export interface RunOptions {
+  cwd?: string
+  env?: NodeJS.ProcessEnv
+  /** Written to the tool's stdin. */
+  input?: string
+  /** The whole output goes to this file too (long tools: mmdebstrap, npm). */
+  logFile?: string
+}
+
+/** Runs a tool; resolves with its stdout, or rejects naming the command and the end of its output. */
+export function run(command: string, args: readonly string[], options: RunOptions = {}): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { cwd: options.cwd, env: options.env ?? process.env, stdio: [options.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] })
+    child.stdin?.on('error', () => undefined) // a tool that exits without reading its input
+    const log = options.logFile ? createWriteStream(options.logFile, { flags: 'a' }) : undefined
+    let stdout = ''
+    let tail = ''
+    const keep = (chunk: Buffer) => {
+      log?.write(chunk)
+      tail = (tail + chunk.toString('utf8')).slice(-4000)
+    }
+    child.stdout?.on('data', (chunk: Buffer) => {
+      stdout += chunk.toString('utf8')
+      keep(chunk)
+    })
+    child.stderr?.on('data', keep)
+    child.on('error', (err) => {
+      log?.end()
+      reject(new StepFailure(`${command} could not be started (${err.message}): is it installed?`))
+    })
+    child.on('close', (code, signal) => {
+      log?.end()
+      if (code === 0) return resolve(stdout)
+      const lastLines = tail.trimEnd().split('\n').slice(-15).join('\n')
+      reject(new StepFailure(`${command} ${args.join(' ')} failed (${signal ?? `exit ${code}`})${options.logFile ? `; full output in ${options.logFile}` : ''}:\n${lastLines}`))
+    })
+    child.stdin?.end(options.input)
+  })
+}
+
+/** Progress lines "[  12.3 s] ..." measured from `start`. */
+export class Progress {
+  readonly #start = performance.now()
+  readonly #write: (line: string) => void
+
+  constructor(write: (line: string) => void = (line) => process.stdout.write(`${line}\n`)) {
+    this.#write = write
+  }
+
+  elapsedS(): number {
+    return (performance.now() - this.#start) / 1000
+  }
+
+  line(text: string): void {
+    this.#write(`[${this.elapsedS().toFixed(1).padStart(6)} s] ${text}`)
+  }
+
+  /** Runs one named step and prints how long it took; a failure names the step. */
+  async step<T>(name: string, work: () => Promise<T>, detail?: (result: T) => string): Promise<T> {
+    const began = performance.now()
+    this.line(`${name} ...`)
+    try {
+      const result = await work()
+      const took = ((performance.now() - began) / 1000).toFixed(1)
+      this.line(`${name}: done in ${took} s${detail ? `, ${detail(result)}` : ''}`)
+      return result
+    } catch (err) {
+      throw new StepFailure(`step "${name}" failed: ${(err as Error).message}`)
+    }
+  }
+}
+
+export function mib(bytes: number): string {
+  return `${(bytes / 1024 / 1024).toFixed(1)} MiB`
+}
