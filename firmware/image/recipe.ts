@@ -27,7 +27,12 @@ export const DPKG_EXCLUDES = [
 export const INITRD_MODULES = ['ext4', 'virtio_blk', 'virtio_scsi', 'nvme', 'ahci', 'ata_piix', 'sd_mod', 'vmw_pvscsi', 'mptspi', 'mptsas', 'hv_vmbus', 'hv_storvsc', 'xen_blkfront']
 
 /** Units the box starts, and what it must not run (updates come as whole images; SSH only when enabled). */
-export const ENABLE_UNITS = ['systemd-networkd.service', 'systemd-resolved.service', 'systemd-timesyncd.service', 'avahi-daemon.service', 'pbxgw-hostname.service', 'pbx-gateway.service', 'systemd-repart.service']
+export const ENABLE_UNITS = [
+  'systemd-networkd.service', 'systemd-resolved.service', 'systemd-timesyncd.service', 'avahi-daemon.service', 'systemd-repart.service',
+  'pbxgw-hostname.service', 'pbx-gateway.service',
+  // The setup page's network and SSH settings (applied at boot and when the gateway asks), the console screen's redraw.
+  'pbxgw-network-apply.service', 'pbxgw-network-apply.path', 'pbxgw-ssh-apply.service', 'pbxgw-ssh-apply.path', 'pbxgw-console-reload.path',
+]
 export const DISABLE_UNITS = ['ssh.service', 'ssh.socket']
 // systemd-boot-random-seed writes a seed to the ESP at every boot and holds up sysinit.target while it mounts the
 // FAT partition (15 s of a TCG boot); the kernel's own RNG is enough, and the ESP stays untouched except by updates.

@@ -16,7 +16,7 @@ import type { TapTest } from '../helpers/tap-types.js'
  * code wrote. /run is a temp folder; networkctl, systemctl and sshd (the OS edge: they need a booted systemd) are
  * stand-ins that record their calls.
  */
-const LIBEXEC = resolve('firmware', 'rootfs', 'usr', 'libexec', 'pbxgw')
+const LIBEXEC = resolve('firmware', 'image', 'rootfs', 'usr', 'libexec', 'pbxgw')
 
 interface World { dataDir: string; runDir: string; cmdline: string; calls: () => Promise<string[]>; render(settings: NetworkSettings): Promise<void>; run(script: string, ...args: string[]): Promise<{ code: number; stderr: string; stdout: string }> }
 

@@ -6,7 +6,7 @@ import t from 'tap'
 /**
  * The units of firmware/systemd/ as this machine's systemd (252, bookworm's) reads them: syntax, known settings and
  * ordering cycles against the real system units (an early apply service ordered before timesyncd once made one).
- * Programs the image installs but this machine lacks (node, the pbxgw scripts, agetty) are the only lines allowed.
+ * Programs the image installs but this machine lacks (its Node, the pbxgw scripts, agetty) are the only lines allowed.
  */
 t.test('systemd-analyze verify finds nothing wrong in the units', async (t) => {
   const dir = resolve('firmware', 'systemd')
@@ -18,6 +18,6 @@ t.test('systemd-analyze verify finds nothing wrong in the units', async (t) => {
       else done(`${stdout}${stderr}`)
     })
   })
-  const problems = output.split('\n').filter((line) => line.trim() && !/Command (\/usr\/bin\/node|\/usr\/libexec\/pbxgw\/[a-z-]+|\/usr\/sbin\/agetty) is not executable/.test(line))
+  const problems = output.split('\n').filter((line) => line.trim() && !/Command (\/opt\/pbx-gateway\/node\/bin\/node|\/usr\/libexec\/(pbxgw|pbx-gateway)\/[a-z-]+|\/usr\/sbin\/agetty) is not executable/.test(line))
   t.same(problems, [], `no problems: ${problems.slice(0, 5).join(' | ')}`)
 })

@@ -3,7 +3,7 @@
  * and `npm run image:test` do the real thing): units, config, partition table, boot entries, console and mDNS files.
  */
 import { execFile } from 'node:child_process'
-import { access, constants, mkdtemp, readFile, rm, stat } from 'node:fs/promises'
+import { access, constants, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
@@ -156,10 +156,20 @@ t.test('root read-only with /var on the data partition, bounded journal, DHCP, m
   t.match(await readFile(script, 'utf8'), /pbxgw-\$suffix/)
 })
 
-t.test('package set and units: no compilers or X, SSH installed but off, updates off', async (t) => {
+t.test('package set and units: no compilers or X, SSH installed but off, updates off, every unit of ours enabled', async (t) => {
   for (const forbidden of ['gcc', 'build-essential', 'xserver-xorg', 'nodejs', 'unattended-upgrades']) t.notOk((BASE_PACKAGES as readonly string[]).includes(forbidden), `no ${forbidden}`)
   for (const needed of ['avahi-daemon', 'libnss-mdns', 'systemd-timesyncd', 'systemd-boot-efi', 'linux-image-amd64']) t.ok((BASE_PACKAGES as readonly string[]).includes(needed), `has ${needed}`)
   t.ok(ENABLE_UNITS.includes('pbx-gateway.service') && ENABLE_UNITS.includes('pbxgw-hostname.service'))
+  // Every unit of ours that can be enabled is: a unit left out of the list does nothing on the box.
+  for (const unit of await readdir('firmware/systemd')) {
+    const text = await readFile(join('firmware/systemd', unit), 'utf8')
+    if (/^\[Install\]/m.test(text)) t.ok(ENABLE_UNITS.includes(unit), `${unit} is enabled in the image`)
+  }
+  // The root scripts the apply units run are in the image's root, executable and valid sh.
+  for (const script of ['usr/libexec/pbxgw/network-apply', 'usr/libexec/pbxgw/ssh-apply', 'usr/sbin/pbxgw-reset-network']) {
+    t.ok(((await stat(join(ROOTFS, script))).mode & 0o111) !== 0, `${script} is executable`)
+    await exec('sh', ['-n', join(ROOTFS, script)])
+  }
   t.same(DISABLE_UNITS, ['ssh.service', 'ssh.socket'])
   t.ok(MASK_UNITS.includes('apt-daily-upgrade.timer'))
   t.same(runtimePackages('import Fastify from "fastify";\nconst t = { target: "pino-pretty" };\nimport("ws/wrapper.mjs")', ['fastify', 'pino-pretty', 'ws', 'pg', '@azure/msal-node']), ['fastify', 'pino-pretty', 'ws'])
