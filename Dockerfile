@@ -42,8 +42,8 @@ RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates
 COPY --from=node /opt/node/bin/node /usr/local/bin/node
 COPY --from=node /opt/node/LICENSE /usr/local/share/doc/node/LICENSE
 # A fixed numeric id, so a /data volume's owner is the same across rebuilds and hosts.
-RUN groupadd --system --gid 10001 pbx && \
-    useradd --system --uid 10001 --gid pbx --home-dir /data --no-create-home --shell /usr/sbin/nologin pbx && \
+RUN groupadd --gid 10001 pbx && \
+    useradd --uid 10001 --gid pbx --home-dir /data --no-create-home --shell /usr/sbin/nologin pbx && \
     mkdir -p /data /config && chown pbx:pbx /data
 WORKDIR /app
 ENV NODE_ENV=production

@@ -4,7 +4,7 @@
  * secret. Shared by container/build.ts and container/test.ts.
  */
 import { spawn } from 'node:child_process'
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { dirname, resolve } from 'node:path'
 
@@ -41,6 +41,26 @@ export async function must(command: string, args: readonly string[], what: strin
     throw new Error(`${what} failed (${command} ${args.join(' ')} exited ${result.code})${options.stream ? '' : `:\n${result.stderr.trim() || result.stdout.trim()}`}`)
   }
   return result.stdout
+}
+
+/**
+ * Flags every container this runs needs on our machines (podman's global ones go before the subcommand):
+ * - cgroups are hybrid (v1 controllers plus a v2 tree that holds hugetlb) and crun refuses that ("cgroups in
+ *   hybrid mode not supported"): runc (Debian package runc) takes it.
+ * - root here lacks CAP_SYS_RESOURCE, so podman's default rlimits (nofile 1048576) cannot be set ("error
+ *   setting rlimit ... operation not permitted"): ask for the host's own nofile limit and a nproc that fits.
+ */
+export function runtimeFlags(): { runtime: string[]; ulimits: string[] } {
+  const hybrid = existsSync('/sys/fs/cgroup/unified/cgroup.controllers') && readFileSync('/sys/fs/cgroup/unified/cgroup.controllers', 'utf8').trim() !== ''
+  const limits = existsSync('/proc/self/limits') ? readFileSync('/proc/self/limits', 'utf8') : ''
+  const hard = (name: string): number | undefined => {
+    const match = new RegExp(`^${name}\\s+\\S+\\s+(\\d+)`, 'm').exec(limits)
+    return match?.[1] ? Number(match[1]) : undefined
+  }
+  const nofile = Math.min(hard('Max open files') ?? 1024, 65536)
+  // 65536 processes was refused and 32768 taken on these machines; the services need a few dozen.
+  const nproc = Math.min(hard('Max processes') ?? 4096, 16384)
+  return { runtime: hybrid ? ['--runtime', 'runc'] : [], ulimits: ['--ulimit', `nofile=${nofile}:${nofile}`, '--ulimit', `nproc=${nproc}:${nproc}`] }
 }
 
 export async function imageExists(image: string): Promise<boolean> {
@@ -99,7 +119,7 @@ export interface BuildOptions {
 export interface BuildFigures { baseSeconds: number | undefined; buildSeconds: number; sizeBytes: number }
 
 export async function buildImage(options: BuildOptions): Promise<BuildFigures> {
-  await checkTools([['buildah', 'buildah'], ['podman', 'podman']])
+  await checkTools([['buildah', 'buildah'], ['podman', 'podman'], ...(runtimeFlags().runtime.length ? [['runc', 'runc'] as [string, string]] : [])])
   let baseSeconds: number | undefined
   if (options.rebuildBase || (options.base === DEFAULT_BASE && !(await imageExists(options.base)))) {
     progress(`making the Debian bookworm base ${options.base} with mmdebstrap (about a minute)`)
@@ -110,7 +130,8 @@ export async function buildImage(options: BuildOptions): Promise<BuildFigures> {
   } else if (!(await imageExists(options.base)) && !options.base.includes('/')) {
     throw new Error(`base image ${options.base} is not in podman's storage; give a full name or leave --base out`)
   }
-  const args = ['bud', '--format', 'docker', `--layers=${options.layers}`, '--build-arg', `BASE_IMAGE=${options.base}`, '--tag', options.tag, '--file', 'Dockerfile']
+  const { runtime, ulimits } = runtimeFlags()
+  const args = ['bud', ...runtime, ...ulimits, '--format', 'docker', `--layers=${options.layers}`, '--build-arg', `BASE_IMAGE=${options.base}`, '--tag', options.tag, '--file', 'Dockerfile']
   if (options.cafile) args.push('--secret', `id=ca-bundle,src=${options.cafile}`)
   args.push('.')
   progress(`buildah ${args.join(' ')}`)

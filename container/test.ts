@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { TLSSocket } from 'node:tls'
 import { parseArgs } from 'node:util'
-import { buildImage, DEFAULT_BASE, DEFAULT_TAG, hostCaBundle, imageExists, must, progress, run } from './podman.js'
+import { buildImage, DEFAULT_BASE, DEFAULT_TAG, hostCaBundle, imageExists, must, progress, run, runtimeFlags } from './podman.js'
 
 const HELP = `npm run container:test -- [options]
 
@@ -54,6 +54,7 @@ if (values.help) {
   process.exit(0)
 }
 const image = values.tag
+const { runtime, ulimits } = runtimeFlags()
 
 let passed = 0
 let failed = 0
@@ -168,7 +169,7 @@ async function cleanUp(): Promise<void> {
 async function testGateway(): Promise<void> {
   progress(`starting the gateway: ${gatewayName}, volume ${volumes[0]} on /data`)
   const t0 = Date.now()
-  await must('podman', ['run', '--detach', '--name', gatewayName, '--publish', '127.0.0.1::8443', '--volume', `${volumes[0]}:/data`, image], 'starting the gateway container')
+  await must('podman', [...runtime, 'run', ...ulimits, '--detach', '--name', gatewayName, '--publish', '127.0.0.1::8443', '--volume', `${volumes[0]}:/data`, image], 'starting the gateway container')
   const port = await publishedPort(gatewayName, 8443)
   const base = `https://127.0.0.1:${port}`
   const upS = await waitForAnswer(`${base}/`, gatewayName, 90)
@@ -217,7 +218,7 @@ async function testRelay(): Promise<void> {
   await chmod(configDir, 0o755)
   progress(`starting the relay variant: ${relayName}, volume ${volumes[1]} on /data`)
   const t0 = Date.now()
-  await must('podman', ['run', '--detach', '--name', relayName, '--publish', '127.0.0.1::8080',
+  await must('podman', [...runtime, 'run', ...ulimits, '--detach', '--name', relayName, '--publish', '127.0.0.1::8080',
     '--volume', `${volumes[1]}:/data`, '--volume', `${configDir}:/config-relay:ro`,
     '--env', `RELAY_BROKER_PASSWORD=${randomBytes(18).toString('base64url')}`, '--env', 'HEALTHCHECK_URL=http://127.0.0.1:8080/healthz',
     image, 'node', 'dist/cloud-relay.js', '--config', '/config-relay/relay.json'], 'starting the relay container')
