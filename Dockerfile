@@ -13,7 +13,7 @@
 ARG BASE_IMAGE=docker.io/library/debian:bookworm-slim
 
 FROM ${BASE_IMAGE} AS node
-RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl && rm -rf /var/lib/apt/lists/*
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl && apt-get clean && rm -rf /var/lib/apt/lists/*
 COPY scripts/fetch-node.sh /usr/local/bin/fetch-node
 # ca-bundle (optional build secret): the host's CA bundle, for machines whose HTTPS goes through an inspecting
 # proxy. A secret is mounted for this one command only and never stored in a layer.
@@ -37,7 +37,7 @@ COPY web-ui ./web-ui
 RUN npm run build && npm prune --omit=dev
 
 FROM ${BASE_IMAGE}
-RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates tini && rm -rf /var/lib/apt/lists/*
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates tini && apt-get clean && rm -rf /var/lib/apt/lists/*
 # Only the node binary: the services need no npm at run time.
 COPY --from=node /opt/node/bin/node /usr/local/bin/node
 COPY --from=node /opt/node/LICENSE /usr/local/share/doc/node/LICENSE

@@ -2,8 +2,7 @@
  * npm run container:build: builds the repo's Dockerfile on a machine without Docker or Docker Hub (buildah,
  * a Debian base made with mmdebstrap, the host's CA bundle as a build secret) and prints build time and size.
  */
-import { parseArgs } from 'node:util'
-import { buildImage, DEFAULT_BASE, DEFAULT_TAG, hostCaBundle, progress } from './podman.js'
+import { buildImage, DEFAULT_BASE, DEFAULT_TAG, hostCaBundle, progress, parseCommandLine } from './podman.js'
 
 const HELP = `npm run container:build -- [options]
 
@@ -26,30 +25,14 @@ Options:
 Needs: apt-get install -y buildah podman mmdebstrap. Exit codes: 0 built, 1 failed, 2 bad command line.
 `
 
-function parseCommandLine() {
-  return parseArgs({
-    options: {
-      tag: { type: 'string', default: DEFAULT_TAG },
-      base: { type: 'string', default: DEFAULT_BASE },
-      'rebuild-base': { type: 'boolean', default: false },
-      cafile: { type: 'string' },
-      'no-cafile': { type: 'boolean', default: false },
-      'no-cache': { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-  }).values
-}
-let values: ReturnType<typeof parseCommandLine>
-try {
-  values = parseCommandLine()
-} catch (err) {
-  process.stderr.write(`${(err as Error).message}\nSee npm run container:build -- --help\n`)
-  process.exit(2)
-}
-if (values.help) {
-  process.stdout.write(HELP)
-  process.exit(0)
-}
+const values = parseCommandLine('container:build', HELP, {
+  tag: { type: 'string', default: DEFAULT_TAG },
+  base: { type: 'string', default: DEFAULT_BASE },
+  'rebuild-base': { type: 'boolean', default: false },
+  cafile: { type: 'string' },
+  'no-cafile': { type: 'boolean', default: false },
+  'no-cache': { type: 'boolean', default: false },
+})
 
 try {
   const cafile = values['no-cafile'] ? undefined : values.cafile ?? await hostCaBundle()

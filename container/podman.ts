@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { dirname, resolve } from 'node:path'
+import { parseArgs, type ParseArgsConfig } from 'node:util'
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 export const DEFAULT_TAG = 'localhost/pbx-presence:dev'
@@ -16,6 +17,21 @@ const started = Date.now()
 /** A progress line with the seconds since the script started. */
 export function progress(message: string): void {
   process.stdout.write(`container: [${((Date.now() - started) / 1000).toFixed(1).padStart(6)} s] ${message}\n`)
+}
+
+/** The script's options, or its help (exit 0) or a bad command line (exit 2, with where to look). */
+export function parseCommandLine<const O extends NonNullable<ParseArgsConfig['options']>>(script: string, help: string, options: O): ReturnType<typeof parseArgs<{ options: O }>>['values'] {
+  const args = process.argv.slice(2)
+  if (args.includes('--help') || args.includes('-h')) {
+    process.stdout.write(help)
+    process.exit(0)
+  }
+  try {
+    return parseArgs({ args, options }).values
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\nSee npm run ${script} -- --help\n`)
+    process.exit(2)
+  }
 }
 
 export interface RunResult { code: number; stdout: string; stderr: string }

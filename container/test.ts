@@ -10,8 +10,7 @@ import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { TLSSocket } from 'node:tls'
-import { parseArgs } from 'node:util'
-import { buildImage, DEFAULT_BASE, DEFAULT_TAG, hostCaBundle, imageExists, must, progress, run, runtimeFlags } from './podman.js'
+import { buildImage, DEFAULT_BASE, DEFAULT_TAG, hostCaBundle, imageExists, must, progress, run, runtimeFlags, parseCommandLine } from './podman.js'
 
 const HELP = `npm run container:test -- [options]
 
@@ -32,27 +31,11 @@ Options:
 Exit codes: 0 every check passed, 1 a check failed, 2 bad command line.
 `
 
-function parseCommandLine() {
-  return parseArgs({
-    options: {
-      tag: { type: 'string', default: DEFAULT_TAG },
-      'no-build': { type: 'boolean', default: false },
-      keep: { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-  }).values
-}
-let values: ReturnType<typeof parseCommandLine>
-try {
-  values = parseCommandLine()
-} catch (err) {
-  process.stderr.write(`${(err as Error).message}\nSee npm run container:test -- --help\n`)
-  process.exit(2)
-}
-if (values.help) {
-  process.stdout.write(HELP)
-  process.exit(0)
-}
+const values = parseCommandLine('container:test', HELP, {
+  tag: { type: 'string', default: DEFAULT_TAG },
+  'no-build': { type: 'boolean', default: false },
+  keep: { type: 'boolean', default: false },
+})
 const image = values.tag
 const { runtime, ulimits } = runtimeFlags()
 
