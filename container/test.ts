@@ -128,8 +128,9 @@ async function readGatewayLog(container: string): Promise<{ fingerprint: string 
 async function hostOnlyCertificateLines(hostBundle: string, imageBundle: string): Promise<string[]> {
   const blocks = (text: string) => text.split('-----END CERTIFICATE-----').map((b) => b.replace(/^[\s\S]*-----BEGIN CERTIFICATE-----/, '').replace(/\s+/g, '')).filter((b) => b.length > 0)
   const inImage = new Set(blocks(imageBundle))
-  // A 64-character slice from the middle of each base64 body: unique to the certificate, found by grep -F.
-  return blocks(await readFile(hostBundle, 'utf8')).filter((b) => !inImage.has(b)).map((b) => b.slice(200, 264))
+  // The body's fourth 64-character line: unique to the certificate, and a whole line in any PEM copy of it, so
+  // grep -F finds it (a slice across a line break never matches).
+  return blocks(await readFile(hostBundle, 'utf8')).filter((b) => !inImage.has(b)).map((b) => b.slice(192, 256))
 }
 
 const suffix = randomBytes(3).toString('hex')
@@ -231,7 +232,11 @@ async function testNoCaInImage(): Promise<void> {
       check(true, 'the host\'s CA bundle adds nothing to Debian\'s: no local CA to look for in the image')
       return
     }
-    const found = await run('grep', ['-rlF', '--binary-files=text', ...extra.flatMap((e) => ['-e', e]), root])
+    const patterns = extra.flatMap((e) => ['-e', e])
+    // The control: the same search finds them in the host's bundle, so a leaked copy would be found too.
+    const control = await run('grep', ['-cF', ...patterns, hostBundle])
+    if (!check(Number(control.stdout.trim()) >= extra.length, 'the search finds the host\'s local CAs in the host\'s bundle (control)', `${control.stdout.trim()} of ${extra.length}`)) return
+    const found = await run('grep', ['-rlF', '--binary-files=text', ...patterns, root])
     const hits = found.stdout.trim().split('\n').filter((l) => l.length > 0).map((l) => l.slice(root.length))
     check(hits.length === 0 && found.code === 1, 'the host\'s local CAs (the build secret) are nowhere in the image', hits.length ? hits.join(', ') : `${extra.length} local CA(s) looked for in ${hostBundle}`)
   } finally {
