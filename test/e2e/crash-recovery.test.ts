@@ -59,6 +59,9 @@ t.test('kill -9 of the gateway, then of the relay, in the middle of calls conver
 
   pbx.setDndAtPhone('203', true) // carol's own DND: must survive everything below
   await eventually(() => pbx.monitorCount >= 3, 'the gateway to monitor the extensions', 30_000)
+  // The relay process may take 20 s to start on a loaded 2-core machine (seen in CI's Node 24 run): the windows
+  // below measure convergence after a crash, so they start once the box has reached the relay, not before.
+  await eventually(() => logs.join('').includes('"msg":"relay link up"'), 'the gateway to reach the relay', 60_000)
   const call1 = pbx.incomingCall('201')
   pbx.answer(call1)
   graph.teams(bob).startConference()
