@@ -42,7 +42,10 @@ if (!Number.isSafeInteger(cases) || cases < 1 || !Number.isSafeInteger(seed)) {
 const reports: FuzzReport[] = []
 for (const target of FUZZ_TARGETS.filter((t) => wanted.includes(t.name))) {
   console.log(`fuzz ${target.name}: ${cases} cases, seed ${seed} (replay: npm run fuzz -- --target ${target.name} --seed ${seed} --cases ${cases})`)
-  const report = await runFuzz(target, { cases, seed, ...(values['case-limit-ms'] === undefined ? {} : { caseLimitMs: Number(values['case-limit-ms']) }), shrink: !values['no-shrink'], ...(values['time-limit-s'] === undefined ? {} : { timeLimitMs: Number(values['time-limit-s']) * 1000 }) })
+  const onProgress = (done: number, ms: number): void => {
+    console.log(`  ${done} of ${cases} cases after ${(ms / 1000).toFixed(0)} s, ${(done / (ms / 1000)).toFixed(0)} cases/s`)
+  }
+  const report = await runFuzz(target, { cases, seed, onProgress, ...(values['case-limit-ms'] === undefined ? {} : { caseLimitMs: Number(values['case-limit-ms']) }), shrink: !values['no-shrink'], ...(values['time-limit-s'] === undefined ? {} : { timeLimitMs: Number(values['time-limit-s']) * 1000 }) })
   reports.push(report)
   if (report.cases < cases && report.failure === undefined) console.log(`  stopped by --time-limit-s after ${report.cases} of ${cases} cases`)
   console.log(`  ${report.cases} cases in ${(report.ms / 1000).toFixed(1)} s, ${report.casesPerSecond.toFixed(0)} cases/s, max ${report.maxCaseMs.toFixed(1)} ms per case`)

@@ -45,6 +45,9 @@ export interface FuzzOptions {
   shrink?: boolean
   /** Stop a target after this long and report the cases run so far (default: no limit). */
   timeLimitMs?: number
+  /** Called about every `progressEveryMs` (default 30 s) with the cases run so far: long runs show they move. */
+  onProgress?(cases: number, ms: number): void
+  progressEveryMs?: number
 }
 
 export interface FuzzReport {
@@ -111,6 +114,8 @@ export async function runFuzz<T>(target: FuzzTarget<T>, options: FuzzOptions): P
   let maxCaseMs = 0
   let healthChecks = 0
   let maxHealthMs = 0
+  const progressEvery = options.progressEveryMs ?? 30_000
+  let lastProgress = performance.now()
 
   const probe = async (): Promise<void> => {
     if (!session.health) return
@@ -157,6 +162,10 @@ export async function runFuzz<T>(target: FuzzTarget<T>, options: FuzzOptions): P
           count++
           maxCaseMs = Math.max(maxCaseMs, ms)
           outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1)
+          if (options.onProgress && performance.now() - lastProgress >= progressEvery) {
+            lastProgress = performance.now()
+            options.onProgress(count, lastProgress - started)
+          }
         }
         if (ms > caseLimitMs) throw new CaseFailure(`hang: one case took ${Math.round(ms)} ms of CPU (limit ${caseLimitMs} ms)`)
         check()
