@@ -27,7 +27,8 @@ const HELP = `npm run image:test [-- options]
 Boots dist/images/${VM_IMAGE_BASENAME}.qcow2 in qemu-system-x86_64 (TCG, q35, OVMF, 1 GiB, 2 CPUs)
 on a throw-away overlay and checks, each with its time:
   1. the setup page answers over HTTPS (forwarded from 127.0.0.1)
-  2. the serial console shows the setup URL and the setup code
+  2. the serial console shows the setup URL, the setup code and the console screen with the
+     certificate fingerprint the setup page serves
   3. the admin password can be set with that code (POST /api/setup)
   4. after a power-down and a new boot on the same disk, the password still signs in
      and the setup code is used up
@@ -258,14 +259,20 @@ async function main(): Promise<void> {
         throw new CheckFailure(`the page says ${String(session.body.certificateFingerprint)}, the TLS connection got ${fingerprint}`)
       })
     }
-    const code = await check('2. serial console shows the setup URL and setup code', async () => {
+    const code = await check('2. serial console shows the setup URL, the certificate fingerprint and the setup code', async () => {
       const match = await waitForSerial(first.serialLog, SETUP_CODE, 30)
       const text = await readFile(first.serialLog, 'utf8')
       const urls = [...text.matchAll(/(https:\/\/[^\s/]+\/)/g)].map((m) => m[1])
       if (urls.length === 0) throw new CheckFailure('the setup code is there but no setup URL next to it')
       progress.line(`  console: setup code ${match[1]}, URLs ${[...new Set(urls)].join(' ')}`)
-      const shownFingerprint = text.includes(fingerprint) || text.includes(fingerprint.replace(/:/g, ''))
-      progress.line(`  console shows the certificate fingerprint: ${shownFingerprint ? 'yes' : 'not yet (the console screen issue file is still to come)'}`)
+      // The console screen (the gateway's issue file, redrawn by agetty): the fingerprint in two lines of 16 bytes.
+      const screen = await waitForSerial(first.serialLog, /fingerprint is this one:\s*\r?\n\s*([0-9A-F:]{47})\s*\r?\n\s*([0-9A-F:]{47})/, 60)
+        .catch(() => { throw new CheckFailure('the console screen with the certificate fingerprint never appeared on the serial console') })
+      const shown = `${screen[1]}:${screen[2]}`
+      if (shown !== fingerprint) throw new CheckFailure(`the console screen shows fingerprint ${shown}, the setup page serves ${fingerprint}`)
+      const mdns = /https:\/\/(pbxgw-[0-9a-f]{4})\.local\//.exec(await readFile(first.serialLog, 'utf8'))
+      if (!mdns) throw new CheckFailure('the console screen does not name the box\'s https://pbxgw-XXXX.local/ address')
+      progress.line(`  console screen: ${mdns[0]}, fingerprint ${shown.slice(0, 11)}… matches the served certificate`)
       // What a screen plugged into the box shows (tty1), for the README and for a look when something is off.
       await monitorCommand(first.monitor, `screendump ${join(work, 'screen-boot1.png')} -f png`).catch(() => undefined)
       return match[1] ?? ''

