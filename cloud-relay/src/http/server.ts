@@ -11,6 +11,7 @@ import type { AccessRequest } from '../console/console-access.js'
 import { CSRF_HEADER, SESSION_COOKIE, readCookie, sameOptionalSecret, type ConsolePrincipal } from '../console/console-auth.js'
 import { ConsoleError } from '../console/console-errors.js'
 import { ErrorBodySchema, errorBody, HttpError } from './errors.js'
+import { findNul, nulMessage } from './nul-guard.js'
 import {
   DEFAULT_EVENT_LIMIT,
   EventsPageSchema,
@@ -154,6 +155,15 @@ export function buildServer(deps: HttpServerDeps) {
     }
     request.log.error({ err }, 'request failed')
     return reply.code(500).send(errorBody('HTTP_INTERNAL', `The relay could not answer (request ${request.id}); the relay's log has the details.`))
+  })
+
+  // After authentication (onRequest) and parsing, before any schema or handler: see nul-guard.ts.
+  app.addHook('preValidation', async (request) => {
+    const where = findNul(request.params, 'the path') ?? findNul(request.query, 'the query') ?? findNul(request.body, 'the body')
+    if (where !== undefined) {
+      request.log.info({ url: request.url.split('?')[0]?.slice(0, 200), where }, 'request with a NUL character refused')
+      throw new HttpError('HTTP_BAD_REQUEST', nulMessage(where))
+    }
   })
 
   app.setNotFoundHandler((request, reply) => {
