@@ -41,7 +41,8 @@ export function outcomeOf(response: { statusCode: number; body: string }): strin
   try {
     const body = JSON.parse(response.body) as { error?: { code?: unknown } | string; code?: unknown }
     const raw = typeof body.error === 'object' && body.error !== null ? body.error.code : body.code
-    if (typeof raw === 'string') code = ` ${raw}`
+    // Only error answers: a 201's `code` is a fresh enrollment code (a secret, and one outcome per case).
+    if (typeof raw === 'string' && response.statusCode >= 400) code = ` ${raw}`
   } catch {
     // Not JSON (204, text): the status says it.
   }
