@@ -93,7 +93,7 @@ function parseOptions(argv: string[]): Options | undefined {
   const formats = values.formats.split(',').map((f) => f.trim()).filter(Boolean)
   const bad = formats.filter((f) => f !== 'raw' && f !== 'qcow2' && f !== 'vmdk')
   if (bad.length || !formats.includes('raw')) throw new StepFailure(`--formats takes raw,qcow2,vmdk and must include raw (got "${values.formats}")`)
-  if (!/^\d+(\.\d+){0,2}$/.test(values.node)) throw new StepFailure(`--node takes a version like 24 or 24.11.1 (got "${values.node}")`)
+  if (values.node !== 'pinned' && !/^\d+(\.\d+){0,2}$/.test(values.node)) throw new StepFailure(`--node takes a version like 24 or 24.11.1 (got "${values.node}")`)
   return {
     target: 'vm', out: resolve(values.out), cacheDir: resolve(values['cache-dir']), suite: values.suite, mirror: values.mirror,
     node: values.node, formats: formats as Options['formats'], skipAppBuild: values['skip-app-build'], keepWork: values['keep-work'],
