@@ -1,10 +1,12 @@
 /**
  * Boots the built VM image in QEMU (TCG, OVMF) and checks it from the host as an installer would meet it: the
- * setup page over HTTPS, the setup code on the serial console, the first password set with that code, and after
- * a reboot on the same disk the password still works and the code is used up (the data partition persists).
+ * setup page over HTTPS, the setup code on the serial console, the first password set with that code, enrolment
+ * against a relay and a connector to the OSBiz simulator (both on the host), a call reaching the Graph simulator
+ * through the VM, the box's memory with 500 endpoints; after a reboot on the same disk the password, identity,
+ * connector and queued outbox are still there, and a factory reset wipes them.
  *
  * The disk is a throw-away qcow2 overlay on the built image; the guest's network is QEMU user mode with
- * restrict=on (it reaches nothing but the forwarded port).
+ * restrict=on (it reaches nothing but the forwarded ports).
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { X509Certificate } from 'node:crypto'
@@ -20,7 +22,7 @@ import pino from 'pino'
 import { Agent, fetch } from 'undici'
 import { DEMO_PEOPLE, Stack, type DemoPerson } from '../../scripts/stack.js'
 import { partitionOffsets, VM_IMAGE_BASENAME } from './layout.js'
-import { Progress, run, StepFailure } from './steps.js'
+import { mib, Progress, run, StepFailure } from './steps.js'
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..')
 
@@ -31,18 +33,25 @@ on a throw-away overlay and checks, each with its time:
   1. the setup page answers over HTTPS (forwarded from 127.0.0.1)
   2. the serial console shows the setup URL, the setup code and the console screen with the
      certificate fingerprint the setup page serves
-  3. the admin password can be set with that code (POST /api/setup)
-  4. after a power-down and a new boot on the same disk, the password still signs in
-     and the setup code is used up
+  3. the admin password can be set with that code (POST /api/setup); the box enrols against a
+     relay on the host and gets an OSBiz connector to the simulator on the host (guestfwd to
+     10.0.2.100); a call on the simulator reaches the Graph simulator through the VM
+  5. the gateway's RSS and the guest's memory in use with --endpoints monitored (GET /api/status)
+  4. with the relay stopped a PBX change queues in the box; after a power-down and a new boot
+     on the same disk the password still signs in, the setup code is used up, the box is still
+     enrolled with its connector, and the queued change reaches Teams once the relay is back;
+     a factory reset then shows a new setup code and leaves no identity and no connector
 Exits 1 naming the failed check and the serial log.
 
   --image FILE        the image (default dist/images/${VM_IMAGE_BASENAME}.qcow2, else .raw)
   --boot-timeout S    seconds to wait for the setup page per boot (default 600: TCG on a
                       busy 2-core host is slow; the time each boot took is printed)
+  --endpoints N       users on the OSBiz simulator and in the connector (default 500)
   --keep              keep the work directory (overlay, serial logs)
   --help              this text
 
-Needs: qemu-system-x86_64 (qemu-system-x86), qemu-img (qemu-utils), OVMF (ovmf).
+Needs: qemu-system-x86_64 (qemu-system-x86), qemu-img (qemu-utils), OVMF (ovmf), socat (the guest's
+forwards to the host's relay and PBX simulator).
 `
 
 const OVMF_CODE = '/usr/share/OVMF/OVMF_CODE_4M.fd'
@@ -233,8 +242,6 @@ interface Status {
   memory?: { rssBytes: number; systemUsedBytes: number; systemTotalBytes: number }
 }
 
-const mb = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MB`
-
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -257,6 +264,7 @@ async function main(): Promise<void> {
   const image = resolve(values.image ?? [join(images, `${VM_IMAGE_BASENAME}.qcow2`), join(images, `${VM_IMAGE_BASENAME}.raw`)].find((f) => existsSync(f)) ?? join(images, `${VM_IMAGE_BASENAME}.qcow2`))
   if (!existsSync(image)) throw new StepFailure(`no image at ${image}: build it first with npm run image -- --target vm`)
   for (const file of [OVMF_CODE, OVMF_VARS]) if (!existsSync(file)) throw new StepFailure(`${file} is missing: apt-get install -y ovmf`)
+  await run('socat', ['-V']).catch(() => { throw new StepFailure('socat is missing (the guest reaches the host\'s relay and PBX simulator through it): apt-get install -y socat') })
 
   const work = await mkdtemp(join(tmpdir(), 'pbxgw-boot-test-'))
   const progress = new Progress()
@@ -282,6 +290,10 @@ async function main(): Promise<void> {
   const relay = await stack.startRelay()
   const relayPin = relay.pki.caFingerprint256
   const { code: enrollCode } = await relay.enrollment.createGateway('contoso', { id: GATEWAY_ID, name: 'Boot test VM' })
+  // The relay maps extensions to people by e-mail against the users it imported from the tenant (Graph simulator).
+  const userImport = await relay.directory.startImport('contoso', { dryRun: false, trigger: 'boot test' })
+  const imported = await userImport.done
+  if (imported.state !== 'succeeded') throw new StepFailure(`the relay's user import from the Graph simulator failed: ${JSON.stringify(imported).slice(0, 300)}`)
   const forwards: GuestForwards = [ports.https, ports.mqtts, stack.pbx.port]
   const enrollUrl = `https://${HOST_IN_GUEST}:${ports.https}`
   progress.line(`host stack in ${((performance.now() - stackStart) / 1000).toFixed(1)} s: OSBiz simulator (${endpointCount} users) at ${HOST_IN_GUEST}:${stack.pbx.port}, relay ${enrollUrl} and mqtts://${HOST_IN_GUEST}:${ports.mqtts} for the guest`)
@@ -370,6 +382,7 @@ async function main(): Promise<void> {
       progress.line(`  enrolled as ${GATEWAY_ID} through ${seen.tunnel.transportUrl ?? '?'}; ${stack.pbx.monitorCount} extensions monitored, link ${seen.links.map((l) => `${l.connectorId} ${l.state} (${l.endpoints} endpoints)`).join(', ')}; ${((performance.now() - began) / 1000).toFixed(1)} s after the connector was saved`)
     })
     await check('3c. a call on the OSBiz simulator reaches the Graph simulator through the VM', async () => {
+      if (aliceSession()) throw new CheckFailure(`Teams shows ${stack.people[0]!.email} in a call before any call was made`)
       const began = performance.now()
       const call = stack.pbx.incomingCall(stack.people[0]!.extension)
       stack.pbx.answer(call)
@@ -378,7 +391,7 @@ async function main(): Promise<void> {
     })
     const memory = async (when: string) => {
       const now = await until('the memory figures in /api/status', 30, async () => (await status(admin.cookie)).memory)
-      progress.line(`  ${when}: gateway RSS ${mb(now.rssBytes)} (target <= 100 MB), guest memory in use ${mb(now.systemUsedBytes)} of ${mb(now.systemTotalBytes)}`)
+      progress.line(`  ${when}: gateway RSS ${mib(now.rssBytes)} (target <= 100 MB), guest memory in use ${mib(now.systemUsedBytes)} of ${mib(now.systemTotalBytes)}`)
       return now
     }
     await check(`5. memory with ${endpointCount} monitored endpoints (boot 1)`, async () => {
