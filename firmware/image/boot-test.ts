@@ -290,10 +290,6 @@ async function main(): Promise<void> {
   const relay = await stack.startRelay()
   const relayPin = relay.pki.caFingerprint256
   const { code: enrollCode } = await relay.enrollment.createGateway('contoso', { id: GATEWAY_ID, name: 'Boot test VM' })
-  // The relay maps extensions to people by e-mail against the users it imported from the tenant (Graph simulator).
-  const userImport = await relay.directory.startImport('contoso', { dryRun: false, trigger: 'boot test' })
-  const imported = await userImport.done
-  if (imported.state !== 'succeeded') throw new StepFailure(`the relay's user import from the Graph simulator failed: ${JSON.stringify(imported).slice(0, 300)}`)
   const forwards: GuestForwards = [ports.https, ports.mqtts, stack.pbx.port]
   const enrollUrl = `https://${HOST_IN_GUEST}:${ports.https}`
   progress.line(`host stack in ${((performance.now() - stackStart) / 1000).toFixed(1)} s: OSBiz simulator (${endpointCount} users) at ${HOST_IN_GUEST}:${stack.pbx.port}, relay ${enrollUrl} and mqtts://${HOST_IN_GUEST}:${ports.mqtts} for the guest`)
@@ -379,6 +375,21 @@ async function main(): Promise<void> {
         const now = await status(admin.cookie)
         return now.tunnel.connected && stack.pbx.monitorCount >= endpointCount && relay.liveness.view(GATEWAY_ID)?.state === 'online' ? now : undefined
       })
+      // The relay maps extensions to people by e-mail when it imports the tenant's users (from the Graph
+      // simulator): once the box has reported its PBX directory, as an operator would run the import.
+      await until(`the box's PBX directory of ${endpointCount} extensions at the relay`, 120, async () => {
+        const report = await relay.directory.mappingReport('contoso')
+        return report.endpoints.filter((e) => e.gatewayId === GATEWAY_ID).length >= endpointCount ? true : undefined
+      })
+      const userImport = await relay.directory.startImport('contoso', { dryRun: false, trigger: 'boot test' })
+      const imported = await userImport.done
+      if (imported.state !== 'succeeded') throw new CheckFailure(`the relay's user import from the Graph simulator failed: ${JSON.stringify(imported).slice(0, 300)}`)
+      const mapped = await until(`the relay to map the ${endpointCount} extensions to people`, 120, async () => {
+        const report = await relay.directory.mappingReport('contoso')
+        const count = report.endpoints.filter((e) => e.gatewayId === GATEWAY_ID && e.personId !== null).length
+        return count >= endpointCount ? count : undefined
+      })
+      progress.line(`  relay: ${mapped} extensions mapped to people by e-mail`)
       progress.line(`  enrolled as ${GATEWAY_ID} through ${seen.tunnel.transportUrl ?? '?'}; ${stack.pbx.monitorCount} extensions monitored, link ${seen.links.map((l) => `${l.connectorId} ${l.state} (${l.endpoints} endpoints)`).join(', ')}; ${((performance.now() - began) / 1000).toFixed(1)} s after the connector was saved`)
     })
     await check('3c. a call on the OSBiz simulator reaches the Graph simulator through the VM', async () => {
