@@ -406,15 +406,15 @@ async function main(): Promise<void> {
       const session = await until(`a Teams call session for ${stack.people[0]!.email}`, 120, async () => aliceSession())
       progress.line(`  call on ${stack.people[0]!.extension} answered -> Teams ${JSON.stringify(session)} in ${((performance.now() - began) / 1000).toFixed(1)} s`)
     })
-    const memory = async (when: string) => {
-      const now = await until('the memory figures in /api/status', 30, async () => (await status(admin.cookie)).memory)
+    const memory = async (when: string, cookie: string | undefined) => {
+      const now = await until('the memory figures in /api/status', 30, async () => (await status(cookie)).memory)
       progress.line(`  ${when}: gateway RSS ${mib(now.rssBytes)} (target <= 100 MB), guest memory in use ${mib(now.systemUsedBytes)} of ${mib(now.systemTotalBytes)}`)
       return now
     }
     await check(`5. memory with ${endpointCount} monitored endpoints (boot 1)`, async () => {
       // A moment for the start-up garbage to be collected, as it would be on a box left running.
       await sleep(10_000)
-      await memory(`boot 1, ${endpointCount} endpoints`)
+      await memory(`boot 1, ${endpointCount} endpoints`, admin.cookie)
     })
     const queuedBefore = await check('4a. with the relay down, a PBX change queues in the box\'s outbox', async () => {
       await stack.stopRelay()
@@ -461,7 +461,7 @@ async function main(): Promise<void> {
       await stack.startRelay()
       await until('the box to reconnect to the restarted relay', 180, async () => ((await status(admin2.cookie)).tunnel.connected ? true : undefined))
       progress.line(`  relay back: the box reconnected as ${GATEWAY_ID} in ${((performance.now() - began) / 1000).toFixed(1)} s`)
-      if (!values.teams) { await memory(`boot 2, ${endpointCount} endpoints`); return }
+      if (!values.teams) { await memory(`boot 2, ${endpointCount} endpoints`, admin2.cookie); return }
       const session = await until(`the call queued before the reboot to reach Teams (${stack.people[1]!.email})`, 180, async () => bobSession())
       const row = (await stack.relay!.store.listEndpoints()).find((e) => e.gatewayId === GATEWAY_ID && e.endpointId === stack.people[1]!.extension)
       const changedAt = row ? new Date(row.changedAt).getTime() : NaN
@@ -469,7 +469,7 @@ async function main(): Promise<void> {
       // kept on the data partition, not from a fresh look at the PBX after the reboot.
       if (!(changedAt <= queuedBefore)) throw new CheckFailure(`the relay's state of ${stack.people[1]!.extension} is from ${row ? new Date(changedAt).toISOString() : 'nowhere'}, not from before the power-down (${new Date(queuedBefore).toISOString()})`)
       progress.line(`  relay back: queued change (seen by the box at ${new Date(changedAt).toISOString()}, before the reboot) reached Teams ${JSON.stringify(session)} in ${((performance.now() - began) / 1000).toFixed(1)} s`)
-      await memory(`boot 2, ${endpointCount} endpoints`)
+      await memory(`boot 2, ${endpointCount} endpoints`, admin2.cookie)
     })
     await check('4c. factory reset: a new setup code on the console, not enrolled, no connectors', async () => {
       const reset = await api(port, 'POST', '/api/factory-reset', { confirm: 'RESET' }, admin2.cookie, admin2.csrf)
