@@ -4,7 +4,7 @@
  * Used by `npm start` (the demo), the end-to-end tests and the latency benchmark.
  */
 import { randomBytes } from 'node:crypto'
-import { createServer } from 'node:net'
+import { createServer, isIP } from 'node:net'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
@@ -66,6 +66,8 @@ export interface StackOptions {
     httpsPort?: number
     /** What enrolled boxes are told to dial (default the broker's mqtts then wss URL), e.g. a fault proxy in front. */
     brokerUrls?: readonly string[]
+    /** Extra names or IPs the relay's HTTPS and broker certificates carry, for a box that dials another address (the VM boot test: 10.0.2.100). */
+    publicHosts?: readonly string[]
     /** An external Mosquitto instead of the embedded broker: the relay writes its configuration into configDir. */
     mosquitto?: { configDir: string; port: number; user?: string }
   }
@@ -159,10 +161,10 @@ export class Stack {
         : {
           mode: 'embedded', host: '127.0.0.1', port: this.options.brokerPort ?? 0, relayPassword: this.relayPassword,
           // The demo's gateway logs in with a password: the plaintext listener, on 127.0.0.1 only (off by default).
-          ...(secure ? { passwordListener: false, tls: { port: this.#securePorts?.mqtts ?? 0, wsPort: this.#securePorts?.wss ?? 0, dnsNames: ['localhost'] } } : { passwordListener: true }),
+          ...(secure ? { passwordListener: false, tls: { port: this.#securePorts?.mqtts ?? 0, wsPort: this.#securePorts?.wss ?? 0, ...splitHosts(['localhost', '127.0.0.1', '::1', ...(secure.publicHosts ?? [])]) } } : { passwordListener: true }),
         },
       ...(secure ? {
-        enrollment: { brokerUrls: secure.brokerUrls ?? this.#advertisedBrokerUrls(), publicHostnames: ['localhost', '127.0.0.1'], failedAttemptsPerWindow: 1000 },
+        enrollment: { brokerUrls: secure.brokerUrls ?? this.#advertisedBrokerUrls(), publicHostnames: ['localhost', '127.0.0.1', ...(secure.publicHosts ?? [])], failedAttemptsPerWindow: 1000 },
       } : {}),
       database: { ...(this.options.databaseUrl ? { url: this.options.databaseUrl } : {}), pgliteDir: join(this.options.dataDir, 'relay-db') },
       graph: { authorityHost: this.graph.url, graphBaseUrl: this.graph.url, caFile: this.#caFile },
@@ -329,6 +331,11 @@ export class Stack {
     if (!person) throw new Error(`no demo person ${emailOrExtension}`)
     return person
   }
+}
+
+/** Names and IP addresses for a certificate's subjectAltName, which keeps them apart. */
+function splitHosts(hosts: readonly string[]): { dnsNames: string[]; ipAddresses: string[] } {
+  return { dnsNames: hosts.filter((h) => isIP(h) === 0), ipAddresses: hosts.filter((h) => isIP(h) !== 0) }
 }
 
 /**

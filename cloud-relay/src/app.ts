@@ -628,7 +628,7 @@ async function brokerTls(tls: NonNullable<RelayConfig['broker']['tls']>, pki: Re
     }
     return { port: tls.port, wsPort: tls.wsPort, caPem: pki.caCertPem, certPem: await read('certFile', tls.certFile), keyPem: await read('keyFile', tls.keyFile) }
   }
-  const issued = await pki.issueServerCertificate({ dnsNames: tls.dnsNames })
+  const issued = await pki.issueServerCertificate({ dnsNames: tls.dnsNames, ipAddresses: tls.ipAddresses })
   return { port: tls.port, wsPort: tls.wsPort, caPem: pki.caCertPem, certPem: issued.certPem, keyPem: issued.keyPem }
 }
 

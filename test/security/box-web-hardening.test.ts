@@ -1,5 +1,6 @@
 import { request as httpsRequest } from 'node:https'
 import { createServer } from 'node:net'
+import { totalmem } from 'node:os'
 import t from 'tap'
 import { call, startBox, type BoxUnderTest } from '../box-ui/fixtures/box-harness.js'
 
@@ -190,4 +191,16 @@ t.test('security headers on the page; body size and JSON depth limits', async (t
   const arrays = await call(`${box.origin}/api/connectors/x`, { method: 'PUT', headers, rawBody: `{"type":"osbiz","config":{"users":${'['.repeat(100_000)}${']'.repeat(100_000)}}}` })
   t.equal(arrays.status, 400, 'and so are 100,000 nested arrays')
   t.equal((await call(`${box.origin}/api/status`, { method: 'GET', headers })).status, 200, 'the box still answers')
+})
+
+t.test('status reports the gateway\'s RSS and the box\'s memory use, to a signed-in admin only', async (t) => {
+  const box = await startBox({ build: false })
+  t.teardown(() => box.close())
+  t.equal((await call(`${box.origin}/api/status`, { method: 'GET' })).status, 401, 'without a session: 401')
+  const headers = await signedIn(box)
+  const { memory } = JSON.parse((await call(`${box.origin}/api/status`, { method: 'GET', headers })).text) as { memory: { rssBytes: number; systemUsedBytes: number; systemTotalBytes: number } }
+  // The box runs in this test process: its RSS is this process's, give or take what changed since.
+  t.ok(memory.rssBytes > 10e6 && memory.rssBytes <= process.memoryUsage.rss() * 2, `RSS ${memory.rssBytes} is this process's`)
+  t.ok(memory.systemUsedBytes > memory.rssBytes && memory.systemUsedBytes < memory.systemTotalBytes, 'the box uses more than the gateway and less than all of it')
+  t.equal(memory.systemTotalBytes, totalmem(), 'total memory is the machine\'s')
 })

@@ -31,6 +31,7 @@ export const RelayConfigSchema = Type.Object({
       certFile: Type.Optional(Type.String({ minLength: 1, description: 'PEM server certificate; without it one is issued from the relay CA at start' })),
       keyFile: Type.Optional(SecretFile({ minLength: 1, description: 'PEM key of certFile; readable by the relay\'s user only (chmod 600).' })),
       dnsNames: Type.Array(Type.String({ minLength: 1 }), { default: ['localhost'], description: 'names in the issued server certificate: what gateways dial' }),
+      ipAddresses: Type.Array(Type.String({ minLength: 1 }), { default: ['127.0.0.1', '::1'], description: 'addresses in the issued server certificate, for gateways that dial an IP (e.g. a VM behind a port forward)' }),
     }, { additionalProperties: false })),
     /** external Mosquitto: where `mosquitto-cli` writes its configuration, and the relay's client certificate. */
     mosquitto: Type.Optional(Type.Object({

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { AddressInfo } from 'node:net'
+import { freemem, totalmem } from 'node:os'
 import swagger from '@fastify/swagger'
 import type { FastifyPluginAsyncTypebox, TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Fastify, { LogController, type FastifyReply, type FastifyRequest } from 'fastify'
@@ -407,6 +408,7 @@ export function buildBoxWebServer(deps: BoxWebServerDeps) {
           tunnel: { gatewayId: tunnel.gatewayId, enrolled: tunnel.enrolled, connected: tunnel.connected, ...(tunnel.transportUrl ? { transportUrl: tunnel.transportUrl } : {}), ...(lastError ? { lastError } : {}) },
           links: deps.gateway.links().map((l) => ({ connectorId: l.connectorId, pbxType: l.pbxType, state: l.state, since: l.since, endpoints: l.endpoints, ...(l.reason ? { reason: l.reason } : {}) })),
           events: deps.gateway.recentEvents().reverse().map((e) => ({ connectorId: e.connectorId, endpointId: e.endpointId, state: e.state, dnd: e.dnd, cause: e.cause, changedAt: e.changedAt })),
+          memory: { rssBytes: process.memoryUsage.rss(), systemUsedBytes: totalmem() - freemem(), systemTotalBytes: totalmem() },
         }
       })
 

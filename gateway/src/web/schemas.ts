@@ -89,6 +89,11 @@ export const StatusSchema = Type.Object({
   }),
   links: Type.Array(LinkViewSchema),
   events: Type.Array(EventViewSchema),
+  memory: Type.Object({
+    rssBytes: Type.Integer({ description: 'resident memory of the gateway process' }),
+    systemUsedBytes: Type.Integer({ description: 'memory in use on the whole box (total minus available)' }),
+    systemTotalBytes: Type.Integer(),
+  }, { description: 'so an installer (and the boot test) can see the box\'s memory without a login on it' }),
 })
 
 export const LogLineSchema = Type.Object({
