@@ -1,3 +1,4 @@
+import { isIP } from 'node:net'
 import { readFile } from 'node:fs/promises'
 import type { Logger } from 'pino'
 import type { Clock } from '../../gateway/src/core/clock.js'
@@ -628,7 +629,10 @@ async function brokerTls(tls: NonNullable<RelayConfig['broker']['tls']>, pki: Re
     }
     return { port: tls.port, wsPort: tls.wsPort, caPem: pki.caCertPem, certPem: await read('certFile', tls.certFile), keyPem: await read('keyFile', tls.keyFile) }
   }
-  const issued = await pki.issueServerCertificate({ dnsNames: tls.dnsNames, ipAddresses: tls.ipAddresses })
+  const notIp = tls.ipAddresses.filter((address) => isIP(address) === 0)
+  if (notIp.length > 0) throw new Error(`broker.tls.ipAddresses holds ${notIp.map((a) => `"${a}"`).join(', ')}, which is not an IP address: list addresses such as 203.0.113.7 or 2001:db8::7 there, and names in broker.tls.dnsNames.`)
+  // Loopback always: the relay's own client dials its embedded broker at 127.0.0.1.
+  const issued = await pki.issueServerCertificate({ dnsNames: tls.dnsNames, ipAddresses: [...new Set(['127.0.0.1', '::1', ...tls.ipAddresses])] })
   return { port: tls.port, wsPort: tls.wsPort, caPem: pki.caCertPem, certPem: issued.certPem, keyPem: issued.keyPem }
 }
 

@@ -64,3 +64,36 @@ t.test('the real Relay: CA made once and kept, HTTPS from its own CA, admin API 
   await t.rejects(wrong.start(), { code: 'RELAY_CA_SEAL_MISMATCH', message: /Start the relay with the original key/ })
   await wrong.stop().catch(() => undefined)
 })
+
+t.test('broker.tls.ipAddresses: addresses go into the broker certificate; a name or a broken address is refused in words', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'relay-ip-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const base = (ipAddresses: string[]) => ({
+    logLevel: 'silent',
+    broker: { port: 0, host: '127.0.0.1', relayPassword: 'relay-secret', tls: { port: 0, dnsNames: ['relay.example'], ipAddresses } },
+    database: { pgliteDir: join(dir, 'pglite') },
+    secrets: { sealKeyFile: join(dir, 'seal.key') },
+    http: { host: '127.0.0.1', port: 0, apiToken: API_TOKEN },
+    tenants: [{ id: 'contoso', name: 'Contoso' }],
+  })
+  t.throws(() => parseRelayConfig(base(['relay.example'])), /ipAddresses/, 'a host name is not an address')
+  const relay = new Relay(parseRelayConfig(base(['1.2.3'])), { logger: silent, clock: systemClock, counters: new Counters() })
+  await t.rejects(relay.start(), /broker\.tls\.ipAddresses holds "1\.2\.3", which is not an IP address/, 'a broken address stops the start with the field and an example')
+  await relay.stop().catch(() => undefined)
+
+  const good = new Relay(parseRelayConfig(base(['10.0.2.100', '2001:db8::7'])), { logger: silent, clock: systemClock, counters: new Counters() })
+  await good.start()
+  t.teardown(() => good.stop())
+  const { connect } = await import('node:tls')
+  const san = await new Promise<string>((resolve, reject) => {
+    const socket = connect({ host: '127.0.0.1', port: good.broker!.tlsPort!, rejectUnauthorized: false }, () => {
+      resolve(socket.getPeerX509Certificate()?.subjectAltName ?? '')
+      socket.destroy()
+    })
+    socket.once('error', reject)
+  })
+  t.match(san, /DNS:relay\.example/)
+  t.match(san, /IP Address:10\.0\.2\.100/, 'the IPv4 address is in the certificate')
+  t.match(san, /IP Address:2001:DB8:0:0:0:0:0:7/i, 'and the IPv6 one')
+  t.match(san, /IP Address:127\.0\.0\.1/, 'and loopback, which the relay itself dials')
+})

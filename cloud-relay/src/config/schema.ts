@@ -31,7 +31,7 @@ export const RelayConfigSchema = Type.Object({
       certFile: Type.Optional(Type.String({ minLength: 1, description: 'PEM server certificate; without it one is issued from the relay CA at start' })),
       keyFile: Type.Optional(SecretFile({ minLength: 1, description: 'PEM key of certFile; readable by the relay\'s user only (chmod 600).' })),
       dnsNames: Type.Array(Type.String({ minLength: 1 }), { default: ['localhost'], description: 'names in the issued server certificate: what gateways dial' }),
-      ipAddresses: Type.Array(Type.String({ minLength: 1 }), { default: ['127.0.0.1', '::1'], description: 'addresses in the issued server certificate, for gateways that dial an IP (e.g. a VM behind a port forward)' }),
+      ipAddresses: Type.Array(Type.String({ minLength: 2, maxLength: 45, pattern: '^[0-9A-Fa-f.:]+$', description: 'an IPv4 or IPv6 address, e.g. 203.0.113.7' }), { default: ['127.0.0.1', '::1'], description: 'addresses in the issued server certificate, for gateways that dial an IP (e.g. a VM behind a port forward); 127.0.0.1 and ::1 are always in it' }),
     }, { additionalProperties: false })),
     /** external Mosquitto: where `mosquitto-cli` writes its configuration, and the relay's client certificate. */
     mosquitto: Type.Optional(Type.Object({
@@ -42,7 +42,7 @@ export const RelayConfigSchema = Type.Object({
       port: Type.Integer({ minimum: 1, maximum: 65535, default: 8883, description: 'the mqtts listener gateways dial' }),
       wsPort: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535, description: 'MQTT over WebSocket with TLS at /mqtt (443 for sites that allow only HTTPS out)' })),
       dnsNames: Type.Array(Type.String({ minLength: 1 }), { default: ['localhost'], description: 'names in the broker\'s server certificate' }),
-      ipAddresses: Type.Array(Type.String({ minLength: 1 }), { default: ['127.0.0.1', '::1'], description: 'addresses in the broker\'s server certificate' }),
+      ipAddresses: Type.Array(Type.String({ minLength: 2, maxLength: 45, pattern: '^[0-9A-Fa-f.:]+$', description: 'an IPv4 or IPv6 address, e.g. 203.0.113.7' }), { default: ['127.0.0.1', '::1'], description: 'addresses in the broker\'s server certificate' }),
       user: Type.Optional(Type.String({ minLength: 1, description: 'the account Mosquitto runs as (it must read configDir at every reload)' })),
     }, { additionalProperties: false })),
     /** A stable client id gives the relay a persistent session: QoS 1 messages wait in the broker while it restarts. */
