@@ -82,6 +82,21 @@ t.test('identity survives restart; interrupted saves roll back or forward; facto
   t.not(await new IdentityStore(dir).ensureKey(), key, 'with a new key')
   await t.rejects(factoryReset('/'), /refusing to wipe/)
   await t.rejects(factoryReset(process.cwd()), /refusing to wipe/)
+
+  // The service user's home is its data folder on the appliance (pbxgw) and in the container (/data): the reset
+  // must work there (the booted image answered 500), and still refuse a home that holds anything else.
+  const home = process.env.HOME
+  t.teardown(() => { process.env.HOME = home })
+  process.env.HOME = dir
+  await mkdir(join(dir, 'web'))
+  await writeFile(join(dir, 'web', 'admin.json'), '{}')
+  await writeFile(join(dir, 'connectors.json.tmp-1'), '{}')
+  t.same((await factoryReset(dir)).removed.sort(), ['connectors.json.tmp-1', 'identity', 'web'], 'a home holding only the gateway\'s files is wiped')
+  t.same(await readdir(dir), [])
+  await writeFile(join(dir, 'state.json'), '{}')
+  await writeFile(join(dir, '.bashrc'), '# a person\'s home')
+  await t.rejects(factoryReset(dir), /refusing to wipe/, 'a home with anything else in it is refused')
+  t.same((await readdir(dir)).sort(), ['.bashrc', 'state.json'], 'and nothing was removed')
 })
 
 t.test('command line: enroll and factory-reset print progress and the result in words', async (t) => {

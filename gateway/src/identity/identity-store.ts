@@ -185,11 +185,18 @@ export function toUplinkIdentity(identity: BoxIdentity): UplinkIdentity {
  * that enrolls from scratch. Refuses folders that cannot be a gateway's data folder (/, the home folder, the
  * current folder). Returns the names removed.
  */
+/** What the gateway keeps in its data folder (and the temporary names its atomic writes use next to them). */
+const GATEWAY_ENTRIES = ['identity', 'web', 'connectors.json', 'outbox', 'state.json', 'network', 'ssh', 'lost+found']
+function isGatewayEntry(name: string): boolean {
+  return GATEWAY_ENTRIES.some((entry) => name === entry || name.startsWith(`${entry}.`))
+}
+
 export async function factoryReset(dataDir: string): Promise<{ dataDir: string; removed: string[] }> {
   const target = resolve(dataDir)
-  if (target === resolve('/') || target === resolve(homedir()) || target === resolve(process.cwd())) {
+  const refuse = (): never => {
     throw new IdentityError('BOX_FACTORY_RESET_REFUSED', `refusing to wipe ${target}: it is not a gateway data folder. Set dataDir to the gateway's own folder (e.g. /var/lib/pbx-gateway).`)
   }
+  if (target === resolve('/')) refuse()
   let names: string[]
   try {
     names = await readdir(target)
@@ -197,6 +204,9 @@ export async function factoryReset(dataDir: string): Promise<{ dataDir: string; 
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { dataDir: target, removed: [] }
     throw err
   }
+  // A home or working folder is wiped only when it holds nothing but the gateway's own files: a service user's
+  // home often is its data folder (the appliance's pbxgw, the container's /data), a person's home never is.
+  if ((target === resolve(homedir()) || target === resolve(process.cwd())) && !names.every(isGatewayEntry)) refuse()
   // The identity first: a reset cut short must never leave a box that still connects as the old gateway.
   const ordered = [...names.filter((n) => n === 'identity'), ...names.filter((n) => n !== 'identity')]
   for (const name of ordered) await rm(join(target, name), { recursive: true, force: true })
