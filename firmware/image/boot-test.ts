@@ -450,7 +450,7 @@ async function main(): Promise<void> {
       if (SETUP_CODE.test(console2)) throw new CheckFailure('the console still shows a setup code after the password was set')
       return { cookie: login.cookie, csrf: typeof login.body.csrfToken === 'string' ? login.body.csrfToken : undefined }
     })
-    await check('4b. boot 2: still enrolled as the same gateway, the connector is kept, the queued change reaches Teams once the relay is back', async () => {
+    await check(`4b. boot 2: still enrolled as the same gateway, the connector is kept, ${values.teams ? 'the queued change reaches Teams once the relay is back' : 'the box reconnects to the restarted relay (the queued change reaching Teams: --teams)'}`, async () => {
       const enrollment = await api(port, 'GET', '/api/enrollment', undefined, admin2.cookie)
       if (enrollment.body.enrolled !== true || enrollment.body.gatewayId !== GATEWAY_ID) throw new CheckFailure(`after the reboot /api/enrollment says ${JSON.stringify(enrollment.body)}`)
       const connectors = await api(port, 'GET', '/api/connectors', undefined, admin2.cookie)
