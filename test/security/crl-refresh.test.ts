@@ -70,3 +70,25 @@ t.test('the CRL is rewritten before it expires, and Mosquitto keeps taking boxes
   }, 'the box to connect to the real Mosquitto after the clock jump')
   t.pass('the box connects to Mosquitto after the month')
 })
+
+t.test('a reload never reaches a Mosquitto that is still starting: the SIGHUP waits until its pid file has settled', async (t) => {
+  // Mosquitto writes its pid file before it sets up its signal handlers; a SIGHUP then ends it silently. CI saw
+  // Mosquitto exit right after "Opening ipv6 listen socket" when the relay's start-time CRL refresh met it.
+  const { pki } = await testPki('crl-settle')
+  const { refreshMosquittoCrl, PID_SETTLE_MS } = await import('../../cloud-relay/src/broker/mosquitto-config.js')
+  const { stat } = await import('node:fs/promises')
+  const dir = await mkdtemp(join(tmpdir(), 'mosq-settle-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const port = await closedPort()
+  const pidFile = join(dir, 'mosquitto.pid')
+  const files = await writeMosquittoConfig({ configDir: dir, host: '127.0.0.1', port, pidFile, ...(process.getuid?.() === 0 ? { user: 'root' } : {}) }, { pki, revoked: { certificates: [], gateways: [] } })
+  const mosquitto = await startMosquitto(files.confFile, port)
+  t.teardown(() => mosquitto.stop())
+  const written = (await stat(pidFile)).mtimeMs
+  const { reloaded } = await refreshMosquittoCrl({ configDir: dir, pidFile, pki, certificates: [], now: Date.now() })
+  t.ok(reloaded, 'Mosquitto was reloaded')
+  t.ok(Date.now() - written >= PID_SETTLE_MS, 'not before its pid file was old enough for its signal handlers to be set up')
+  await eventually(() => /Reloading config/.test(mosquitto.log()) || undefined, 'Mosquitto to log the reload')
+  t.equal(mosquitto.process.exitCode, null, 'and it is still running')
+  t.equal(mosquitto.process.signalCode, null)
+})

@@ -1,7 +1,7 @@
 import type { ChildProcess } from 'node:child_process'
 import mqtt from 'mqtt'
 import { X509Certificate } from 'node:crypto'
-import { mkdir, open, readFile, rename } from 'node:fs/promises'
+import { mkdir, open, readFile, rename, stat } from 'node:fs/promises'
 import type { Logger } from 'pino'
 import { join, resolve } from 'node:path'
 import { MAX_PAYLOAD_BYTES } from '../../../gateway/protocol/version.js'
@@ -278,11 +278,19 @@ export function reloadMosquitto(target: number | ChildProcess): void {
   process.kill(pid, 'SIGHUP')
 }
 
+/** How old Mosquitto's pid file must be before it is sent SIGHUP (see readPidFile). */
+export const PID_SETTLE_MS = 3000
+
 /**
  * The pid in a pid_file, for reload from the CLI and the relay. A pid file left behind by a Mosquitto that is gone
  * may name another process by now: where /proc says what the process is, it must be mosquitto.
  */
-export async function readPidFile(file: string): Promise<number> {
+export async function readPidFile(file: string, settleMs = PID_SETTLE_MS): Promise<number> {
+  // Mosquitto writes its pid file before it opens its listeners and sets up its signal handlers; a SIGHUP in that
+  // window ends it without a word (SIGHUP's default action). Seen when the relay's start-time CRL refresh met a
+  // Mosquitto started at the same moment: wait until the pid file is settleMs old.
+  const age = Date.now() - (await stat(file)).mtimeMs
+  if (age < settleMs) await new Promise((resolve) => setTimeout(resolve, settleMs - age))
   const text = (await readFile(file, 'utf8')).trim()
   const pid = Number(text)
   if (!Number.isInteger(pid) || pid <= 0) throw new Error(`${file} does not hold a process id ("${text.slice(0, 20)}")`)
