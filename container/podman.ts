@@ -5,6 +5,7 @@
  */
 import { spawn } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
+import { missingPackages } from '../firmware/image/steps.js'
 import { fileURLToPath } from 'node:url'
 import { dirname, resolve } from 'node:path'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
@@ -84,10 +85,9 @@ export async function imageExists(image: string): Promise<boolean> {
 }
 
 /** The tools this needs, with the Debian package that has each. */
-export async function checkTools(tools: ReadonlyArray<[string, string]>): Promise<void> {
-  const missing: string[] = []
-  for (const [tool, pkg] of tools) if ((await run('sh', ['-c', `command -v ${tool}`])).code !== 0) missing.push(pkg)
-  if (missing.length) throw new Error(`missing tools: run apt-get install -y ${[...new Set(missing)].join(' ')}`)
+export function checkTools(tools: ReadonlyArray<readonly [string, string]>): void {
+  const missing = missingPackages(tools)
+  if (missing.length) throw new Error(`missing tools: run apt-get install -y ${missing.join(' ')}`)
 }
 
 /**
@@ -105,7 +105,7 @@ export async function hostCaBundle(): Promise<string | undefined> {
 
 /** Makes a minimal Debian bookworm root with mmdebstrap (Debian's mirrors only) and imports it as `image`. */
 export async function makeDebianBase(image: string): Promise<void> {
-  await checkTools([['mmdebstrap', 'mmdebstrap'], ['podman', 'podman']])
+  checkTools([['mmdebstrap', 'mmdebstrap'], ['podman', 'podman']])
   const sources = [
     'deb http://deb.debian.org/debian bookworm main',
     'deb http://deb.debian.org/debian bookworm-updates main',
@@ -135,7 +135,7 @@ export interface BuildOptions {
 export interface BuildFigures { baseSeconds: number | undefined; buildSeconds: number; sizeBytes: number }
 
 export async function buildImage(options: BuildOptions): Promise<BuildFigures> {
-  await checkTools([['buildah', 'buildah'], ['podman', 'podman'], ...(runtimeFlags().runtime.length ? [['runc', 'runc'] as [string, string]] : [])])
+  checkTools([['buildah', 'buildah'], ['podman', 'podman'], ...(runtimeFlags().runtime.length ? [['runc', 'runc'] as [string, string]] : [])])
   let baseSeconds: number | undefined
   if (options.rebuildBase || (options.base === DEFAULT_BASE && !(await imageExists(options.base)))) {
     progress(`making the Debian bookworm base ${options.base} with mmdebstrap (about a minute)`)

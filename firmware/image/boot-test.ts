@@ -22,7 +22,7 @@ import pino from 'pino'
 import { Agent, fetch } from 'undici'
 import { DEMO_PEOPLE, Stack, type DemoPerson } from '../../scripts/stack.js'
 import { partitionOffsets, VM_IMAGE_BASENAME } from './layout.js'
-import { mib, Progress, run, StepFailure } from './steps.js'
+import { mib, missingPackages, Progress, run, StepFailure } from './steps.js'
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..')
 
@@ -268,7 +268,9 @@ async function main(): Promise<void> {
   const image = resolve(values.image ?? [join(images, `${VM_IMAGE_BASENAME}.qcow2`), join(images, `${VM_IMAGE_BASENAME}.raw`)].find((f) => existsSync(f)) ?? join(images, `${VM_IMAGE_BASENAME}.qcow2`))
   if (!existsSync(image)) throw new StepFailure(`no image at ${image}: build it first with npm run image -- --target vm`)
   for (const file of [OVMF_CODE, OVMF_VARS]) if (!existsSync(file)) throw new StepFailure(`${file} is missing: apt-get install -y ovmf`)
-  await run('socat', ['-V']).catch(() => { throw new StepFailure('socat is missing (the guest reaches the host\'s relay and PBX simulator through it): apt-get install -y socat') })
+  // socat: the guest reaches the host's relay and PBX simulator through it.
+  const missing = missingPackages([['qemu-system-x86_64', 'qemu-system-x86'], ['qemu-img', 'qemu-utils'], ['socat', 'socat']])
+  if (missing.length) throw new StepFailure(`missing tools; install them with: apt-get install -y ${missing.join(' ')}`)
 
   const work = await mkdtemp(join(tmpdir(), 'pbxgw-boot-test-'))
   const progress = new Progress()

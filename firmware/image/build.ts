@@ -14,7 +14,7 @@ import { basename, dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { diskSizeMiB, LOADER_CONF, loaderEntry, partitionOffsets, sfdiskScript, VM_IMAGE_BASENAME, VM_PARTITIONS, type PartitionSpec } from './layout.js'
-import { mib, Progress, run, StepFailure } from './steps.js'
+import { mib, missingPackages, Progress, run, StepFailure } from './steps.js'
 import { BASE_PACKAGES, DISABLE_UNITS, DPKG_EXCLUDES, ENABLE_UNITS, INITRD_MODULES, MASK_UNITS, runtimePackages } from './recipe.js'
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..')
@@ -107,12 +107,8 @@ const REQUIRED_TOOLS: Array<[tool: string, pkg: string]> = [
 
 async function checkHost(): Promise<void> {
   if (process.getuid?.() !== 0) throw new StepFailure('the image build must run as root (mmdebstrap --mode=root, file ownership in the image): run it with sudo or as root')
-  const missing: string[] = []
-  for (const [tool, pkg] of REQUIRED_TOOLS) {
-    const found = (process.env.PATH ?? '').split(':').concat(['/usr/sbin', '/sbin']).some((dir) => existsSync(join(dir, tool)))
-    if (!found) missing.push(pkg)
-  }
-  if (missing.length) throw new StepFailure(`missing tools; install them with: apt-get install -y ${[...new Set(missing)].join(' ')}`)
+  const missing = missingPackages(REQUIRED_TOOLS)
+  if (missing.length) throw new StepFailure(`missing tools; install them with: apt-get install -y ${missing.join(' ')}`)
 }
 
 function hashOf(value: unknown): string {

@@ -1,15 +1,25 @@
 /**
- * What the image build and the boot test share: running a tool with its output kept for the error message, and
- * progress lines with the time since the start.
+ * What the image build, the boot test and the container scripts share: which tools are missing, running a tool
+ * with its output kept for the error message, and progress lines with the time since the start.
  */
 import { spawn } from 'node:child_process'
-import { createWriteStream } from 'node:fs'
+import { createWriteStream, existsSync } from 'node:fs'
+import { join } from 'node:path'
 
 export class StepFailure extends Error {
   constructor(message: string) {
     super(message)
     this.name = 'StepFailure'
   }
+}
+
+/**
+ * The Debian packages to install for the tools (tool name, package) not found on PATH or in /usr/sbin and /sbin,
+ * or an empty list; the caller says "apt-get install -y ..." with them.
+ */
+export function missingPackages(tools: ReadonlyArray<readonly [tool: string, pkg: string]>): string[] {
+  const dirs = (process.env.PATH ?? '').split(':').filter(Boolean).concat(['/usr/sbin', '/sbin'])
+  return [...new Set(tools.filter(([tool]) => !dirs.some((dir) => existsSync(join(dir, tool)))).map(([, pkg]) => pkg))]
 }
 
 export interface RunOptions {

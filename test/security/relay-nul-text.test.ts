@@ -20,6 +20,7 @@ t.test('a NUL in a body, a nested field, a field name, the path or the query: 40
     { what: 'a NUL inside longer text', method: 'POST', url: '/api/v1/gateways/gw-nul/revoke', payload: '{"reason":"stolen\\u0000box"}', where: /body\.reason/ },
     { what: 'a field name', method: 'POST', url: '/api/v1/gateways/gw-nul/revoke', payload: '{"reason":"x","a\\u0000":1}', where: /field name/ },
     { what: 'in an array', method: 'POST', url: '/api/v1/tenants/tenant-a/gateways', payload: '{"id":"gw-2","name":"x","tags":["ok","\\u0000"]}', where: /tags\[1\]/ },
+    { what: 'nested 200 deep', method: 'POST', url: '/api/v1/gateways/gw-nul/revoke', payload: `{"reason":"x","deep":${'['.repeat(200)}"\\u0000"${']'.repeat(200)}}`, where: /body\.deep\[0\]/ },
     { what: 'a path parameter', method: 'GET', url: '/api/v1/gateways/gw%00nul/identity', where: /path/ },
     { what: 'a query parameter', method: 'GET', url: '/api/v1/events?endpointId=%00', where: /query/ },
   ]

@@ -5,21 +5,20 @@
  */
 
 /** Where the first NUL sits (e.g. `body.reason`, `params.tenantId`, a key name), or undefined when there is none. */
-export function findNul(value: unknown, path: string, depth = 0): string | undefined {
-  if (typeof value === 'string') return value.includes('\u0000') ? path : undefined
-  // Bodies are bounded in size and nesting before they get here; the depth cap only keeps this walk finite.
-  if (value === null || typeof value !== 'object' || depth > 64) return undefined
-  if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i++) {
-      const found = findNul(value[i], `${path}[${i}]`, depth + 1)
-      if (found !== undefined) return found
+export function findNul(value: unknown, path: string): string | undefined {
+  // A work list, not recursion: bodies are bounded in size (bodyLimit), not in nesting, and a NUL at any depth counts.
+  const pending: Array<[unknown, string]> = [[value, path]]
+  for (let item = pending.pop(); item !== undefined; item = pending.pop()) {
+    const [current, where] = item
+    if (typeof current === 'string') {
+      if (current.includes('\u0000')) return where
+    } else if (Array.isArray(current)) {
+      for (let i = current.length - 1; i >= 0; i--) pending.push([current[i], `${where}[${i}]`])
+    } else if (current !== null && typeof current === 'object') {
+      const entries = Object.entries(current)
+      for (const [key] of entries) if (key.includes('\u0000')) return `${where} (a field name)`
+      for (let i = entries.length - 1; i >= 0; i--) pending.push([entries[i]![1], `${where}.${entries[i]![0]}`])
     }
-    return undefined
-  }
-  for (const [key, inner] of Object.entries(value)) {
-    if (key.includes('\u0000')) return `${path} (a field name)`
-    const found = findNul(inner, `${path}.${key}`, depth + 1)
-    if (found !== undefined) return found
   }
   return undefined
 }
