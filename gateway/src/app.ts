@@ -73,6 +73,12 @@ export class Gateway {
   #cutoffGuard: CutoffGuard | undefined
   #telemetryTimer: ReturnType<Clock['setTimeout']> | undefined
   #started = false
+  /**
+   * start, stop, restart and connector changes run one after another: a connector saved in the setup page while
+   * the gateway restarts after an enrollment would otherwise get a second adapter (two PBX sessions, every
+   * extension monitored twice, one of them never stopped).
+   */
+  #lifecycle: Promise<unknown> = Promise.resolve()
   #enrolled = false
   readonly #startedAt: number
   readonly #telemetry: TelemetryCollector
@@ -151,7 +157,11 @@ export class Gateway {
   }
 
   /** Adds or replaces a connector at run time (config already validated against its adapter's schema). */
-  async putConnector(connector: ConnectorConfig): Promise<void> {
+  putConnector(connector: ConnectorConfig): Promise<void> {
+    return this.#inTurn(() => this.#putConnector(connector))
+  }
+
+  async #putConnector(connector: ConnectorConfig): Promise<void> {
     await this.#stopAdapter(connector.id)
     this.#connectorConfigs.set(connector.id, connector)
     if (!this.#started) return
@@ -160,7 +170,11 @@ export class Gateway {
   }
 
   /** Stops and forgets a connector; its link is reported offline to the relay. */
-  async removeConnector(id: string): Promise<boolean> {
+  removeConnector(id: string): Promise<boolean> {
+    return this.#inTurn(() => this.#removeConnector(id))
+  }
+
+  async #removeConnector(id: string): Promise<boolean> {
     if (!this.#connectorConfigs.has(id)) return false
     await this.#stopAdapter(id)
     this.#connectorConfigs.delete(id)
@@ -170,9 +184,18 @@ export class Gateway {
   }
 
   /** After an enrollment in the box's UI: start again with the new identity (gateway id, certificate, broker URLs). */
-  async restart(reason: string): Promise<void> {
-    await this.stop(reason)
-    await this.start()
+  restart(reason: string): Promise<void> {
+    return this.#inTurn(async () => {
+      await this.#stop(reason)
+      await this.#start()
+    })
+  }
+
+  /** Runs one lifecycle step after the ones before it have finished (failed ones included). */
+  #inTurn<T>(step: () => Promise<T>): Promise<T> {
+    const result = this.#lifecycle.then(step, step)
+    this.#lifecycle = result.catch(() => undefined)
+    return result
   }
 
   #createAdapter(connector: ConnectorConfig): PbxAdapter {
@@ -204,7 +227,11 @@ export class Gateway {
     }
   }
 
-  async start(): Promise<void> {
+  start(): Promise<void> {
+    return this.#inTurn(() => this.#start())
+  }
+
+  async #start(): Promise<void> {
     if (this.#started) return
     this.#started = true
     await this.#store.open()
@@ -284,7 +311,11 @@ export class Gateway {
     void renewal.start().catch((err: unknown) => this.#log.error({ err: (err as Error).message }, 'certificate renewal did not start'))
   }
 
-  async stop(reason = 'shutdown'): Promise<void> {
+  stop(reason = 'shutdown'): Promise<void> {
+    return this.#inTurn(() => this.#stop(reason))
+  }
+
+  async #stop(reason: string): Promise<void> {
     if (!this.#started) return
     this.#started = false
     this.#renewal?.stop()
