@@ -66,4 +66,5 @@ LABEL org.opencontainers.image.title="pbx-presence-gateway" \
       org.opencontainers.image.description="PBX <-> Microsoft Teams presence sync: gateway and cloud relay" \
       org.opencontainers.image.licenses="Apache-2.0"
 ENTRYPOINT ["/usr/bin/tini", "--"]
-CMD ["node", "dist/gateway.js", "--config", "/config/gateway.json"]
+# The gateway with the memory settings of the appliance's unit (firmware/systemd/pbx-gateway.service, npm run bench:memory).
+CMD ["node", "--max-semi-space-size=1", "--optimize-for-size", "dist/gateway.js", "--config", "/config/gateway.json"]

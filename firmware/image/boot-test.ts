@@ -287,9 +287,11 @@ async function main(): Promise<void> {
   // Fixed ports, because QEMU's guest forwards are set when it starts; the relay's certificates also name the
   // address the guest dials, so the box checks them in full (no TLS shortcut for the test).
   const stackStart = performance.now()
+  // The relay's and simulators' log: why the host side refused or dropped something the box sent.
+  const stackLog = join(work, 'host-stack.log')
   const ports = { mqtts: await freePort(), wss: await freePort(), https: await freePort() }
   const stack = new Stack({
-    dataDir: join(work, 'stack'), logger: pino({ level: 'silent' }), people: monitoredPeople(endpointCount), gatewayId: GATEWAY_ID,
+    dataDir: join(work, 'stack'), logger: pino({ level: 'info' }, pino.destination({ dest: stackLog, sync: false })), people: monitoredPeople(endpointCount), gatewayId: GATEWAY_ID,
     secure: { mqttsPort: ports.mqtts, wssPort: ports.wss, httpsPort: ports.https, publicHosts: [HOST_IN_GUEST], brokerUrls: [`mqtts://${HOST_IN_GUEST}:${ports.mqtts}`] },
   })
   await stack.startSimulators()
@@ -505,6 +507,11 @@ async function main(): Promise<void> {
   if (journal && failed) {
     const warnings = await run('journalctl', ['-D', journal, '-p', 'warning', '-o', 'short-monotonic', '--no-pager']).catch(() => '')
     process.stdout.write(`\nGuest journal, warnings and errors (all of it: journalctl -D ${journal}):\n${warnings.split('\n').slice(-40).join('\n')}\n`)
+  }
+  if (failed) {
+    const hostLog = await readFile(stackLog, 'utf8').catch(() => '')
+    const problems = hostLog.split('\n').filter((line) => /"level":(40|50|60)/.test(line))
+    process.stdout.write(`\nHost stack (relay, simulators), warnings and errors (all of it: ${stackLog}):\n${problems.slice(-30).map((l) => l.slice(0, 400)).join('\n')}\n`)
   }
   if (journal) {
     const startup = await run('journalctl', ['-D', journal, '--no-pager', '-o', 'cat', '--grep', 'Startup finished|setup page listening']).catch(() => '')

@@ -44,7 +44,7 @@ export interface GatewayDeps {
   relayCaPem?: string
   /** The box's client certificate for mutual TLS (mqtts/wss), from enrollment; read by the composition root. */
   relayTls?: ClientTls
-  /** Stands in for systeminformation (tests of a board with a temperature sensor). */
+  /** Stands in for the OS readings (tests of a board with a temperature sensor). */
   systemProbe?: SystemProbe
   /** Records waiting in the outbox, reported in telemetry (the outbox owner wires it). */
   outboxRecords?: () => number
@@ -476,7 +476,7 @@ export class Gateway {
   #scheduleTelemetry(): void {
     const { clock, counters } = this.#deps
     this.#telemetryTimer = clock.setTimeout(() => {
-      // machine health from systeminformation (cached), process counters, version, outbox depth
+      // machine health from the OS (cached), process counters, version, outbox depth
       void this.#telemetry.sample().then((health) => {
         if (!this.#started) return
         const processUptimeS = Math.round((clock.now() - this.#startedAt) / 1000)

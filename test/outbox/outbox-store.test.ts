@@ -58,6 +58,26 @@ t.test('a newer put for the same key replaces the older one, on disk too', async
   await reopened.close()
 })
 
+t.test('the same store closed and opened again takes puts, and holds what the log holds', async (t) => {
+  // The gateway closes and reopens its outbox when it restarts after an enrollment in the setup page.
+  const { store } = makeStore()
+  await store.open()
+  await store.put('endpoint/c/201', { seq: 1, topic: 't/e', payload: payload('ringing') })
+  await store.put('endpoint/c/202', { seq: 2, topic: 't/e', payload: payload('idle') })
+  store.ack(2)
+  await store.close()
+  t.notOk(store.isOpen, 'closed')
+  await t.rejects(store.put('endpoint/c/203', { seq: 3, topic: 't/e', payload: payload('busy') }), { code: 'OUTBOX_NOT_OPEN' }, 'a closed outbox refuses puts in words')
+  await store.open()
+  t.ok(store.isOpen, 'open again')
+  t.same(store.pending().map((r) => [r.key, r.seq, valueOf(r)]), [['endpoint/c/201', 1, 'ringing']], 'what the log holds, nothing twice')
+  await store.put('endpoint/c/201', { seq: 4, topic: 't/e', payload: payload('busy') })
+  t.equal(valueOf(store.latest('endpoint/c/201')), 'busy', 'a put after the reopen is stored')
+  t.equal(store.size, 1, 'and replaces the older record for its key')
+  t.equal(store.stats().maxSeq, 4)
+  await store.close()
+})
+
 t.test('pending() is in seq order, even when seqs arrive out of order', async (t) => {
   const { store, dir } = makeStore()
   await store.open()

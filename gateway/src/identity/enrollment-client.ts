@@ -1,10 +1,10 @@
 import { readFile } from 'node:fs/promises'
 import type { Logger } from 'pino'
-import { request, type Dispatcher } from 'undici'
+import type { Dispatcher } from 'undici'
 import type { Clock } from '../core/clock.js'
 import { createBoxCsr } from './box-csr.js'
 import type { BoxIdentity, IdentityStore, IssuedIdentity } from './identity-store.js'
-import { createRelayDispatcher, discoverPinnedAnchor, normalisePin, TrustError, type RelayTrust } from './relay-trust.js'
+import { createRelayDispatcher, discoverPinnedAnchor, normalisePin, relayRequest, TrustError, type RelayTrust } from './relay-trust.js'
 
 /** Beyond this difference between the box clock and the relay's, certificates will fail: the box says so. */
 export const MAX_CLOCK_SKEW_MS = 5 * 60_000
@@ -87,7 +87,7 @@ export class EnrollmentClient {
     const relayUrl = checkRelayUrl(request.relayUrl ?? this.#options.relayUrl)
     const trust = await this.#trust([])
     const anchors = trust.pin !== undefined ? await this.#discover(relayUrl, trust) : []
-    const dispatcher = createRelayDispatcher(trust, anchors, { timeoutMs: this.#options.timeoutMs })
+    const dispatcher = await createRelayDispatcher(trust, anchors, { timeoutMs: this.#options.timeoutMs })
     try {
       await this.#checkClock(relayUrl, dispatcher, trust)
       const keyPem = await this.#store.ensureKey()
@@ -109,7 +109,7 @@ export class EnrollmentClient {
     // After enrollment the relay CA is known; the installer's pin was only the bootstrap (a pinned server
     // certificate changes when the relay renews it).
     const trust: RelayTrust = { ...(await this.#trust([current.caPem])), pin: undefined }
-    const dispatcher = createRelayDispatcher(trust, [], { timeoutMs: this.#options.timeoutMs })
+    const dispatcher = await createRelayDispatcher(trust, [], { timeoutMs: this.#options.timeoutMs })
     try {
       const csrPem = await createBoxCsr(current.keyPem, current.gatewayId)
       const issued = await this.#post(relayUrl, '/enroll/v1/renew', { certificatePem: current.certPem, csrPem }, dispatcher, trust)
@@ -154,7 +154,7 @@ export class EnrollmentClient {
     const before = this.#clock.now()
     let relayNow: number | undefined
     try {
-      const res = await request(new URL('/enroll/v1/time', relayUrl), { method: 'GET', dispatcher })
+      const res = await relayRequest(new URL('/enroll/v1/time', relayUrl), { method: 'GET', dispatcher })
       const body = (await res.body.json().catch(() => undefined)) as { serverTime?: unknown } | undefined
       relayNow = relayTime(typeof body?.serverTime === 'string' ? body.serverTime : undefined, res.headers.date)
     } catch (err) {
@@ -168,7 +168,7 @@ export class EnrollmentClient {
   async #post(relayUrl: string, path: string, body: unknown, dispatcher: Dispatcher, trust: RelayTrust): Promise<IssuedIdentity> {
     let res: Dispatcher.ResponseData
     try {
-      res = await request(new URL(path, relayUrl), { method: 'POST', dispatcher, headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
+      res = await relayRequest(new URL(path, relayUrl), { method: 'POST', dispatcher, headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
     } catch (err) {
       throw await this.#describeWithClock(err, relayUrl, trust)
     }
@@ -199,9 +199,9 @@ export class EnrollmentClient {
   async #describeWithClock(err: unknown, relayUrl: string, trust: RelayTrust): Promise<BoxEnrollmentError> {
     const code = errorCode(err)
     if (code !== undefined && TLS_DATES.has(code)) {
-      const probe = createRelayDispatcher(trust, [], { insecure: true, timeoutMs: this.#options.timeoutMs })
+      const probe = await createRelayDispatcher(trust, [], { insecure: true, timeoutMs: this.#options.timeoutMs })
       try {
-        const res = await request(new URL('/enroll/v1/time', relayUrl), { method: 'GET', dispatcher: probe })
+        const res = await relayRequest(new URL('/enroll/v1/time', relayUrl), { method: 'GET', dispatcher: probe })
         const body = (await res.body.json().catch(() => undefined)) as { serverTime?: unknown } | undefined
         const relayNow = relayTime(typeof body?.serverTime === 'string' ? body.serverTime : undefined, res.headers.date)
         if (relayNow !== undefined) {

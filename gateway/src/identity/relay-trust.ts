@@ -1,7 +1,7 @@
 import { request as httpRequest } from 'node:http'
 import type { Socket } from 'node:net'
 import { checkServerIdentity, connect as tlsConnect, rootCertificates, type DetailedPeerCertificate, type PeerCertificate } from 'node:tls'
-import { Agent, ProxyAgent, type Dispatcher } from 'undici'
+import type { Dispatcher } from 'undici'
 
 /**
  * How the box trusts the relay's HTTPS endpoint: the system CAs, an optional CA file, and an optional pinned
@@ -67,10 +67,26 @@ function tlsOptions(trust: RelayTrust, anchors: readonly string[]) {
 }
 
 /**
+ * undici, loaded when the box first talks to the relay's HTTPS API (enrollment, renewal): a box that is not
+ * enrolling does not carry it (about 4 MiB of resident memory, bench/gateway-memory.ts).
+ */
+async function loadUndici(): Promise<Pick<typeof import('undici'), 'Agent' | 'ProxyAgent' | 'request'>> {
+  const { Agent, ProxyAgent, request } = await import('undici')
+  return { Agent, ProxyAgent, request }
+}
+
+/** An HTTPS request to the relay through a dispatcher from createRelayDispatcher. */
+export async function relayRequest(url: URL, options: { method: 'GET' | 'POST'; dispatcher: Dispatcher; headers?: Record<string, string>; body?: string }): Promise<Dispatcher.ResponseData> {
+  const { request } = await loadUndici()
+  return request(url, options)
+}
+
+/**
  * An undici dispatcher for requests to the relay. With a pin, `anchors` holds what discoverPinnedAnchor found.
  * `insecure` (only for reading the relay's clock to explain a certificate date error) checks nothing.
  */
-export function createRelayDispatcher(trust: RelayTrust, anchors: readonly string[] = [], options: { insecure?: boolean; timeoutMs?: number } = {}): Dispatcher {
+export async function createRelayDispatcher(trust: RelayTrust, anchors: readonly string[] = [], options: { insecure?: boolean; timeoutMs?: number } = {}): Promise<Dispatcher> {
+  const { Agent, ProxyAgent } = await loadUndici()
   const tls = options.insecure ? { rejectUnauthorized: false } : tlsOptions(trust, anchors)
   const timeouts = { connectTimeout: options.timeoutMs ?? 15_000, headersTimeout: options.timeoutMs ?? 15_000, bodyTimeout: options.timeoutMs ?? 15_000 }
   if (trust.proxyUrl) return new ProxyAgent({ uri: trust.proxyUrl, requestTls: tls, ...timeouts })

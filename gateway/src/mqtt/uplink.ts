@@ -165,6 +165,9 @@ export class MqttUplink {
       queueQoSZero: false,
       resubscribe: false, // subscribed on every connect below
       outgoingStore: new NoResendStore(),
+      // mqtt-packet's default pre-builds 65,536 two-byte Buffers for packet ids (6.5 MB of the box's heap, measured
+      // with bench/gateway-memory.ts); a box sends a few messages a second and builds each id when it needs it.
+      writeCache: false,
       will: this.#will(),
       ...(this.#options.username !== undefined ? { username: this.#options.username } : {}),
       ...(this.#options.password !== undefined ? { password: this.#options.password } : {}),

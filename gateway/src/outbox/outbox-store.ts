@@ -147,10 +147,26 @@ export class OutboxStore {
     }
   }
 
-  /** Reads the log, cuts off a torn tail, applies the bounds. Idempotent. */
+  /**
+   * Reads the log, cuts off a torn tail, applies the bounds. Idempotent while open; after close() it reads the log
+   * again (the gateway closes and reopens its outbox when it restarts after an enrollment in the setup page).
+   */
   open(): Promise<void> {
+    if (this.#closed) this.#reset()
     this.#opening ??= this.#open()
     return this.#opening
+  }
+
+  /** Forgets what a closed outbox held in memory; the log on disk (flushed by close) is read again by open. */
+  #reset(): void {
+    this.#closed = false
+    this.#opening = undefined
+    this.#bySeq.clear()
+    this.#seqByKey.clear()
+    this.#ordered = true
+    this.#lastPutSeq = -Infinity
+    this.#liveBytes = 0
+    this.#fileBytes = 0
   }
 
   async #open(): Promise<void> {

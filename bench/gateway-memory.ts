@@ -1,0 +1,154 @@
+/**
+ * Gateway memory benchmark: the gateway as the box runs it (the dist/gateway.js bundle in its own process, the
+ * setup page on, connected to a relay) with N extensions monitored on the OSBiz simulator, under the Node the box
+ * ships. Prints the gateway's resident memory (RSS, its peak and the V8 heap) once every extension is monitored
+ * and again after a burst of calls, for each set of Node options given (target: <= 100 MB RSS with 500
+ * extensions; the smallest Pi has 1 GB).
+ *
+ *   npm run bench:memory -- [--endpoints 500] [--node ~/.cache/pbx-gateway/node-24/bin/node]
+ *                           [--options "" --options "--max-semi-space-size=2"] [--calls 2000]
+ */
+import { spawn } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { homedir, tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { parseArgs } from 'node:util'
+import pino from 'pino'
+import { DEMO_PEOPLE, Stack } from '../scripts/stack.js'
+
+const HELP = `npm run bench:memory -- [options]
+
+  --endpoints N     extensions monitored on the OSBiz simulator (default 500)
+  --node FILE       the Node binary that runs the gateway (default the box's Node 24 from
+                    scripts/fetch-node.sh in ~/.cache/pbx-gateway/node-24, else this one)
+  --options TEXT    Node command-line options for one run (repeat for several runs; default:
+                    two runs, with the environment and Node options of the appliance's unit
+                    (firmware/systemd/pbx-gateway.service) and with none)
+  --calls N         calls made on the simulator after the monitors are up (default 2000)
+  --settle S        seconds to wait before each reading (default 5)
+`
+
+const { values } = parseArgs({
+  options: {
+    endpoints: { type: 'string', default: '500' },
+    node: { type: 'string' },
+    options: { type: 'string', multiple: true },
+    calls: { type: 'string', default: '2000' },
+    settle: { type: 'string', default: '5' },
+    help: { type: 'boolean', default: false },
+  },
+})
+if (values.help) {
+  process.stdout.write(HELP)
+  process.exit(0)
+}
+const ENDPOINTS = Number(values.endpoints)
+const CALLS = Number(values.calls)
+const SETTLE_MS = Number(values.settle) * 1000
+if (!Number.isInteger(ENDPOINTS) || ENDPOINTS < 1 || ENDPOINTS > 20_000) throw new Error(`--endpoints takes a number from 1 to 20000 (got ${values.endpoints})`)
+if (!Number.isInteger(CALLS) || CALLS < 0) throw new Error(`--calls takes a whole number (got ${values.calls})`)
+const boxNode = join(homedir(), '.cache', 'pbx-gateway', 'node-24', 'bin', 'node')
+const NODE = values.node ?? (existsSync(boxNode) ? boxNode : process.execPath)
+if (!existsSync('dist/gateway.js')) throw new Error('dist/gateway.js is missing: run npm run build first')
+
+/** How the appliance's unit starts the gateway: its Environment= lines and the Node options on ExecStart. */
+async function unitSettings(): Promise<{ env: Record<string, string>; args: string[] }> {
+  const unit = await readFile('firmware/systemd/pbx-gateway.service', 'utf8')
+  const env: Record<string, string> = {}
+  const exec = /^ExecStart=\S+\/node((?:\s+--\S+)*)\s+dist\/gateway\.js/m.exec(unit)
+  if (!exec) throw new Error('firmware/systemd/pbx-gateway.service has no ExecStart=…/node [options] dist/gateway.js line')
+  for (const match of unit.matchAll(/^Environment=(?:"([^"]*)"|(\S+))\s*$/gm)) {
+    const pair = match[1] ?? match[2] ?? ''
+    const at = pair.indexOf('=')
+    if (at > 0) env[pair.slice(0, at)] = pair.slice(at + 1)
+  }
+  // Not the unit's compile cache: the runs would share it.
+  delete env.NODE_COMPILE_CACHE
+  return { env, args: (exec[1] ?? '').split(/\s+/).filter(Boolean) }
+}
+const unit = await unitSettings()
+// --options go on Node's command line, so V8 flags that NODE_OPTIONS refuses (--trace-gc) can be tried too.
+const runs: Array<{ label: string; env: Record<string, string>; args: string[] }> = values.options
+  ? values.options.map((options) => ({ label: options || '(none)', env: {}, args: options.split(/\s+/).filter(Boolean) }))
+  : [{ label: `the unit's: ${[...Object.entries(unit.env).map(([k, v]) => `${k}=${v}`), ...unit.args].join(' ')}`, ...unit }, { label: '(none)', env: {}, args: [] }]
+
+const people = Array.from({ length: ENDPOINTS }, (_, i) => DEMO_PEOPLE[i] ?? { extension: String(201 + i), name: `Person ${i + 1}`, email: `person${i + 1}@contoso.example` })
+const work = await mkdtemp(join(tmpdir(), 'gateway-memory-'))
+const stack = new Stack({ dataDir: join(work, 'stack'), logger: pino({ level: 'silent' }), people })
+await stack.startSimulators()
+await stack.startRelay()
+
+interface Reading { rssMiB: number; peakMiB: number }
+
+async function readMemory(pid: number): Promise<Reading> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8')
+  const kib = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN)
+  return { rssMiB: kib('VmRSS') / 1024, peakMiB: kib('VmHWM') / 1024 }
+}
+
+async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`${what} did not happen within ${timeoutMs / 1000} s`)
+    await new Promise((resolve) => setTimeout(resolve, 250))
+  }
+}
+
+const results: Array<{ label: string; monitored: Reading; afterCalls: Reading; startS: number }> = []
+for (const { label, env, args } of runs) {
+  const dir = join(work, `run-${results.length}`)
+  const config = join(work, `gateway-${results.length}.json`)
+  const gw = stack.gatewayConfig()
+  await writeFile(config, JSON.stringify({
+    gatewayId: gw.gatewayId,
+    relay: { url: stack.brokerUrl, username: gw.relay.username, password: gw.relay.password },
+    dataDir: dir,
+    logLevel: 'warn',
+    web: { host: '127.0.0.1', port: 0 },
+    connectors: [{ id: 'osbiz-main', type: 'osbiz', host: '127.0.0.1', port: stack.pbx.port, applicationId: 'presence-gateway', username: 'cstauser', password: 'csta-secret', users: people.map((p) => ({ extension: p.extension, name: p.name, email: p.email })) }],
+  }))
+  const began = performance.now()
+  const child = spawn(NODE, [...args, 'dist/gateway.js', '--config', config], { env: { ...process.env, ...env }, stdio: ['ignore', process.env.BENCH_GATEWAY_OUTPUT ? 'inherit' : 'ignore', 'inherit'] })
+  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve))
+  try {
+    process.stdout.write(`[${label}] starting the gateway under ${NODE} ...\n`)
+    await until(`${ENDPOINTS} monitors on the simulator`, () => {
+      if (child.exitCode !== null) throw new Error(`the gateway exited with code ${child.exitCode} (${label})`)
+      return stack.pbx.monitorCount >= ENDPOINTS
+    }, 300_000)
+    const startS = (performance.now() - began) / 1000
+    await new Promise((resolve) => setTimeout(resolve, SETTLE_MS))
+    const monitored = await readMemory(child.pid!)
+    process.stdout.write(`  ${ENDPOINTS} monitored after ${startS.toFixed(1)} s: RSS ${monitored.rssMiB.toFixed(1)} MiB (peak ${monitored.peakMiB.toFixed(1)})\n`)
+    const callsBegan = performance.now()
+    for (let i = 0; i < CALLS; i++) {
+      const person = people[i % people.length]!
+      const call = stack.pbx.incomingCall(person.extension)
+      stack.pbx.answer(call)
+      stack.pbx.hangup(call)
+      if (i % 100 === 99) await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+    await new Promise((resolve) => setTimeout(resolve, SETTLE_MS))
+    const afterCalls = await readMemory(child.pid!)
+    process.stdout.write(`  after ${CALLS} calls in ${((performance.now() - callsBegan) / 1000).toFixed(1)} s: RSS ${afterCalls.rssMiB.toFixed(1)} MiB (peak ${afterCalls.peakMiB.toFixed(1)})\n`)
+    results.push({ label, monitored, afterCalls, startS })
+  } finally {
+    child.kill('SIGTERM')
+    await exited
+    await until('the simulator to see the session close', () => stack.pbx.monitorCount === 0, 20_000).catch(() => undefined)
+  }
+}
+await stack.stop()
+await rm(work, { recursive: true, force: true })
+
+process.stdout.write(`\nGateway memory, ${ENDPOINTS} extensions, ${(await new Promise<string>((resolve) => {
+  const p = spawn(NODE, ['--version'])
+  let out = ''
+  p.stdout.on('data', (d: Buffer) => { out += d.toString() })
+  p.on('close', () => resolve(out.trim()))
+}))} (target <= 100 MB RSS)\n`)
+process.stdout.write(`${'settings'.padEnd(64)} ${'monitored'.padStart(10)} ${'after calls'.padStart(12)} ${'peak'.padStart(8)}\n`)
+for (const r of results) {
+  process.stdout.write(`${r.label.padEnd(64)} ${`${r.monitored.rssMiB.toFixed(1)} MiB`.padStart(10)} ${`${r.afterCalls.rssMiB.toFixed(1)} MiB`.padStart(12)} ${`${r.afterCalls.peakMiB.toFixed(1)}`.padStart(8)}\n`)
+}
