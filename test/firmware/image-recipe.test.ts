@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import t from 'tap'
+import { unitNodeLaunch } from '../../firmware/image/compile-cache.js'
 import { adapterRegistry } from '../../gateway/src/adapters/registry.js'
 import { parseGatewayConfig } from '../../gateway/src/config/load.js'
 import { diskSizeMiB, KERNEL_CONSOLES, LOADER_CONF, loaderEntry, PARTITION_TYPES, partitionOffsets, sfdiskScript, VM_PARTITIONS } from '../../firmware/image/layout.js'
@@ -190,4 +191,12 @@ t.test('the build and the boot test explain themselves and refuse what they cann
   const testHelp = await cli('firmware/image/boot-test.ts', ['--help'])
   t.equal(testHelp.code, 0, testHelp.stderr)
   t.match(testHelp.stdout, /qemu-system-x86_64/)
+})
+
+t.test('the first boot\'s compile cache is made with the unit\'s own Node options and cache folder', async (t) => {
+  const launch = unitNodeLaunch(await readFile('firmware/systemd/pbx-gateway.service', 'utf8'))
+  t.same(launch.nodeArgs, ['--max-semi-space-size=1', '--optimize-for-size'], 'the V8 flags of ExecStart (a cache made with other flags is refused)')
+  t.equal(launch.cacheDir, '/var/cache/pbx-gateway/compile-cache', 'the cache folder the unit points Node at, under its CacheDirectory')
+  t.throws(() => unitNodeLaunch('[Service]\nExecStart=/usr/bin/env true\n'), /no ExecStart=/, 'a unit the build cannot match is an error in words')
+  t.throws(() => unitNodeLaunch('[Service]\nExecStart=/opt/pbx-gateway/node/bin/node dist/gateway.js\n'), /NODE_COMPILE_CACHE/, 'so is one without a cache folder')
 })
