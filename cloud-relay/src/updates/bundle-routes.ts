@@ -65,7 +65,7 @@ export function bundleRoutes(deps: BundleRoutesDeps): FastifyPluginAsyncTypebox 
         throw new HttpError('HTTP_UNAVAILABLE', `The bundle file of ${version} is missing or changed on the relay (expected ${release.size} bytes): the relay's admin must restore ${release.filePath}.`)
       }
       const etag = `"${release.sha256}"`
-      void reply.header('etag', etag).header('accept-ranges', 'bytes').header('content-type', 'application/octet-stream').header('cache-control', 'private, no-transform')
+      void reply.header('etag', etag).header('accept-ranges', 'bytes')
       const rangeHeader = request.headers['range']
       const ifRange = request.headers['if-range']
       // If-Range with another ETag: the partial file on the box is of another bundle, so it gets the whole one.
@@ -81,12 +81,14 @@ export function bundleRoutes(deps: BundleRoutesDeps): FastifyPluginAsyncTypebox 
         ;({ start, end } = range)
         void reply.code(206).header('content-range', `bytes ${start}-${end}/${release.size}`)
       }
-      void reply.header('content-length', String(end - start + 1))
+      void reply.header('content-type', 'application/octet-stream').header('cache-control', 'private, no-transform').header('content-length', String(end - start + 1))
       if (request.method === 'HEAD') return reply.send()
       return reply.send(createReadStream(release.filePath, { start, end }))
     }
 
-    // fastify answers HEAD with this handler too (exposeHeadRoutes): the headers without the body.
-    app.get(`${BUNDLE_PATH_PREFIX}/:version`, { schema: { params: Params, summary: 'An update bundle for an enrolled gateway (download token from its cmd/update); one byte range resumes a download' } }, handler)
+    // HEAD is its own route: fastify's automatic one would replace the Content-Length with the stripped body's.
+    const schema = { params: Params, summary: 'An update bundle for an enrolled gateway (download token from its cmd/update); one byte range resumes a download' }
+    app.get(`${BUNDLE_PATH_PREFIX}/:version`, { schema, exposeHeadRoute: false }, handler)
+    app.head(`${BUNDLE_PATH_PREFIX}/:version`, { schema }, handler)
   }
 }

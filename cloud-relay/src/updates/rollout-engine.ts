@@ -62,6 +62,8 @@ export class RolloutEngine {
   /** One change at a time per rollout: progress reports and sends of one rollout never interleave their writes. */
   readonly #locks = new Map<string, Promise<unknown>>()
   readonly #sending = new Set<string>()
+  /** Boxes that came online while a command to them was unanswered: sent again once that one times out. */
+  readonly #cameOnline = new Set<string>()
   #started = false
 
   constructor(deps: RolloutEngineDeps) {
@@ -191,7 +193,9 @@ export class RolloutEngine {
     for (const live of this.#live.values()) {
       const box = live.boxes.get(gatewayId)
       if (box && box.state === 'queued' && box.stage === live.rollout.currentStage && live.rollout.state === 'running') {
-        void this.#locked(live.rollout.id, async () => this.#send(live, [box]))
+        const key = `${live.rollout.id}/${gatewayId}`
+        if (this.#sending.has(key)) this.#cameOnline.add(key)
+        else void this.#locked(live.rollout.id, async () => this.#send(live, [box]))
       }
     }
   }
@@ -329,6 +333,11 @@ export class RolloutEngine {
     box.updatedAt = new Date(this.#deps.clock.now())
     await this.#deps.store.saveBox(box)
     this.#deps.onChange?.(live.rollout.id)
+    const key = `${live.rollout.id}/${box.gatewayId}`
+    if (this.#cameOnline.delete(key) && live.rollout.state === 'running') {
+      // It came online while this command was lost: tell it now (after #sending lets go of the key).
+      setImmediate(() => void this.#locked(live.rollout.id, () => this.#send(live, [box])).catch(() => undefined))
+    }
   }
 }
 

@@ -17,7 +17,7 @@ import { InstallAtSchema } from '../../../gateway/protocol/schemas.js'
 import { ErrorBodySchema, HttpError, type HttpErrorCode } from '../http/errors.js'
 import { ReleaseError, type ReleaseLibrary } from './release-library.js'
 import { RolloutError, type RolloutEngine } from './rollout-engine.js'
-import type { BoxUpdateState, Release, Rollout, RolloutGateway } from './update-store.js'
+import type { BoxUpdateState, Release, Rollout, RolloutGateway, RolloutTarget } from './update-store.js'
 
 const VersionSchema = Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9][A-Za-z0-9._+-]*$', description: 'a release version of letters, digits and . _ + - (at most 64 characters), e.g. 1.4.2' })
 const GatewayId = Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$', description: 'a gateway id' })
@@ -36,12 +36,31 @@ const UploadQuery = Type.Object({
   notes: Type.String({ maxLength: 2000, default: '', description: 'what changed, for admins' }),
 }, { additionalProperties: false })
 
-const TargetSchema = Type.Union([
-  Type.Object({ kind: Type.Literal('gateway'), gatewayId: GatewayId }, { additionalProperties: false }),
-  Type.Object({ kind: Type.Literal('tenant'), tenantId: GatewayId }, { additionalProperties: false }),
-  Type.Object({ kind: Type.Literal('percentage'), percent: Type.Number({ exclusiveMinimum: 0, maximum: 100, description: 'a share of all gateways, more than 0 and at most 100' }) }, { additionalProperties: false }),
-  Type.Object({ kind: Type.Literal('all') }, { additionalProperties: false }),
-], { description: 'one gateway {kind:"gateway",gatewayId}, a tenant {kind:"tenant",tenantId}, a percentage of the fleet {kind:"percentage",percent} or {kind:"all"}' })
+// One object with a kind rather than a union: a mistake is then named in words, not as the first branch that failed.
+const TargetSchema = Type.Object({
+  kind: Type.Union([Type.Literal('gateway'), Type.Literal('tenant'), Type.Literal('percentage'), Type.Literal('all')], { description: 'gateway, tenant, percentage or all' }),
+  gatewayId: Type.Optional(GatewayId),
+  tenantId: Type.Optional(GatewayId),
+  percent: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 100, description: 'a share of all gateways, more than 0 and at most 100' })),
+}, { additionalProperties: false, description: 'one gateway {kind:"gateway",gatewayId}, a tenant {kind:"tenant",tenantId}, a percentage of the fleet {kind:"percentage",percent} or {kind:"all"}' })
+
+/** The target as the engine takes it, or a refusal that says which field the kind needs. */
+function toTarget(body: Static<typeof TargetSchema>): RolloutTarget {
+  const need = (field: string, example: string) => new HttpError('HTTP_BAD_REQUEST', `A target of kind "${body.kind}" names its ${field}: for example {"kind":"${body.kind}","${field}":${example}}.`)
+  switch (body.kind) {
+    case 'gateway':
+      if (body.gatewayId === undefined) throw need('gatewayId', '"gw-office-1"')
+      return { kind: 'gateway', gatewayId: body.gatewayId }
+    case 'tenant':
+      if (body.tenantId === undefined) throw need('tenantId', '"contoso"')
+      return { kind: 'tenant', tenantId: body.tenantId }
+    case 'percentage':
+      if (body.percent === undefined) throw need('percent', '10')
+      return { kind: 'percentage', percent: body.percent }
+    default:
+      return { kind: 'all' }
+  }
+}
 
 const RolloutBody = Type.Object({
   version: VersionSchema,
@@ -132,7 +151,7 @@ export function updateRoutes(deps: UpdateRoutesDeps): FastifyPluginAsyncTypebox 
       const counts: Record<string, number> = {}
       for (const b of boxes) counts[b.state] = (counts[b.state] ?? 0) + 1
       return {
-        id: r.id, version: r.version, target: r.target, targetText: deps.describeTarget(r.target), stages: r.stages, failureThreshold: r.failureThreshold, installAt: r.installAt,
+        id: r.id, version: r.version, target: { ...r.target }, targetText: deps.describeTarget(r.target), stages: r.stages, failureThreshold: r.failureThreshold, installAt: r.installAt,
         state: r.state, stateText: ROLLOUT_STATE_TEXT[r.state], currentStage: r.currentStage, reason: r.reason, createdBy: r.createdBy,
         createdAt: r.createdAt.toISOString(), updatedAt: r.updatedAt.toISOString(), counts,
       }
@@ -171,7 +190,7 @@ export function updateRoutes(deps: UpdateRoutesDeps): FastifyPluginAsyncTypebox 
       schema: { summary: 'Start a rollout of a release to a target in stages', security: SECURITY, body: RolloutBody, response: { 201: RolloutSchema, ...ERRORS } },
     }, async (request, reply) => {
       const body = request.body
-      const rollout = await mapped(() => deps.rollouts.create({ version: body.version, target: body.target, stages: body.stages, failureThreshold: body.failureThreshold, installAt: body.installAt, by: actor(request) }))
+      const rollout = await mapped(() => deps.rollouts.create({ version: body.version, target: toTarget(body.target), stages: body.stages, failureThreshold: body.failureThreshold, installAt: body.installAt, by: actor(request) }))
       return reply.code(201).send(await toApiRollout(rollout))
     })
 
