@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process'
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { randomBytes } from 'node:crypto'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
@@ -65,4 +66,30 @@ t.test('the real rauc refuses a file that is not a bundle signed by the keyring'
   await writeFile(notBundle, Buffer.alloc(8192, 1))
   const rauc = new RaucSlotInstaller({ keyring: cert })
   await t.rejects(rauc.verify(notBundle), { code: 'UPDATE_SIGNATURE', message: /not signed by a key this box trusts \(rauc info: .+\)/ })
+})
+
+t.test('a real RAUC bundle: accepted with the release key in the keyring, refused when signed with another key', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'rauc-bundle-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const run = promisify(execFile)
+  const keyPair = async (name: string) => {
+    await run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, `${name}.key`), '-out', join(dir, `${name}.pem`), '-days', '1', '-subj', `/CN=${name}`])
+    return { key: join(dir, `${name}.key`), cert: join(dir, `${name}.pem`) }
+  }
+  const release = await keyPair('release-key')
+  const stranger = await keyPair('someone-else')
+  // A tiny root file system image and a manifest: what `npm run image -- --bundle` makes, in small.
+  const content = join(dir, 'content')
+  await mkdir(content)
+  await writeFile(join(content, 'rootfs.img'), randomBytes(64 * 1024))
+  await writeFile(join(content, 'manifest.raucm'), '[update]\ncompatible=pbx-presence-gateway-test\nversion=2.0.0\n\n[bundle]\nformat=verity\n\n[image.rootfs]\nfilename=rootfs.img\n')
+  const bundle = async (signer: { key: string; cert: string }, out: string) => {
+    await run('rauc', ['bundle', `--cert=${signer.cert}`, `--key=${signer.key}`, content, join(dir, out)])
+    return join(dir, out)
+  }
+  const good = await bundle(release, 'good.raucb')
+  const other = await bundle(stranger, 'other.raucb')
+  const box = new RaucSlotInstaller({ keyring: release.cert })
+  await t.resolves(box.verify(good), 'signed with the release key: accepted')
+  await t.rejects(box.verify(other), { code: 'UPDATE_SIGNATURE', message: /not signed by a key this box trusts \(rauc info: .*signature verification failed/ }, 'signed with another key: refused')
 })
