@@ -6,7 +6,11 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import t from 'tap'
 import { Agent } from 'undici'
+import { EmbeddedBroker } from '../../cloud-relay/src/broker/embedded-broker.js'
 import { buildServer } from '../../cloud-relay/src/http/server.js'
+import { RelayLink } from '../../cloud-relay/src/ingest/relay-link.js'
+import { parseGatewayConfig } from '../../gateway/src/config/load.js'
+import { Gateway, GATEWAY_VERSION } from '../../gateway/src/app.js'
 import { migrate } from '../../cloud-relay/src/store/migrate.js'
 import { RelayStore } from '../../cloud-relay/src/store/relay-store.js'
 import { openSqlClient } from '../../cloud-relay/src/store/sql-client.js'
@@ -14,7 +18,7 @@ import { bundleRoutes } from '../../cloud-relay/src/updates/bundle-routes.js'
 import { DownloadTokens } from '../../cloud-relay/src/updates/download-tokens.js'
 import { ReleaseLibrary } from '../../cloud-relay/src/updates/release-library.js'
 import { UpdateStore } from '../../cloud-relay/src/updates/update-store.js'
-import type { UpdateCommandData, UpdateProgressData } from '../../gateway/protocol/schemas.js'
+import type { StatusData, UpdateCommandData, UpdateProgressData } from '../../gateway/protocol/schemas.js'
 import { systemClock, type Clock } from '../../gateway/src/core/clock.js'
 import { Counters } from '../../gateway/src/core/counters.js'
 import type { SlotInstaller } from '../../gateway/src/update/slot-installer.js'
@@ -209,4 +213,49 @@ t.test('a wrong hash, a refused signature, a refused token and a rollback are re
   t.same(await back.agent.accept(setup.command({ updateId: 'r-00000006', version: '1.0.0' })), { ok: true }, 'an update to the running version is healthy at once')
   t.match(back.agent.latest(), { state: 'healthy' })
   await back.agent.stop()
+})
+
+t.test('a real gateway takes cmd/update from the relay link, reports its slot in its status and progress on its update topic', async (t) => {
+  const setup = await relayServer(t)
+  const counters = new Counters()
+  const broker = new EmbeddedBroker({ host: '127.0.0.1', port: 0, passwordListener: true }, { relayUsername: 'relay', relayPassword: 'relay-pw', verifyGateway: (id, pw) => id === 'gw1' && pw === 'gw1-password' }, { logger: setup.logger, counters })
+  await broker.start()
+  t.teardown(() => broker.stop())
+  const url = `mqtt://127.0.0.1:${broker.port}`
+  const statuses: StatusData[] = []
+  const progress: UpdateProgressData[] = []
+  let seq = 0
+  const link = new RelayLink({ url, username: 'relay', password: 'relay-pw', commandTimeoutMs: 5000 }, {
+    knowsGateway: () => false,
+    gatewayAllowed: (id) => (id === 'gw1' ? { ok: true, tenantId: 't1' } : { ok: false, reason: 'unknown' }),
+    onStatus: async (_id, data) => { statuses.push(data) },
+    onLink: async () => undefined,
+    onEndpoint: async () => undefined,
+    onDirectory: async () => undefined,
+    onUpdateProgress: (_id, data) => { progress.push(data) },
+    nextCommandSeq: async () => ++seq,
+  }, { logger: setup.logger, counters })
+  await link.start()
+  t.teardown(() => link.stop())
+
+  const slots = new FakeSlots('A')
+  const dataDir = join(setup.dir, 'gw-data')
+  const agent = new UpdateAgent({ dir: join(dataDir, 'update'), runningVersion: GATEWAY_VERSION, retryBaseMs: 20 }, { installer: slots, clock: systemClock, logger: setup.logger, counters, dispatcher: setup.dispatcher })
+  const gateway = new Gateway(parseGatewayConfig({
+    gatewayId: 'gw1', relay: { url, username: 'gw1', password: 'gw1-password' }, dataDir, logLevel: 'info', telemetryIntervalS: 60, ownedDndGraceS: 600, connectors: [],
+  }, new Map()), { logger: setup.logger, clock: systemClock, counters, registry: new Map(), updates: agent, bootedSlot: 'A' })
+  await gateway.start()
+  t.teardown(() => gateway.stop())
+  await agent.start()
+  t.teardown(() => agent.stop())
+  await eventually(() => statuses.find((s) => s.state === 'online'), 'the gateway\'s birth')
+  t.match(statuses.find((s) => s.state === 'online'), { version: GATEWAY_VERSION, slot: 'A' }, 'the status names the booted slot')
+
+  const result = await link.sendUpdate('gw1', setup.command())
+  t.match(result, { ok: true, command: 'cmd.update' })
+  await eventually(() => progress.some((p) => p.state === 'rebooting'), 'progress up to rebooting at the relay', 20_000)
+  t.same([...new Set(progress.map((p) => p.state))], ['queued', 'downloading', 'verifying', 'installing', 'rebooting'])
+  t.match(progress.at(-1), { updateId: 'r-0000abcd', version: '2.0.0', runningVersion: GATEWAY_VERSION, slot: 'A' })
+  const busy = await link.sendUpdate('gw1', setup.command({ updateId: 'r-0000eeee', version: '3.0.0' }))
+  t.match(busy, { ok: false, error: { code: 'GW_UPDATE_BUSY' } }, 'a second update is refused in words while one runs')
 })
