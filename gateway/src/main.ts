@@ -120,6 +120,7 @@ async function main(): Promise<void> {
           console: process.stderr,
           network,
           onBoxStateChange: () => { void screen?.refresh() },
+          ...(updates ? { updates } : {}),
         })
         const { url, port } = await web.start()
         logger.info({ url, fingerprint256: certificate.fingerprint256, names: certificate.names }, 'setup page listening: compare the certificate fingerprint with the browser\'s')

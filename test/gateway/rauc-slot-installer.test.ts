@@ -90,6 +90,6 @@ t.test('a real RAUC bundle: accepted with the release key in the keyring, refuse
   const good = await bundle(release, 'good.raucb')
   const other = await bundle(stranger, 'other.raucb')
   const box = new RaucSlotInstaller({ keyring: release.cert })
-  await t.resolves(box.verify(good), 'signed with the release key: accepted')
+  t.same(await box.verify(good), { version: '2.0.0' }, 'signed with the release key: accepted, its version read from the manifest')
   await t.rejects(box.verify(other), { code: 'UPDATE_SIGNATURE', message: /not signed by a key this box trusts \(rauc info: .*signature verification failed/ }, 'signed with another key: refused')
 })

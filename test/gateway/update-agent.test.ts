@@ -21,46 +21,15 @@ import { UpdateStore } from '../../cloud-relay/src/updates/update-store.js'
 import type { StatusData, UpdateCommandData, UpdateProgressData } from '../../gateway/protocol/schemas.js'
 import { systemClock, type Clock } from '../../gateway/src/core/clock.js'
 import { Counters } from '../../gateway/src/core/counters.js'
-import type { SlotInstaller } from '../../gateway/src/update/slot-installer.js'
 import { UpdateAgent } from '../../gateway/src/update/update-agent.js'
 import { captureLogger } from '../helpers/capture-logger.js'
 import { eventually } from '../helpers/eventually.js'
 import { FaultProxy } from '../helpers/fault-proxy.js'
+import { FakeSlots } from '../helpers/fake-slots.js'
 import type { TapTest } from '../helpers/tap-types.js'
 
 const BUNDLE = randomBytes(12 * 1024 * 1024)
 const SHA = createHash('sha256').update(BUNDLE).digest('hex')
-
-/** The in-process stand-in for RAUC: records what the agent asks, refuses signatures when told to. */
-class FakeSlots implements SlotInstaller {
-  readonly calls: string[] = []
-  installed: Buffer | undefined
-  refuseSignature = false
-  constructor(public slot: string) {}
-  async verify(path: string): Promise<void> {
-    this.calls.push('verify')
-    if (this.refuseSignature) throw new Error('the bundle is not signed by a key this box trusts (rauc info: signature verification failed)')
-    await stat(path)
-  }
-
-  async install(path: string, onProgress: (p: number, what: string) => void): Promise<void> {
-    this.calls.push('install')
-    this.installed = await readFile(path)
-    onProgress(100, 'Installing done.')
-  }
-
-  async bootedSlot(): Promise<string> {
-    return this.slot
-  }
-
-  async markGood(): Promise<void> {
-    this.calls.push('markGood')
-  }
-
-  async reboot(): Promise<void> {
-    this.calls.push('reboot')
-  }
-}
 
 async function relayServer(t: TapTest) {
   const { logger } = captureLogger('silent')

@@ -5,8 +5,11 @@ import { spawn } from 'node:child_process'
  * and host tests drive it with an in-process fake. The image wires RaucSlotInstaller in.
  */
 export interface SlotInstaller {
-  /** Checks the bundle's signature against the keys in the box's image; resolves, or rejects with the reason in words. */
-  verify(bundlePath: string): Promise<void>
+  /**
+   * Checks the bundle's signature against the keys in the box's image and reads the version it carries; rejects
+   * with the reason in words.
+   */
+  verify(bundlePath: string): Promise<{ version: string | undefined }>
   /** Writes the bundle to the inactive slot and makes it the next boot; progress 0..100 with what it is doing. */
   install(bundlePath: string, onProgress: (percent: number, what: string) => void): Promise<void>
   /** The slot the box booted from ("A" or "B"). */
@@ -80,9 +83,15 @@ export class RaucSlotInstaller implements SlotInstaller {
     this.#run = deps.run ?? spawnRunner
   }
 
-  async verify(bundlePath: string): Promise<void> {
+  async verify(bundlePath: string): Promise<{ version: string | undefined }> {
     const result = await this.#run(this.#rauc, ['info', `--keyring=${this.#keyring}`, '--output-format=json', '--', bundlePath])
     if (result.code !== 0) throw new SlotInstallerError('UPDATE_SIGNATURE', `the bundle is not signed by a key this box trusts (rauc info: ${raucReason(result)})`)
+    try {
+      const info = JSON.parse(result.stdout) as { version?: unknown }
+      return { version: typeof info.version === 'string' && /^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$/.test(info.version) ? info.version : undefined }
+    } catch {
+      return { version: undefined }
+    }
   }
 
   async install(bundlePath: string, onProgress: (percent: number, what: string) => void): Promise<void> {

@@ -167,15 +167,39 @@ export class UpdateAgent implements UpdateCommandSink {
     return { ok: true }
   }
 
+  /**
+   * A bundle uploaded on the setup page (sites without a relay), already on the data partition with its size and
+   * SHA-256 measured while it streamed in: checked, installed and rebooted into like one from the relay.
+   */
+  async acceptUpload(file: string, size: number, sha256: string): Promise<{ ok: true } | { ok: false; message: string }> {
+    const current = this.#state
+    if (current && !FINAL.has(current.state)) {
+      await rm(file, { force: true })
+      return { ok: false, message: `the box is already updating to ${current.command.version} (${current.state}): wait until it finishes` }
+    }
+    const now = this.#deps.clock.now()
+    const command: UpdateCommandData = { updateId: `upload-${now.toString(36)}`, version: 'uploaded', size, sha256, url: 'https://setup-page.invalid/upload', token: 'uploaded-on-the-setup-page', installAt: 'now' }
+    await mkdir(this.#options.dir, { recursive: true })
+    await rename(file, this.#bundlePath(command))
+    const state: AgentState = { command, state: 'queued', previousVersion: this.#options.runningVersion, at: now }
+    await this.#enter(state, 'queued')
+    this.#running = this.#run(state)
+    return { ok: true }
+  }
+
   async #run(state: AgentState): Promise<void> {
     try {
       if (state.state === 'queued' || state.state === 'downloading' || state.state === 'verifying') {
         const bundle = await this.#download(state)
         await this.#enter(state, 'verifying')
         await this.#verifyFile(state, bundle)
-        await this.#deps.installer.verify(bundle).catch((err: unknown) => {
+        const signed = await this.#deps.installer.verify(bundle).catch((err: unknown) => {
           throw new UpdateFailure((err as Error).message)
         })
+        if (state.command.version === 'uploaded' && signed.version) state.command.version = signed.version
+        else if (signed.version && signed.version !== state.command.version) {
+          throw new UpdateFailure(`the bundle says it is version ${signed.version}, the relay said ${state.command.version}: the release was registered with the wrong version`)
+        }
         await this.#enter(state, 'installing')
       }
       if (this.#stopped) return
