@@ -95,7 +95,6 @@ t.test(`a rollout to ${GATEWAYS} gateways with ${FAILING_SHARE * 100} % failing 
   await Promise.all(boxes.map((b) => b.connect(relay.brokerUrl)))
   t.teardown(() => Promise.all(boxes.map((b) => b.close())))
   const connectMs = performance.now() - connectStart
-  if (process.env.DEBUG_UPDATE) console.error('connected', connectMs)
 
   const started = performance.now()
   const created = await api('POST', '/api/v1/updates/rollouts', { version: '2.0.0', target: { kind: 'all' }, stages: STAGES, failureThreshold: THRESHOLD })
@@ -103,7 +102,6 @@ t.test(`a rollout to ${GATEWAYS} gateways with ${FAILING_SHARE * 100} % failing 
   const rolloutId = created.json<{ id: string }>().id
   await eventually(async () => {
     const state = (await api('GET', `/api/v1/updates/rollouts/${rolloutId}`)).json<{ rollout: { state: string } }>().rollout.state
-    if (process.env.DEBUG_UPDATE) console.error('state', state, JSON.stringify((await api('GET', `/api/v1/updates/rollouts/${rolloutId}`)).json()).slice(0, 600))
     if (state !== 'halted') throw new Error(`rollout is ${state}`)
     return true
   }, 'the rollout to halt', 60_000)
