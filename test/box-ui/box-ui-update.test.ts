@@ -10,7 +10,7 @@ import { Counters } from '../../gateway/src/core/counters.js'
 import { UpdateAgent } from '../../gateway/src/update/update-agent.js'
 import { screenshot } from '../helpers/browser.js'
 import { FakeSlots } from '../helpers/fake-slots.js'
-import { call, openBoxPage, startBox } from './fixtures/box-harness.js'
+import { call, claimBox, openBoxPage, startBox } from './fixtures/box-harness.js'
 
 const PASSWORD = 'correct horse battery'
 
@@ -26,11 +26,7 @@ t.test('Software update page: a bundle uploaded on the setup page is checked, in
   })
   t.teardown(() => box.close())
   const page = await openBoxPage(t, box)
-  await page.getByLabel('Setup code').fill(box.setupCode() ?? '')
-  await page.getByLabel('New admin password').fill(PASSWORD)
-  await page.getByLabel('Type it again').fill(PASSWORD)
-  await page.getByRole('button', { name: /Set password/ }).click()
-  await page.getByRole('heading', { name: 'Connect this box to the cloud' }).waitFor()
+  await claimBox(page, box, PASSWORD)
 
   await page.getByRole('link', { name: 'Software update' }).click()
   await page.getByRole('heading', { name: 'Software update' }).waitFor()
