@@ -5,38 +5,29 @@
  * rollout by itself. The relay's certificate comes from its own CA: the only reason for ignoreHTTPSErrors.
  */
 import { randomBytes } from 'node:crypto'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { pino } from 'pino'
 import t from 'tap'
-import { buildWeb } from '../../scripts/build-web.js'
 import { Stack } from '../../scripts/stack.js'
 import { parseRelayConfig } from '../../cloud-relay/src/config/load.js'
 import type { RelayConfig } from '../../cloud-relay/src/config/schema.js'
 import { launchBrowser, newContext, screenshot } from '../helpers/browser.js'
+import { startSecureStack } from './fixtures/secure-stack.js'
 
 const OPERATOR = { username: 'ops', password: 'correct horse battery' }
 
 t.setTimeout(240_000)
 
 t.test('console Updates: upload a release, start a rollout, pause and resume, a refusal in words halts it', async (t) => {
-  await buildWeb(join('dist', 'web-test-console-updates'))
-  const dataDir = await mkdtemp(join(tmpdir(), 'console-updates-'))
-  class BundleStack extends Stack {
-    override relayConfig(): RelayConfig {
-      return parseRelayConfig({ ...super.relayConfig(), updates: { dir: join(dataDir, 'bundles') } })
+  const { stack, relay, base, dataDir } = await startSecureStack(t, 'updates', (dataDir, consoleDir) => {
+    class BundleStack extends Stack {
+      override relayConfig(): RelayConfig {
+        return parseRelayConfig({ ...super.relayConfig(), updates: { dir: join(dataDir, 'bundles') } })
+      }
     }
-  }
-  const stack = new BundleStack({ dataDir, logger: pino({ level: 'silent' }), secure: {}, consoleDir: join('dist', 'web-test-console-updates', 'console'), sync: { commandTimeoutMs: 1500 } })
-  t.teardown(async () => {
-    await stack.stop()
-    await rm(dataDir, { recursive: true, force: true })
+    return new BundleStack({ dataDir, logger: pino({ level: 'silent' }), secure: {}, consoleDir, sync: { commandTimeoutMs: 1500 } })
   })
-  await stack.startSimulators()
-  const relay = await stack.startRelay()
-  await stack.startGateway()
-  const base = `https://127.0.0.1:${relay.httpPort}`
   const browser = await launchBrowser()
   t.teardown(() => browser.close())
   const context = await newContext(browser, { ignoreHTTPSErrors: true })
