@@ -48,6 +48,13 @@ import { consoleApiRoutes, consolePublicRoutes } from './console/console-routes.
 import { ConsoleStore } from './console/console-store.js'
 import { toApi as toApiGateway } from './fleet/fleet-routes.js'
 import { toApiEvent } from './http/server.js'
+// image updates: releases, bundle download, rollouts
+import { bundleRoutes, BUNDLE_PATH_PREFIX } from './updates/bundle-routes.js'
+import { DownloadTokens } from './updates/download-tokens.js'
+import { ReleaseLibrary } from './updates/release-library.js'
+import { describeTarget, RolloutEngine } from './updates/rollout-engine.js'
+import { updateRoutes } from './updates/update-routes.js'
+import { UpdateStore } from './updates/update-store.js'
 
 export const RELAY_VERSION = '0.1.0'
 
@@ -142,6 +149,7 @@ export class Relay {
   #relayCertificates: RelayCertificates | undefined
   #crlRefresh: MosquittoCrlRefresh | undefined
   #retainedGuard: MosquittoRetainedGuard | undefined
+  #rollouts: RolloutEngine | undefined
   #started = false
 
   constructor(config: Readonly<RelayConfig>, deps: RelayDeps) {
@@ -183,6 +191,12 @@ export class Relay {
   get relayCertificates(): RelayCertificates {
     if (!this.#relayCertificates) throw new Error('relay not started')
     return this.#relayCertificates
+  }
+
+  /** Image update rollouts (cloud-relay/src/updates). */
+  get rollouts(): RolloutEngine {
+    if (!this.#rollouts) throw new Error('relay not started')
+    return this.#rollouts
   }
 
   get store(): RelayStore {
@@ -387,6 +401,30 @@ export class Relay {
     })
     liveness.restoreTelemetry(await telemetryStore.latest())
     this.#liveness = liveness
+    // Image updates: bundles in updates.dir, download tokens signed with a key sealed in the store, rollouts.
+    const updateStore = new UpdateStore(db)
+    liveness.restoreSlots(await updateStore.gatewaySlots())
+    const releases = new ReleaseLibrary({ dir: config.updates.dir ?? join(dirname(config.secrets.sealKeyFile), 'bundles') }, { store: updateStore, clock })
+    const downloadTokens = new DownloadTokens(await updateStore.tokenKey(sealer), Math.round(config.updates.tokenTtlHours * 3_600_000))
+    const gatewayAllowed = (gatewayId: string): { ok: true; tenantId: string } | { ok: false; reason: string } => {
+      if (enrollment.isRevoked(gatewayId)) return { ok: false, reason: 'the gateway is revoked' }
+      const tenantId = this.#gatewayTenant.get(gatewayId)
+      return tenantId === undefined ? { ok: false, reason: 'unknown gateway: create it in the console first' } : { ok: true, tenantId }
+    }
+    const rollouts = new RolloutEngine({
+      store: updateStore,
+      clock,
+      logger,
+      counters,
+      release: (version) => releases.get(version),
+      gateways: () => [...this.#gatewayTenant].filter(([id]) => !enrollment.isRevoked(id)).map(([id, tenantId]) => ({ id, tenantId })),
+      download: (gatewayId, version) => ({
+        url: `${config.updates.publicUrl ?? `https://${config.enrollment.publicHostnames[0] ?? 'localhost'}:${this.httpPort ?? config.http.port}`}${BUNDLE_PATH_PREFIX}/${encodeURIComponent(version)}`,
+        token: downloadTokens.issue(gatewayId, version, clock.now()),
+      }),
+      sendUpdate: (gatewayId, data) => this.#requireLink().sendUpdate(gatewayId, data),
+    })
+    this.#rollouts = rollouts
     const telemetryRetention = new EventRetention({ retentionDays: config.eventLog.retentionDays }, { store: telemetryStore, clock, logger: logger.child({ table: 'gateway_telemetry' }) })
     telemetryRetention.start()
     this.#telemetryRetention = telemetryRetention
@@ -433,11 +471,7 @@ export class Relay {
     }, {
       knowsGateway: (gatewayId) => this.#gatewayTenant.has(gatewayId),
       // A revoked gateway's messages (already on the broker, or from a connection not yet cut) never reach a handler.
-      gatewayAllowed: (gatewayId) => {
-        if (enrollment.isRevoked(gatewayId)) return { ok: false, reason: 'the gateway is revoked' }
-        const tenantId = this.#gatewayTenant.get(gatewayId)
-        return tenantId === undefined ? { ok: false, reason: 'unknown gateway: create it in the console first' } : { ok: true, tenantId }
-      },
+      gatewayAllowed,
       onStatus: async (gatewayId, data, retained, seq) => {
         const online = data.state === 'online'
         liveness.onStatus(gatewayId, data)
@@ -445,6 +479,8 @@ export class Relay {
         if (online && !retained) await engine.resetGatewaySeq(gatewayId, seq)
         engine.onGatewayStatus(gatewayId, online, data.reason)
         this.#log.info({ gatewayId, state: data.state, reason: data.reason, retained }, 'gateway status')
+        if (data.slot !== undefined) await updateStore.setGatewaySlot(gatewayId, data.slot)
+        if (online) rollouts.onGatewayOnline(gatewayId)
         if (online && retained) {
           // We (re)started while the gateway stayed connected: ask for a fresh snapshot.
           link.sendResync(gatewayId, 'relay started').catch((err: unknown) => this.#log.warn({ gatewayId, err: (err as Error).message }, 'resync request not answered'))
@@ -459,6 +495,11 @@ export class Relay {
       onCommandAnswered: (gatewayId, _command, _ok, roundTripMs) => liveness.onCommandAnswered(gatewayId, roundTripMs),
       onTelemetry: (gatewayId, data) => liveness.onTelemetry(gatewayId, data),
       onClockSkew: (gatewayId, skewMs) => liveness.onClockSkew(gatewayId, skewMs),
+      onUpdateProgress: async (gatewayId, data) => {
+        liveness.onRunning(gatewayId, data.runningVersion, data.slot)
+        await updateStore.setGatewaySlot(gatewayId, data.slot)
+        await rollouts.onProgress(gatewayId, data)
+      },
       onEndpoint: (gatewayId, data, seq) => engine.onEndpoint(gatewayId, data, seq),
       onDirectory: (gatewayId, data) => engine.onDirectory(gatewayId, data),
       onDirectoryPart: async (gatewayId) => {
@@ -488,6 +529,7 @@ export class Relay {
     }))
     await link.start()
     engine.start()
+    await rollouts.start()
     liveness.start()
 
     const observation = new PresenceObservation(config, {
@@ -547,8 +589,10 @@ export class Relay {
       apiToken: config.http.apiToken,
       version: RELAY_VERSION,
       health: () => ({ broker: link.connected, store: db.kind }),
-      publicRoutes: [observation.publicRoutes, enrollmentPublicRoutes(enrollment, clock), consolePublicRoutes({ dir: this.#deps.consoleDir ?? join(process.cwd(), 'dist', 'web', 'console') })],
-      apiRoutes: [...observation.apiRoutes, enrollmentAdminRoutes(enrollment), fleetRoutes({ liveness, telemetry: telemetryStore }), consoleRoutes],
+      publicRoutes: [observation.publicRoutes, enrollmentPublicRoutes(enrollment, clock), consolePublicRoutes({ dir: this.#deps.consoleDir ?? join(process.cwd(), 'dist', 'web', 'console') }),
+        bundleRoutes({ tokens: downloadTokens, release: (version) => releases.get(version), gatewayAllowed, now: () => clock.now() })],
+      apiRoutes: [...observation.apiRoutes, enrollmentAdminRoutes(enrollment), fleetRoutes({ liveness, telemetry: telemetryStore }), consoleRoutes,
+        updateRoutes({ releases, rollouts, describeTarget, maxBundleBytes: config.updates.maxBundleBytes })],
       console: { authenticate: (cookie) => consoleAuth.authenticate(cookie), authorize: consoleAccess },
       https: await relayHttpsMaterial(config.http.tls, pki, config.enrollment.publicHostnames, clock.now()),
       trustProxy: config.http.trustProxy,
@@ -576,6 +620,8 @@ export class Relay {
     this.#http = undefined
     await this.#directory?.stop()
     await this.#observation?.stop()
+    this.#rollouts?.stop()
+    await this.#rollouts?.idle()
     this.#engine?.stop()
     await this.#engine?.idle()
     await this.#link?.stop()

@@ -20,7 +20,8 @@ const TYPES_BY_TOPIC: Record<ParsedTopic['kind'], readonly MessageType[]> = {
   directory: ['directory'],
   telemetry: ['telemetry'],
   result: ['result'],
-  command: ['cmd.setDnd', 'cmd.resync', 'cmd.ping'],
+  update: ['update'],
+  command: ['cmd.setDnd', 'cmd.resync', 'cmd.ping', 'cmd.update'],
 }
 
 export type DecodeErrorCode =
@@ -109,6 +110,18 @@ export function decodeMessage(topic: string, payload: Uint8Array): DecodeResult 
       return { ok: false, code: 'PROTO_DATA', reason: `directory: part ${part ?? '(none)'} of ${parts ?? '(none)'}: give both, with part between 1 and parts` }
     }
   }
+  if (type === 'update') {
+    const { bytes, total } = value.data as { bytes?: number; total?: number }
+    if (bytes !== undefined && total !== undefined && bytes > total) {
+      return { ok: false, code: 'PROTO_DATA', reason: `update: ${bytes} bytes downloaded of a bundle of ${total}: bytes can be at most total` }
+    }
+  }
+  if (type === 'cmd.update') {
+    const { installAt } = value.data as { installAt: string }
+    if (installAt !== 'now' && !Number.isFinite(Date.parse(installAt))) {
+      return { ok: false, code: 'PROTO_DATA', reason: `update: installAt "${installAt}" is not a real time: give "now" or an ISO 8601 time such as 2026-12-04T02:00:00Z` }
+    }
+  }
   return { ok: true, topic: parsed, envelope: value as AnyEnvelope }
 }
 
@@ -142,10 +155,16 @@ function describeLimit(error: ValueError): string {
   }
 }
 
+/** Problems a schema's description explains better than the checker's own words (a pattern is no help to a reader). */
+const DESCRIBED_ERRORS = new Set<ValueErrorType>([
+  ValueErrorType.StringPattern, ValueErrorType.StringFormat, ValueErrorType.StringMinLength, ValueErrorType.IntegerMinimum, ValueErrorType.NumberMinimum,
+])
+
 function describeErrors(check: TypeCheck<TSchema>, value: unknown): string {
   const out: string[] = []
   for (const error of check.Errors(value)) {
-    out.push(`${error.path || '/'}: ${error.message}`)
+    const description = (error.schema as { description?: string }).description
+    out.push(`${error.path || '/'}: ${description && DESCRIBED_ERRORS.has(error.type) ? `expected ${description}` : error.message}`)
     if (out.length >= 3) break
   }
   return out.join('; ')

@@ -45,7 +45,20 @@ export const MAX_PAYLOAD_BYTES_BY_KIND: Readonly<Record<ParsedTopic['kind'], num
   telemetry: 16 * 1024,
   result: 16 * 1024,
   command: 4 * 1024,
+  update: 4 * 1024,
 }
 
 /** Telemetry may carry fields a newer gateway adds within v1, but only scalars, and this many fields in all. */
 export const TELEMETRY_MAX_FIELDS = 40
+
+/**
+ * An update bundle (a RAUC image of the root file system): a Pi or VM root file system is a few hundred MB; 4 GiB
+ * is far beyond it and still exact in every figure. A `cmd/update` naming more is refused before a byte is fetched.
+ */
+export const MAX_BUNDLE_BYTES = 4 * 1024 ** 3
+
+/** The download address in `cmd/update`: an https URL on the relay, well under the 4 KiB command cap. */
+export const MAX_UPDATE_URL_CHARS = 1024
+
+/** The per-command download token in `cmd/update` (see cloud-relay/src/updates/README.md). */
+export const MAX_UPDATE_TOKEN_CHARS = 512

@@ -1,5 +1,5 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox'
-import { DIRECTORY_MAX_ENTRIES, DIRECTORY_MAX_PARTS, MAX_BYTES_FIGURE, MAX_EPOCH_MS, MAX_SAFE_COUNT, MAX_SECONDS_FIGURE, MIN_EPOCH_MS, TELEMETRY_MAX_FIELDS } from './limits.js'
+import { DIRECTORY_MAX_ENTRIES, DIRECTORY_MAX_PARTS, MAX_BUNDLE_BYTES, MAX_BYTES_FIGURE, MAX_UPDATE_TOKEN_CHARS, MAX_UPDATE_URL_CHARS, MAX_EPOCH_MS, MAX_SAFE_COUNT, MAX_SECONDS_FIGURE, MIN_EPOCH_MS, TELEMETRY_MAX_FIELDS } from './limits.js'
 
 /**
  * The payload schemas of the MQTT contract. One source: the TypeScript types, the runtime checks on both
@@ -38,6 +38,8 @@ export const StatusDataSchema = Type.Object({
   /** Epoch ms when this gateway process started. */
   startedAt: EpochMs,
   reason: Type.Optional(Text(256)),
+  /** The root file system slot the box booted from (added within v1): "A" or "B"; absent where the box has no A/B. */
+  slot: Type.Optional(Token(16)),
 }, { additionalProperties: false })
 export type StatusData = Static<typeof StatusDataSchema>
 
@@ -161,6 +163,78 @@ export const PingDataSchema = Type.Object({
 }, { additionalProperties: false })
 export type PingData = Static<typeof PingDataSchema>
 
+/** A release version as the relay and the box name it: "1.4.2", "2026.12.1-rc1". */
+const ReleaseVersion = Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9][A-Za-z0-9._+-]*$', description: 'a release version of letters, digits and . _ + - (at most 64 characters), e.g. 1.4.2' })
+const Sha256Hex = Type.String({ pattern: '^[0-9a-f]{64}$', description: 'the SHA-256 of the bundle as 64 lower-case hex digits' })
+const BundleBytes = Type.Integer({ minimum: 1, maximum: MAX_BUNDLE_BYTES, description: `bundle size in bytes, at most ${MAX_BUNDLE_BYTES} (4 GiB)` })
+
+/**
+ * When the box reboots into the new slot: "now" (as soon as the bundle is installed) or an ISO 8601 time with a
+ * zone that the admin chose (a maintenance window). The download and install happen at once either way.
+ */
+export const InstallAtSchema = Type.Union([
+  Type.Literal('now'),
+  Type.String({ pattern: '^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}(:\\d{2}(\\.\\d{1,3})?)?(Z|[+-]\\d{2}:\\d{2})$', description: 'an ISO 8601 time with a zone, e.g. 2026-12-04T02:00:00Z' }),
+])
+
+/**
+ * `cmd/update` (added within v1): fetch the bundle at `url` (https on the relay, `Authorization: Bearer <token>`),
+ * check its size and SHA-256 and signature, install it to the inactive slot and reboot at `installAt`. The box
+ * answers at once with a result (accepted or refused) and then reports on its `update` topic.
+ */
+export const UpdateCommandDataSchema = Type.Object({
+  /** The rollout's id for this box: every progress report carries it. */
+  updateId: Id,
+  version: ReleaseVersion,
+  size: BundleBytes,
+  sha256: Sha256Hex,
+  url: Type.String({ maxLength: MAX_UPDATE_URL_CHARS, pattern: '^https://[^\\s\\x00-\\x1f\\x7f]+$', description: `an https URL of at most ${MAX_UPDATE_URL_CHARS} characters` }),
+  /** Short-lived, for this gateway and this version only. */
+  token: Type.String({ minLength: 16, maxLength: MAX_UPDATE_TOKEN_CHARS, pattern: '^[A-Za-z0-9._~-]+$', description: `a download token of 16 to ${MAX_UPDATE_TOKEN_CHARS} URL-safe characters` }),
+  installAt: InstallAtSchema,
+}, { additionalProperties: false })
+export type UpdateCommandData = Static<typeof UpdateCommandDataSchema>
+
+/**
+ * Where an update stands on the box. queued: accepted, waiting to start; downloading: fetching (bytes of total);
+ * verifying: size, SHA-256 and signature; installing: writing the inactive slot; rebooting: installed, rebooting
+ * now or at the chosen time; healthy: booted the new version and marked it good; rolled-back: the new version did
+ * not come up healthy and the box went back to the previous one (reason); failed: stopped before a reboot (reason).
+ */
+export const UpdateStateSchema = Type.Union([
+  Type.Literal('queued'),
+  Type.Literal('downloading'),
+  Type.Literal('verifying'),
+  Type.Literal('installing'),
+  Type.Literal('rebooting'),
+  Type.Literal('healthy'),
+  Type.Literal('rolled-back'),
+  Type.Literal('failed'),
+])
+export type UpdateState = Static<typeof UpdateStateSchema>
+export const UPDATE_STATES: readonly UpdateState[] = ['queued', 'downloading', 'verifying', 'installing', 'rebooting', 'healthy', 'rolled-back', 'failed']
+/** States after which the box does nothing more for this update. */
+export const FINAL_UPDATE_STATES: readonly UpdateState[] = ['healthy', 'rolled-back', 'failed']
+
+/** The `update` topic (added within v1): progress of one update, and what the box runs now. */
+export const UpdateProgressDataSchema = Type.Object({
+  updateId: Id,
+  /** The version being installed. */
+  version: ReleaseVersion,
+  state: UpdateStateSchema,
+  /** downloading: bytes on disk so far, of total. */
+  bytes: Type.Optional(Type.Integer({ minimum: 0, maximum: MAX_BUNDLE_BYTES })),
+  total: Type.Optional(BundleBytes),
+  /** rolled-back and failed: why, in words. */
+  reason: Type.Optional(Text(512)),
+  /** What the box runs now. */
+  runningVersion: Token(64),
+  slot: Token(16),
+  /** Epoch ms when the box entered this state. */
+  at: EpochMs,
+}, { additionalProperties: false })
+export type UpdateProgressData = Static<typeof UpdateProgressDataSchema>
+
 /** Message type name → data schema. The envelope's `type` picks one. */
 export const MessageSchemas = {
   status: StatusDataSchema,
@@ -172,6 +246,8 @@ export const MessageSchemas = {
   'cmd.setDnd': SetDndDataSchema,
   'cmd.resync': ResyncDataSchema,
   'cmd.ping': PingDataSchema,
+  'cmd.update': UpdateCommandDataSchema,
+  update: UpdateProgressDataSchema,
 } as const satisfies Record<string, TSchema>
 
 export type MessageType = keyof typeof MessageSchemas

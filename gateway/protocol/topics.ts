@@ -17,6 +17,8 @@ export const topics = {
   endpoint: (gatewayId: string) => `${TOPIC_PREFIX}/${gatewayId}/evt/endpoint`,
   directory: (gatewayId: string) => `${TOPIC_PREFIX}/${gatewayId}/evt/directory`,
   telemetry: (gatewayId: string) => `${TOPIC_PREFIX}/${gatewayId}/telemetry`,
+  /** Update progress (added within v1). */
+  update: (gatewayId: string) => `${TOPIC_PREFIX}/${gatewayId}/update`,
   result: (gatewayId: string, correlationId: string) => `${TOPIC_PREFIX}/${gatewayId}/res/${correlationId}`,
   command: (gatewayId: string, name: CommandName) => `${TOPIC_PREFIX}/${gatewayId}/cmd/${name}`,
   /** What a gateway subscribes to: its own commands. */
@@ -26,8 +28,9 @@ export const topics = {
 } as const
 
 /** `ping` (added within v1): answered with a result, so the relay can prove the path both ways. */
-export type CommandName = 'setDnd' | 'resync' | 'ping'
-export const COMMAND_NAMES: readonly CommandName[] = ['setDnd', 'resync', 'ping']
+/** `update` (added within v1): install a release bundle (see schemas.ts UpdateCommandDataSchema). */
+export type CommandName = 'setDnd' | 'resync' | 'ping' | 'update'
+export const COMMAND_NAMES: readonly CommandName[] = ['setDnd', 'resync', 'ping', 'update']
 
 export type ParsedTopic =
   | { gatewayId: string; kind: 'status' }
@@ -35,6 +38,7 @@ export type ParsedTopic =
   | { gatewayId: string; kind: 'endpoint' }
   | { gatewayId: string; kind: 'directory' }
   | { gatewayId: string; kind: 'telemetry' }
+  | { gatewayId: string; kind: 'update' }
   | { gatewayId: string; kind: 'result'; correlationId: string }
   | { gatewayId: string; kind: 'command'; name: CommandName }
 
@@ -49,6 +53,7 @@ export function parseTopic(topic: string): ParsedTopic | undefined {
   if (rest.length === 1) {
     if (a === 'status') return { gatewayId, kind: 'status' }
     if (a === 'telemetry') return { gatewayId, kind: 'telemetry' }
+    if (a === 'update') return { gatewayId, kind: 'update' }
     return undefined
   }
   if (rest.length !== 2 || b === undefined) return undefined

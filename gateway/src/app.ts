@@ -1,6 +1,6 @@
 import { join } from 'node:path'
 import type { Logger } from 'pino'
-import type { DirectoryData, DirectoryEntry, EndpointData, LinkData, ResultData } from '../protocol/schemas.js'
+import type { DirectoryData, DirectoryEntry, EndpointData, LinkData, ResultData, UpdateCommandData, UpdateProgressData } from '../protocol/schemas.js'
 import { splitDirectory } from '../protocol/directory-parts.js'
 import { DIRECTORY_MAX_ENTRIES, DIRECTORY_MAX_PARTS } from '../protocol/limits.js'
 import { topics } from '../protocol/topics.js'
@@ -48,6 +48,22 @@ export interface GatewayDeps {
   systemProbe?: SystemProbe
   /** Records waiting in the outbox, reported in telemetry (the outbox owner wires it). */
   outboxRecords?: () => number
+  /**
+   * The box's update agent (gateway/src/update): takes cmd/update, reports on the update topic. Without it (a
+   * container, a development install) the box refuses cmd/update in words.
+   */
+  updates?: UpdateCommandSink
+  /** The root file system slot this box booted ("A"/"B"), for its status; absent without A/B slots. */
+  bootedSlot?: string
+}
+
+/** What the gateway needs from an update agent: take a command, and get a way to publish progress. */
+export interface UpdateCommandSink {
+  accept(command: UpdateCommandData): Promise<Omit<ResultData, 'correlationId' | 'command'>>
+  /** Called once the uplink exists: how the agent sends progress, and a listener for every (re)connect. */
+  attach(publish: (progress: UpdateProgressData) => void): void
+  /** After every (re)connect: the agent re-sends its latest progress (the relay may have missed it). */
+  onConnect(): void
 }
 
 type CommandResult = Omit<ResultData, 'correlationId' | 'command'>
@@ -263,6 +279,7 @@ export class Gateway {
       proxyUrl: this.#config.relay.proxyUrl,
       attemptsPerUrl: this.#config.relay.attemptsPerUrl,
       version: GATEWAY_VERSION,
+      slot: this.#deps.bootedSlot,
       startedAt: this.#startedAt,
     }, { logger: logger.child({ component: 'uplink' }), clock, counters, nextSeq: () => this.#store.nextSeq(), outbox: this.#outbox })
     this.#uplink = uplink
@@ -270,6 +287,11 @@ export class Gateway {
     if (identity) this.#startRenewal(uplink)
     uplink.onCommand((command) => this.#onCommand(command))
     this.#unsubscribe.push(uplink.onConnect(() => this.#publishSnapshot('connect')))
+    const updates = this.#deps.updates
+    if (updates) {
+      updates.attach((progress) => uplink.publish('update', progress, topics.update(this.#gatewayId)))
+      this.#unsubscribe.push(uplink.onConnect(() => updates.onConnect()))
+    }
 
     for (const connector of this.#connectorConfigs.values()) this.#createAdapter(connector)
 
@@ -407,6 +429,10 @@ export class Gateway {
     if (command.type === 'cmd.resync') {
       this.#publishSnapshot(`relay asked: ${command.data.reason}`)
       return { ok: true }
+    }
+    if (command.type === 'cmd.update') {
+      if (!this.#deps.updates) return { ok: false, error: { code: 'GW_NO_UPDATES', message: 'this gateway has no A/B update agent (a container or a development install): update it with its own package or image' } }
+      return this.#deps.updates.accept(command.data)
     }
     const { connectorId, endpointId, dnd, reason } = command.data
     const key = EndpointTracker.key(connectorId, endpointId)

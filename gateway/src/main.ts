@@ -3,7 +3,12 @@ import { readFile } from 'node:fs/promises'
 import { loadGatewayConfig } from './config/load.js'
 import { runService } from './run-service.js'
 import { adapterRegistry } from './adapters/registry.js'
-import { Gateway } from './app.js'
+import { Gateway, GATEWAY_VERSION } from './app.js'
+import { join } from 'node:path'
+import { createRelayDispatcher } from './identity/relay-trust.js'
+import { loadUplinkIdentity } from './identity/identity-store.js'
+import { RaucSlotInstaller } from './update/slot-installer.js'
+import { UpdateAgent } from './update/update-agent.js'
 import { systemClock } from './core/clock.js'
 import { Counters } from './core/counters.js'
 import { createLogger, prettyByDefault } from './logging.js'
@@ -83,7 +88,25 @@ async function main(): Promise<void> {
       const proxyUrl = fileConfig.relay.proxyUrl ?? (fileConfig.web.enabled ? (await network.get()).settings.httpProxy : undefined)
       const config = Object.freeze({ ...fileConfig, relay: { ...fileConfig.relay, ...(proxyUrl ? { proxyUrl } : {}) }, connectors: mergeConnectors(fileConfig.connectors, fromUi) })
       const relayCaPem = config.relay.caFile ? await readFile(config.relay.caFile, 'utf8') : undefined
-      const gateway = new Gateway(config, { logger, clock: systemClock, counters: new Counters(), registry: adapterRegistry, ...(relayCaPem ? { relayCaPem } : {}) })
+      // A/B updates where the image has RAUC: the booted slot goes into the status, the agent takes cmd/update.
+      const counters = new Counters()
+      let updates: UpdateAgent | undefined
+      let bootedSlot: string | undefined
+      if (config.updates.raucKeyring) {
+        const installer = new RaucSlotInstaller({ keyring: config.updates.raucKeyring })
+        bootedSlot = await installer.bootedSlot().catch((err: unknown) => {
+          logger.warn({ err: (err as Error).message }, 'booted slot unknown')
+          return undefined
+        })
+        const identity = await loadUplinkIdentity(config.dataDir)
+        const dispatcher = createRelayDispatcher({ caPems: [...(relayCaPem ? [relayCaPem] : []), ...(identity ? [identity.tls.caPem] : [])], proxyUrl: config.relay.proxyUrl })
+        updates = new UpdateAgent({ dir: join(config.dataDir, 'update'), runningVersion: GATEWAY_VERSION, healthTimeoutMs: config.updates.healthTimeoutS * 1000 }, {
+          installer, clock: systemClock, logger, counters, dispatcher,
+          // Healthy: the service runs, the setup page answers (it is up once start returned) and the tunnel is connected if enrolled.
+          healthy: async () => gateway.running && (!gateway.tunnel().enrolled || gateway.relayConnected),
+        })
+      }
+      const gateway = new Gateway(config, { logger, clock: systemClock, counters, registry: adapterRegistry, ...(relayCaPem ? { relayCaPem } : {}), ...(updates ? { updates } : {}), ...(bootedSlot ? { bootedSlot } : {}) })
       await gateway.start()
       let web: BoxWebServer | undefined
       let screen: ConsoleIssueWriter | undefined
@@ -97,6 +120,7 @@ async function main(): Promise<void> {
           console: process.stderr,
           network,
           onBoxStateChange: () => { void screen?.refresh() },
+          ...(updates ? { updates } : {}),
         })
         const { url, port } = await web.start()
         logger.info({ url, fingerprint256: certificate.fingerprint256, names: certificate.names }, 'setup page listening: compare the certificate fingerprint with the browser\'s')
@@ -107,6 +131,8 @@ async function main(): Promise<void> {
           await screen.start()
         }
       }
+      // After the setup page is up: finishing an update after its reboot checks that the box is healthy.
+      await updates?.start()
       const notifier = new ServiceNotifier({
         logger, clock: systemClock, env: process.env,
         status: () => {
@@ -120,6 +146,7 @@ async function main(): Promise<void> {
           await notifier.stopping()
           screen?.stop()
           await web?.stop()
+          await updates?.stop()
           await gateway.stop(reason)
         },
         log: (message) => logger.info(message),

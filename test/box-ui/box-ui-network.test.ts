@@ -3,7 +3,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { screenshot } from '../helpers/browser.js'
 import { sshPublicKey } from '../appliance/fixtures/ssh-keys.js'
-import { openBoxPage, PHONE, startBox } from './fixtures/box-harness.js'
+import { claimBox, openBoxPage, PHONE, startBox } from './fixtures/box-harness.js'
 
 const PASSWORD = 'correct horse battery'
 
@@ -11,11 +11,7 @@ t.test('Network page: a static address saved as a trial, a wrong one explained o
   const box = await startBox()
   t.teardown(() => box.close())
   const page = await openBoxPage(t, box)
-  await page.getByLabel('Setup code').fill(box.setupCode() ?? '')
-  await page.getByLabel('New admin password').fill(PASSWORD)
-  await page.getByLabel('Type it again').fill(PASSWORD)
-  await page.getByRole('button', { name: /Set password/ }).click()
-  await page.getByRole('heading', { name: 'Connect this box to the cloud' }).waitFor()
+  await claimBox(page, box, PASSWORD)
 
   await page.getByRole('link', { name: 'Network' }).click()
   await page.getByRole('heading', { name: 'Network' }).waitFor()

@@ -5,16 +5,13 @@
  * mapping returns it to automatic mapping. The relay's HTTPS certificate comes from its own CA, which the browser
  * does not trust: the only reason for ignoreHTTPSErrors.
  */
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { pino } from 'pino'
 import t from 'tap'
 import type { Page } from 'playwright-core'
-import { buildWeb } from '../../scripts/build-web.js'
 import { DEMO_PEOPLE, Stack } from '../../scripts/stack.js'
 import { launchBrowser, newContext, screenshot } from '../helpers/browser.js'
 import { eventually } from '../helpers/eventually.js'
+import { startSecureStack } from './fixtures/secure-stack.js'
 
 /**
  * Carol's second phone (204) carries her old address in the PBX, which no Entra user answers to any more; her desk
@@ -59,21 +56,10 @@ async function tabTo(page: Page, test: string, max = 40): Promise<boolean> {
 }
 
 t.test('the console maps an unmatched extension by hand and removes the manual mapping', async (t) => {
-  await buildWeb(join('dist', 'web-test-mapping')) // its own folder: other browser tests build in parallel
-  const dataDir = await mkdtemp(join(tmpdir(), 'console-mapping-'))
-  const logger = pino({ level: 'silent' })
-  const stack = new MismatchStack({
-    dataDir, logger, secure: {}, consoleDir: join('dist', 'web-test-mapping', 'console'),
+  const { stack, relay, base } = await startSecureStack(t, 'mapping', (dataDir, consoleDir) => new MismatchStack({
+    dataDir, logger: pino({ level: 'silent' }), secure: {}, consoleDir,
     people: [...DEMO_PEOPLE, { extension: DECT.extension, name: DECT.name, email: DECT.pbxEmail }],
-  })
-  t.teardown(async () => {
-    await stack.stop()
-    await rm(dataDir, { recursive: true, force: true })
-  })
-  await stack.startSimulators()
-  const relay = await stack.startRelay()
-  await stack.startGateway()
-  const base = `https://127.0.0.1:${relay.httpPort}`
+  }))
   const endpoint = `${stack.gatewayId}/osbiz-main/${DECT.extension}`
 
   // The users come from Entra ID: Carol is a person (by 203), but 204's PBX e-mail answers to nobody.

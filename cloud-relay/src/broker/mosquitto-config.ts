@@ -93,7 +93,7 @@ const RENEW_WITHIN_DAYS = 30
 const DAY_MS = 86_400_000
 
 /** Gateway-to-relay topics a gateway may publish (DESIGN §3), never cmd/. */
-export const GATEWAY_WRITE_PATTERNS = ['status', 'telemetry', 'link/+', 'evt/+', 'res/+'] as const
+export const GATEWAY_WRITE_PATTERNS = ['status', 'telemetry', 'update', 'link/+', 'evt/+', 'res/+'] as const
 
 /** The CN of the relay's retained-message guard (MosquittoRetainedGuard) for a relay CN. */
 export function retainedGuardCommonName(relayCommonName: string): string {

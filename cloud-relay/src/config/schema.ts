@@ -184,6 +184,13 @@ export const RelayConfigSchema = Type.Object({
     failedAttemptsWindowMinutes: Type.Integer({ minimum: 1, default: 10 }),
     renewalsPerWindow: Type.Integer({ minimum: 1, default: 10, description: 'certificate renewals per gateway in failedAttemptsWindowMinutes before 429 (a box renews every 20 days)' }),
   }, { additionalProperties: false, default: {} }),
+  /** Image updates (cloud-relay/src/updates): released bundles, their download by gateways, rollouts. */
+  updates: Type.Object({
+    dir: Type.Optional(Type.String({ minLength: 1, description: 'folder of the bundle files; default "bundles" next to secrets.sealKeyFile' })),
+    publicUrl: Type.Optional(Type.String({ pattern: '^https://[^/\\s]+$', description: 'https://host[:port] boxes fetch bundles from (a proxy in front of the relay); default https://{first enrollment.publicHostnames}:{http.port}' })),
+    tokenTtlHours: Type.Number({ minimum: 0.1, maximum: 168, default: 12, description: 'a download token in cmd/update is valid this long; a box that needs longer is sent a fresh one when it reconnects' }),
+    maxBundleBytes: Type.Integer({ minimum: 1024, maximum: 4 * 1024 ** 3, default: 2 * 1024 ** 3, description: 'largest bundle an upload may be' }),
+  }, { additionalProperties: false, default: {} }),
   eventLog: Type.Object({
     /** Event log rows older than this are deleted (hourly, in batches). */
     retentionDays: Type.Integer({ minimum: 1, default: 30 }),

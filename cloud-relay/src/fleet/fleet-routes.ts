@@ -40,6 +40,7 @@ export const GatewayViewSchema = Type.Object({
   lastAnswered: Nullable(Type.String({ format: 'date-time', description: 'last command or ping it answered' })),
   roundTripMs: Nullable(Type.Number({ description: 'round trip of that answer' })),
   version: Nullable(Type.String()),
+  slot: Nullable(Type.String({ description: 'the root file system slot the box booted, A or B (null: not reported)' })),
   links: Type.Array(LinkDataSchema),
   telemetry: Nullable(Type.Object({ at: Type.String({ format: 'date-time' }), data: TelemetryDataSchema }, { additionalProperties: false })),
 }, { additionalProperties: false })
@@ -73,6 +74,7 @@ export function toApi(view: GatewayView): Static<typeof GatewayViewSchema> {
     lastAnswered: iso(view.lastAnswered),
     roundTripMs: view.lastRoundTripMs,
     version: view.version,
+    slot: view.slot,
     links: view.links,
     telemetry: view.telemetry ? { at: new Date(view.telemetry.at).toISOString(), data: view.telemetry.data } : null,
   }

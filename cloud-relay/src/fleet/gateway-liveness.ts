@@ -25,6 +25,8 @@ export interface GatewayView {
   /** Round trip of the last answered ping or command, ms. */
   lastRoundTripMs: number | null
   version: string | null
+  /** The root file system slot the box booted ("A"/"B"); null when it has not said (no A/B slots, older software). */
+  slot: string | null
   links: LinkData[]
   telemetry: { at: number; data: TelemetryData } | null
 }
@@ -72,6 +74,7 @@ interface Record {
   sessionUpAt: number | null
   firstPing: ClockTimer | undefined
   version: string | null
+  slot: string | null
   links: Map<string, LinkData>
   telemetry: { at: number; data: TelemetryData } | null
   state: GatewayState
@@ -117,10 +120,23 @@ export class GatewayLiveness {
     }
   }
 
+  /** What an update report says the box runs now (version and slot), between two births. */
+  onRunning(gatewayId: string, version: string, slot: string): void {
+    const record = this.#record(gatewayId)
+    record.version = version
+    record.slot = slot
+  }
+
+  /** The slot each box last reported, from the store (after a relay restart, before the boxes' births). */
+  restoreSlots(slots: ReadonlyMap<string, string>): void {
+    for (const [gatewayId, slot] of slots) this.#record(gatewayId).slot = slot
+  }
+
   /** Birth (`online`, on every connect) and last will / orderly shutdown (`offline`). */
   onStatus(gatewayId: string, data: StatusData): void {
     const record = this.#record(gatewayId)
     record.version = data.version
+    if (data.slot !== undefined) record.slot = data.slot
     this.#deps.clock.clearTimeout(record.firstPing)
     record.firstPing = undefined
     if (data.state === 'online') {
@@ -267,7 +283,7 @@ export class GatewayLiveness {
     if (!record) {
       record = {
         session: 'never', downReason: '', revoked: undefined, clockSkewMs: null, lastSeen: null, lastAnswered: null, lastRoundTripMs: null,
-        pingFailedAt: null, pingFailure: '', pingInFlight: false, sessionUpAt: null, firstPing: undefined, version: null, links: new Map(), telemetry: null,
+        pingFailedAt: null, pingFailure: '', pingInFlight: false, sessionUpAt: null, firstPing: undefined, version: null, slot: null, links: new Map(), telemetry: null,
         state: 'offline', reason: 'never connected', since: this.#deps.clock.now(),
       }
       this.#records.set(gatewayId, record)
@@ -332,6 +348,7 @@ export class GatewayLiveness {
       lastAnswered: record.lastAnswered,
       lastRoundTripMs: record.lastRoundTripMs,
       version: record.version,
+      slot: record.slot,
       links: [...record.links.values()].sort((a, b) => a.connectorId.localeCompare(b.connectorId)),
       telemetry: record.telemetry,
     }

@@ -7,11 +7,14 @@ import { Type, type Static } from '@sinclair/typebox'
 export const HTTP_ERROR_STATUS = {
   HTTP_BAD_REQUEST: 400,
   HTTP_UNAUTHORIZED: 401,
+  HTTP_FORBIDDEN: 403,
   HTTP_NOT_FOUND: 404,
   HTTP_CONFLICT: 409,
   HTTP_PAYLOAD_TOO_LARGE: 413,
+  HTTP_RANGE: 416,
   HTTP_INTERNAL: 500,
   HTTP_API_NOT_CONFIGURED: 503,
+  HTTP_UNAVAILABLE: 503,
 } as const
 
 export type HttpErrorCode = keyof typeof HTTP_ERROR_STATUS

@@ -1,3 +1,4 @@
+import { Readable } from 'node:stream'
 import swagger from '@fastify/swagger'
 import type { FastifyPluginAsyncTypebox, TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Fastify, { LogController, type FastifyError, type FastifyReply, type FastifyRequest } from 'fastify'
@@ -159,7 +160,9 @@ export function buildServer(deps: HttpServerDeps) {
 
   // After authentication (onRequest) and parsing, before any schema or handler: see nul-guard.ts.
   app.addHook('preValidation', async (request) => {
-    const where = findNul(request.params, 'the path') ?? findNul(request.query, 'the query') ?? findNul(request.body, 'the body')
+    // A streamed body (a bundle upload) is bytes, not fields, and its stream object is a cyclic graph: never walked.
+    const body = request.body instanceof Readable ? undefined : request.body
+    const where = findNul(request.params, 'the path') ?? findNul(request.query, 'the query') ?? findNul(body, 'the body')
     if (where !== undefined) {
       request.log.info({ url: request.url.split('?')[0]?.slice(0, 200), where }, 'request with a NUL character refused')
       throw new HttpError('HTTP_BAD_REQUEST', nulMessage(where))

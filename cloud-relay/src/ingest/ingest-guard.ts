@@ -15,6 +15,8 @@ export interface IngestLimits {
   statusPerMinute: number
   /** Link messages per gateway per minute: a link changes state a few times per reconnect. */
   linkPerMinute: number
+  /** Update progress messages per gateway per minute: a box reports a download at most every 2 s, and each state once. */
+  updatePerMinute: number
   /** Distinct connectors per gateway: a box serves one to a few PBXs. */
   connectorsPerGateway: number
   /** Distinct extensions per gateway (events and directories): IP Office 3,000 per system, innovaphone more. */
@@ -32,6 +34,7 @@ export const DEFAULT_INGEST_LIMITS: IngestLimits = {
   telemetryPerMinute: 12,
   statusPerMinute: 30,
   linkPerMinute: 120,
+  updatePerMinute: 60,
   connectorsPerGateway: 32,
   endpointsPerGateway: 50_000,
   queuedPerGateway: 20_000,
@@ -81,7 +84,7 @@ export class IngestGuard {
 
   admit(gatewayId: string, envelope: AnyEnvelope): Admission {
     const use = this.#gateway(gatewayId)
-    const perMinute = { directory: this.#limits.directoryPerMinute, telemetry: this.#limits.telemetryPerMinute, status: this.#limits.statusPerMinute, link: this.#limits.linkPerMinute }
+    const perMinute = { directory: this.#limits.directoryPerMinute, telemetry: this.#limits.telemetryPerMinute, status: this.#limits.statusPerMinute, link: this.#limits.linkPerMinute, update: this.#limits.updatePerMinute }
     const rate = (perMinute as Record<string, number | undefined>)[envelope.type]
     if (rate !== undefined && !this.#take(use, envelope.type, rate)) {
       return { ok: false, what: `${envelope.type}_rate`, message: `gateway ${gatewayId} sent more than ${rate} ${envelope.type} messages in a minute; the excess is dropped. A box does not do this: check its software version and log` }

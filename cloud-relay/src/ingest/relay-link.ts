@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import mqtt, { type MqttClient } from 'mqtt'
 import type { Logger } from 'pino'
 import { createEnvelope, decodeMessage, encodeEnvelope } from '../../../gateway/protocol/codec.js'
-import type { AnyEnvelope, DirectoryData, EndpointData, LinkData, PingData, ResultData, SetDndData, StatusData, TelemetryData } from '../../../gateway/protocol/schemas.js'
+import type { AnyEnvelope, DirectoryData, EndpointData, LinkData, PingData, ResultData, SetDndData, StatusData, TelemetryData, UpdateCommandData, UpdateProgressData } from '../../../gateway/protocol/schemas.js'
 import { topics, type CommandName, type ParsedTopic } from '../../../gateway/protocol/topics.js'
 import type { Counters } from '../../../gateway/src/core/counters.js'
 import { IngestGuard, type IngestLimits } from './ingest-guard.js'
@@ -29,6 +29,8 @@ export interface RelayLinkHandlers {
   /** Every valid message from a gateway, before its handler (liveness: "heard from it"). */
   onActivity?(gatewayId: string, kind: ParsedTopic['kind']): void
   onTelemetry?(gatewayId: string, data: TelemetryData): Promise<void> | void
+  /** An update's progress on a box (the `update` topic). */
+  onUpdateProgress?(gatewayId: string, data: UpdateProgressData): Promise<void> | void
   /** A command the gateway answered (liveness: the path works both ways), with its round trip. */
   onCommandAnswered?(gatewayId: string, command: CommandName, ok: boolean, roundTripMs: number): void
 }
@@ -153,7 +155,12 @@ export class RelayLink {
     return this.#send(gatewayId, 'ping', { sentAt: Date.now() })
   }
 
-  async #send(gatewayId: string, name: CommandName, data: SetDndData | { reason: string } | PingData): Promise<ResultData> {
+  /** Asks the gateway to install a release; the result says whether it accepted, progress follows on its update topic. */
+  async sendUpdate(gatewayId: string, data: UpdateCommandData): Promise<ResultData> {
+    return this.#send(gatewayId, 'update', data)
+  }
+
+  async #send(gatewayId: string, name: CommandName, data: SetDndData | { reason: string } | PingData | UpdateCommandData): Promise<ResultData> {
     const client = this.#client
     if (!client?.connected) throw new Error('relay is not connected to the broker')
     const seq = await this.#handlers.nextCommandSeq(gatewayId)
@@ -161,7 +168,9 @@ export class RelayLink {
       ? createEnvelope('cmd.setDnd', data as SetDndData, { gatewayId, seq })
       : name === 'resync'
         ? createEnvelope('cmd.resync', data as { reason: string }, { gatewayId, seq })
-        : createEnvelope('cmd.ping', data as PingData, { gatewayId, seq })
+        : name === 'update'
+          ? createEnvelope('cmd.update', data as UpdateCommandData, { gatewayId, seq })
+          : createEnvelope('cmd.ping', data as PingData, { gatewayId, seq })
     return new Promise<ResultData>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#pending.delete(envelope.id)
@@ -291,6 +300,9 @@ export class RelayLink {
         pending.resolve(envelope.data)
         return
       }
+      case 'update':
+        await this.#handlers.onUpdateProgress?.(topic.gatewayId, envelope.data)
+        return
       case 'telemetry':
         this.#log.debug({ gatewayId: topic.gatewayId, telemetry: envelope.data }, 'telemetry')
         await this.#handlers.onTelemetry?.(topic.gatewayId, envelope.data)

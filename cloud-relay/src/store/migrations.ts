@@ -308,4 +308,55 @@ CREATE INDEX console_sessions_expires ON console_sessions (expires_at);
 ALTER TABLE console_accounts ADD COLUMN disabled_at timestamptz;
 `,
   },
+  {
+    version: 10,
+    name: 'update releases and rollouts',
+    sql: `
+-- Released versions: a signed bundle file the relay serves to enrolled gateways (cloud-relay/src/updates).
+CREATE TABLE update_releases (
+  version text PRIMARY KEY,
+  size bigint NOT NULL CHECK (size > 0),
+  sha256 text NOT NULL CHECK (sha256 ~ '^[0-9a-f]{64}$'),
+  file_path text NOT NULL,
+  notes text NOT NULL DEFAULT '',
+  created_by text NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT now()
+);
+-- A rollout of one release to a target in stages; its state and every box's state survive a relay restart.
+CREATE TABLE update_rollouts (
+  id text PRIMARY KEY,
+  version text NOT NULL REFERENCES update_releases(version),
+  target jsonb NOT NULL,
+  stages jsonb NOT NULL,
+  failure_threshold double precision NOT NULL CHECK (failure_threshold >= 0 AND failure_threshold <= 1),
+  install_at text NOT NULL,
+  state text NOT NULL CHECK (state IN ('running', 'paused', 'halted', 'done')),
+  current_stage integer NOT NULL DEFAULT 0,
+  reason text NOT NULL DEFAULT '',
+  created_by text NOT NULL,
+  created_at timestamptz NOT NULL,
+  updated_at timestamptz NOT NULL
+);
+CREATE TABLE update_rollout_gateways (
+  rollout_id text NOT NULL REFERENCES update_rollouts(id) ON DELETE CASCADE,
+  gateway_id text NOT NULL REFERENCES gateways(id) ON DELETE CASCADE,
+  stage integer NOT NULL,
+  state text NOT NULL CHECK (state IN ('waiting', 'queued', 'downloading', 'verifying', 'installing', 'rebooting', 'healthy', 'rolled-back', 'failed')),
+  bytes bigint,
+  total bigint,
+  reason text NOT NULL DEFAULT '',
+  sent_at timestamptz,
+  updated_at timestamptz NOT NULL,
+  PRIMARY KEY (rollout_id, gateway_id)
+);
+CREATE INDEX update_rollout_gateways_gateway ON update_rollout_gateways (gateway_id);
+-- The key download tokens are signed with (sealed), shared by every relay instance on this database.
+CREATE TABLE update_secrets (
+  id integer PRIMARY KEY CHECK (id = 1),
+  sealed_token_key text NOT NULL
+);
+-- The root file system slot each box last reported booting ("A"/"B").
+ALTER TABLE gateways ADD COLUMN slot text;
+`,
+  },
 ]

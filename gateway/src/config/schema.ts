@@ -27,6 +27,11 @@ export const GatewayConfigSchema = Type.Object({
     caFingerprint: Type.Optional(Type.String({ pattern: '^(sha256[:/])?([0-9A-Fa-f]{2}:?){31}[0-9A-Fa-f]{2}$', description: 'SHA-256 fingerprint of the relay\'s CA or server certificate (the pin shown in the console).' })),
   }, { additionalProperties: false }),
   dataDir: Type.String({ default: '.data/gateway', description: 'Where the gateway keeps its state between runs.' }),
+  /** Image updates (gateway/src/update): on only where the image has RAUC and its keyring. */
+  updates: Type.Object({
+    raucKeyring: Type.Optional(Type.String({ minLength: 1, description: 'PEM keyring of the release keys in the image (e.g. /etc/rauc/keyring.pem): with it the box takes cmd/update and bundle uploads; without it it refuses them' })),
+    healthTimeoutS: Type.Integer({ minimum: 30, maximum: 3600, default: 300, description: 'after a reboot into a new version: how long it has to become healthy before the box gives up on it' }),
+  }, { additionalProperties: false, default: {} }),
   logLevel: Type.Union([Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug'), Type.Literal('trace'), Type.Literal('silent')], { default: 'info' }),
   telemetryIntervalS: Type.Integer({ minimum: 5, maximum: 3600, default: 60 }),
   ownedDndGraceS: Type.Integer({

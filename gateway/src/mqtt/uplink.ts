@@ -33,6 +33,8 @@ export interface UplinkOptions {
   /** Failed attempts on one URL before the next is tried (default 3). */
   attemptsPerUrl?: number
   version: string
+  /** The root file system slot the box booted ("A"/"B"), reported in its status; absent without A/B slots. */
+  slot?: string | undefined
   startedAt: number
   keepaliveS?: number
   connectTimeoutMs?: number
@@ -52,7 +54,7 @@ export interface UplinkDeps {
   outbox?: OutboxStore | undefined
 }
 
-export type CommandEnvelope = Envelope<'cmd.setDnd'> | Envelope<'cmd.resync'>
+export type CommandEnvelope = Envelope<'cmd.setDnd'> | Envelope<'cmd.resync'> | Envelope<'cmd.update'>
 export type CommandHandler = (command: CommandEnvelope) => Promise<Omit<ResultData, 'correlationId' | 'command'>>
 
 /** Retained messages that describe the present (status, links) rather than an event. */
@@ -144,6 +146,10 @@ export class MqttUplink {
     return () => this.#drainListeners.delete(listener)
   }
 
+  #slot(): { slot?: string } {
+    return this.#options.slot !== undefined ? { slot: this.#options.slot } : {}
+  }
+
   onCommand(handler: CommandHandler): void {
     this.#commandHandler = handler
   }
@@ -189,7 +195,7 @@ export class MqttUplink {
       this.#workingIndex = this.#attemptIndex
       log.info({ url: target?.url }, 'relay link up')
       this.#generation += 1
-      this.#sendNow('status', { state: 'online', version: this.#options.version, startedAt: this.#options.startedAt }, topics.status(gatewayId), true)
+      this.#sendNow('status', { state: 'online', version: this.#options.version, startedAt: this.#options.startedAt, ...this.#slot() }, topics.status(gatewayId), true)
       client.subscribe(topics.commandFilter(gatewayId), { qos: 1 }, (err) => {
         if (err) log.error({ err: err.message }, 'subscribing to commands failed')
       })
@@ -282,7 +288,7 @@ export class MqttUplink {
     if (!client) return
     this.#client = undefined
     if (client.connected) {
-      const envelope = createEnvelope('status', { state: 'offline', version: this.#options.version, startedAt: this.#options.startedAt, reason }, {
+      const envelope = createEnvelope('status', { state: 'offline', version: this.#options.version, startedAt: this.#options.startedAt, reason, ...this.#slot() }, {
         gatewayId: this.#options.gatewayId,
         seq: this.#deps.nextSeq(),
       })
@@ -461,7 +467,7 @@ export class MqttUplink {
   }
 
   #will(): IClientOptions['will'] {
-    const envelope = createEnvelope('status', { state: 'offline', version: this.#options.version, startedAt: this.#options.startedAt, reason: 'connection lost' }, {
+    const envelope = createEnvelope('status', { state: 'offline', version: this.#options.version, startedAt: this.#options.startedAt, reason: 'connection lost', ...this.#slot() }, {
       gatewayId: this.#options.gatewayId,
       seq: this.#deps.nextSeq(),
     })

@@ -29,6 +29,7 @@ import {
 import { sameSecret, setupCodeBanner } from './setup-code.js'
 import { errorBody, HttpError } from './http-error.js'
 import { applianceRoutes } from '../appliance/appliance-routes.js'
+import { boxUpdateRoutes, type BoxUpdates } from './update-routes.js'
 import { NetworkService } from '../appliance/network-service.js'
 import { SshAccessStore } from '../appliance/ssh-access.js'
 
@@ -60,6 +61,10 @@ export interface BoxWebServerDeps {
   network?: NetworkService
   /** Told when the box is claimed (admin password set) or factory reset: the console screen changes then. */
   onBoxStateChange?: (event: 'claimed' | 'reset') => void
+  /** The box's update agent, for the update panel and bundle uploads; without it the panel says updates are not available. */
+  updates?: BoxUpdates
+  /** Largest bundle an upload may be (default 1 GiB). */
+  maxUploadBytes?: number
 }
 
 /** Bodies of the first-visit and sign-in forms: a password and a code, nothing near this size. */
@@ -477,6 +482,7 @@ export function buildBoxWebServer(deps: BoxWebServerDeps) {
       })
 
       await authed.register(applianceRoutes, { dataDir: deps.config.dataDir, network, ssh })
+      await authed.register(boxUpdateRoutes, { updates: deps.updates, runningVersion: GATEWAY_VERSION, dir: join(deps.config.dataDir, 'update'), maxBytes: deps.maxUploadBytes ?? 1024 ** 3 })
     })
   }
 

@@ -37,6 +37,8 @@ export interface LogLine { seq: number; time: number; level: number; component?:
 export interface NetworkSettings { mode: 'dhcp' | 'static'; address?: string; prefix?: number; gateway?: string; dns: string[]; ntp: string[]; httpProxy?: string }
 export interface NetworkView { settings: NetworkSettings; trial?: { until: string; confirmUrl: string }; lastApply?: string }
 export interface SshSettings { enabled: boolean; keys: string[] }
+export interface UpdateProgress { updateId: string; version: string; state: 'queued' | 'downloading' | 'verifying' | 'installing' | 'rebooting' | 'healthy' | 'rolled-back' | 'failed'; bytes?: number; total?: number; reason?: string; runningVersion: string; slot: string; at: number }
+export interface UpdateView { available: boolean; runningVersion: string; slot: string | null; latest: UpdateProgress | null }
 export interface DiagnosticCheck { name: string; target: string; ok: boolean; message: string; durationMs: number }
 
 /** An API refusal: `message` says what to do; `field` names the form field it is about. */
@@ -49,6 +51,11 @@ export class ApiError extends Error {
 let csrfToken: string | undefined
 export function setCsrfToken(token: string | undefined): void {
   csrfToken = token
+}
+
+/** The CSRF header for a change sent outside api() (the bundle upload). */
+export function csrfHeader(): Record<string, string> {
+  return csrfToken ? { 'x-csrf-token': csrfToken } : {}
 }
 
 /** Called when the server says the session ended, so the app shows the sign-in page. */

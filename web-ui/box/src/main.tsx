@@ -3,6 +3,7 @@ import { useEffect, useState } from 'preact/hooks'
 import { api, describeError, setCsrfToken, whenSignedOut, type SessionState } from './api.js'
 import { Connectors, EnrollWizard, FactoryReset, Login, PasswordSetup, StatusPage } from './pages.js'
 import { NetworkPage } from './network.js'
+import { UpdatePage } from './update.js'
 import { Alert } from './ui.js'
 import './style.css'
 
@@ -11,6 +12,7 @@ const PAGES = [
   { hash: '#/connectors', label: 'PBX connectors' },
   { hash: '#/status', label: 'Status' },
   { hash: '#/network', label: 'Network' },
+  { hash: '#/update', label: 'Software update' },
   { hash: '#/reset', label: 'Factory reset' },
 ] as const
 
@@ -43,6 +45,7 @@ function App() {
   else if (hash === '#/connectors') page = <Connectors />
   else if (hash === '#/status') page = <StatusPage />
   else if (hash === '#/network') page = <NetworkPage />
+  else if (hash === '#/update') page = <UpdatePage />
   else if (hash === '#/reset') page = <FactoryReset onDone={() => { location.hash = '#/enrol'; void refresh() }} />
   else page = <EnrollWizard />
   return (

@@ -45,6 +45,11 @@ export async function api<T>(method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: st
   return parsed as T
 }
 
+/** The CSRF header for a change sent outside api() (a bundle upload). */
+export function csrfHeaders(): Record<string, string> {
+  return csrfToken ? { 'x-csrf-token': csrfToken } : {}
+}
+
 export const q = (params: Record<string, string | number | undefined | null>): string => {
   const entries = Object.entries(params).filter((e): e is [string, string | number] => e[1] !== undefined && e[1] !== null && e[1] !== '')
   return entries.length ? `?${new URLSearchParams(entries.map(([k, v]) => [k, String(v)])).toString()}` : ''
@@ -69,6 +74,8 @@ export interface Telemetry {
 export interface Gateway {
   id: string; tenantId: string; state: 'online' | 'connected' | 'offline'; reason: string; since: string
   lastSeen: string | null; lastAnswered: string | null; roundTripMs: number | null; version: string | null
+  /** The root file system slot the box booted (A or B); null when it has not said. */
+  slot: string | null
   links: Link[]; telemetry: { at: string; data: Telemetry } | null
 }
 export interface GatewayIdentity { id: string; tenantId: string; name: string; state: 'created' | 'enrolled' | 'revoked'; revokedReason: string | null; enrolledAt: string | null }
@@ -106,3 +113,10 @@ export interface MappingReport {
 export interface ServiceAccount { id: string; username: string; state: 'ok' | 'needs-sign-in'; reason: string | null; action: string | null }
 export interface ServiceAccounts { accounts: ServiceAccount[]; shards: Array<{ accountId: string; subscriptionId: string | null; members: number; expiresAt: string | null }>; polled: number }
 export interface SignIn { id: string; state: 'waiting' | 'signed-in' | 'failed' | 'cancelled'; userCode: string; verificationUri: string; message: string; expiresAt: string; error: string | null }
+export interface Release { version: string; size: number; sha256: string; notes: string; createdBy: string; createdAt: string }
+export interface Rollout {
+  id: string; version: string; targetText: string; stages: number[]; failureThreshold: number; installAt: string
+  state: 'running' | 'paused' | 'halted' | 'done'; stateText: string; currentStage: number; reason: string; createdBy: string; createdAt: string; updatedAt: string
+  counts: Record<string, number>
+}
+export interface RolloutBox { gatewayId: string; stage: number; state: string; stateText: string; bytes: number | null; total: number | null; reason: string; updatedAt: string }

@@ -88,7 +88,7 @@ export function GatewaysPage({ account, tenants }: { account: Account; tenants: 
         <div class="table-wrap">
           <table>
             <caption class="visually-hidden">Gateways and their state (updates live)</caption>
-            <thead><tr><th scope="col">Gateway</th><th scope="col">State</th><th scope="col">Reason</th><th scope="col">Since</th><th scope="col">Last seen</th><th scope="col">Version</th><th scope="col">PBX links</th></tr></thead>
+            <thead><tr><th scope="col">Gateway</th><th scope="col">State</th><th scope="col">Reason</th><th scope="col">Since</th><th scope="col">Last seen</th><th scope="col">Version (slot)</th><th scope="col">PBX links</th></tr></thead>
             <tbody>
               {gateways.map((g) => (
                 <tr key={g.id} data-gateway={g.id}>
@@ -97,7 +97,7 @@ export function GatewaysPage({ account, tenants }: { account: Account; tenants: 
                   <td>{g.reason}</td>
                   <td>{ago(g.since, now)}</td>
                   <td>{ago(g.lastSeen, now)}</td>
-                  <td>{g.version ?? '–'}</td>
+                  <td>{g.version ?? '–'}{g.slot ? ` (slot ${g.slot})` : ''}</td>
                   <td>{g.links.length === 0 ? 'none reported' : g.links.map((l) => <div key={l.connectorId}>{l.connectorId} ({l.pbxType}): {l.state}{l.reason ? `, ${l.reason}` : ''}</div>)}</td>
                 </tr>
               ))}
@@ -184,7 +184,7 @@ export function GatewayDetailPage({ id }: { id: string }) {
             <dt>Enrollment</dt><dd>{identity ? `${identity.state}${identity.revokedReason ? `: ${identity.revokedReason}` : ''}` : '–'}</dd>
             <dt>Last seen</dt><dd>{ago(gateway.lastSeen, now)}</dd>
             <dt>Last answer</dt><dd>{gateway.lastAnswered ? `${ago(gateway.lastAnswered, now)} (${gateway.roundTripMs ?? '?'} ms round trip)` : 'none yet'}</dd>
-            <dt>Version</dt><dd>{gateway.version ?? '–'}</dd>
+            <dt>Version</dt><dd>{gateway.version ?? '–'}{gateway.slot ? `, booted from slot ${gateway.slot}` : ''}</dd>
             <dt>PBX links</dt><dd>{gateway.links.length === 0 ? 'none reported' : gateway.links.map((l) => <div key={l.connectorId}>{l.connectorId} ({l.pbxType}): {l.state}, {l.endpoints} extensions{l.reason ? `, ${l.reason}` : ''}</div>)}</dd>
           </dl>
         </div>

@@ -8,6 +8,7 @@ import { GatewayDetailPage, GatewaysPage } from './gateways.js'
 import { connectLive, disconnectLive, onLiveStatus } from './live.js'
 import { MappingPage } from './mapping.js'
 import { GraphPage, PeoplePage, PersonPage } from './people.js'
+import { RolloutPage, UpdatesPage } from './updates.js'
 import { Alert, message } from './ui.js'
 import './app.css'
 
@@ -66,8 +67,10 @@ function App() {
   else if (section === 'graph') page = <GraphPage account={account} tenants={tenants} />
   else if (section === 'events') page = <EventsPage account={account} tenants={tenants} />
   else if (section === 'accounts') page = <AccountsPage account={account} tenants={tenants} />
+  else if (section === 'updates' && param) page = <RolloutPage id={decodeURIComponent(param)} />
+  else if (section === 'updates') page = <UpdatesPage tenants={tenants} />
   else page = <GatewaysPage account={account} tenants={tenants} />
-  const nav = [['gateways', 'Gateways'], ['people', 'People'], ['mapping', 'Mapping'], ['graph', 'Graph'], ['events', 'Event log'], account.role === 'operator' ? ['accounts', 'Accounts'] : ['accounts', 'Your account']] as const
+  const nav = [['gateways', 'Gateways'], ['people', 'People'], ['mapping', 'Mapping'], ['graph', 'Graph'], ['events', 'Event log'], ...(account.role === 'operator' ? [['updates', 'Updates'] as const] : []), account.role === 'operator' ? ['accounts', 'Accounts'] : ['accounts', 'Your account']] as const
   return (
     <>
       <a class="skip" href="#main" onClick={(e) => { e.preventDefault(); document.getElementById('page-title')?.focus() }}>Skip to content</a>
