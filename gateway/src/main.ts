@@ -99,7 +99,7 @@ async function main(): Promise<void> {
           return undefined
         })
         const identity = await loadUplinkIdentity(config.dataDir)
-        const dispatcher = createRelayDispatcher({ caPems: [...(relayCaPem ? [relayCaPem] : []), ...(identity ? [identity.tls.caPem] : [])], proxyUrl: config.relay.proxyUrl })
+        const dispatcher = await createRelayDispatcher({ caPems: [...(relayCaPem ? [relayCaPem] : []), ...(identity ? [identity.tls.caPem] : [])], proxyUrl: config.relay.proxyUrl })
         updates = new UpdateAgent({ dir: join(config.dataDir, 'update'), runningVersion: GATEWAY_VERSION, healthTimeoutMs: config.updates.healthTimeoutS * 1000 }, {
           installer, clock: systemClock, logger, counters, dispatcher,
           // Healthy: the service runs, the setup page answers (it is up once start returned) and the tunnel is connected if enrolled.

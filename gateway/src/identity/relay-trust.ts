@@ -76,7 +76,7 @@ async function loadUndici(): Promise<Pick<typeof import('undici'), 'Agent' | 'Pr
 }
 
 /** An HTTPS request to the relay through a dispatcher from createRelayDispatcher. */
-export async function relayRequest(url: URL, options: { method: 'GET' | 'POST'; dispatcher: Dispatcher; headers?: Record<string, string>; body?: string }): Promise<Dispatcher.ResponseData> {
+export async function relayRequest(url: string | URL, options: { method: 'GET' | 'POST'; dispatcher?: Dispatcher; headers?: Record<string, string>; body?: string }): Promise<Dispatcher.ResponseData> {
   const { request } = await loadUndici()
   return request(url, options)
 }

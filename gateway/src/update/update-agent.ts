@@ -4,11 +4,12 @@ import { mkdir, readFile, rename, rm, stat, truncate, writeFile } from 'node:fs/
 import { join } from 'node:path'
 import { pipeline } from 'node:stream/promises'
 import type { Logger } from 'pino'
-import { request, type Dispatcher } from 'undici'
+import type { Dispatcher } from 'undici'
 import { FINAL_UPDATE_STATES, type ResultData, type UpdateCommandData, type UpdateProgressData, type UpdateState } from '../../protocol/schemas.js'
 import type { UpdateCommandSink } from '../app.js'
 import type { Clock, ClockTimer } from '../core/clock.js'
 import type { Counters } from '../core/counters.js'
+import { relayRequest } from '../identity/relay-trust.js'
 import type { SlotInstaller } from './slot-installer.js'
 
 /** What the agent keeps on the data partition: it survives a restart, a reboot into the new slot and a rollback. */
@@ -317,7 +318,7 @@ export class UpdateAgent implements UpdateCommandSink {
     const { command } = state
     const headers: Record<string, string> = { authorization: `Bearer ${command.token}` }
     if (from > 0) Object.assign(headers, { range: `bytes=${from}-`, 'if-range': `"${command.sha256}"` })
-    const res = await request(command.url, { method: 'GET', headers, ...(this.#deps.dispatcher ? { dispatcher: this.#deps.dispatcher } : {}) })
+    const res = await relayRequest(command.url, { method: 'GET', headers, ...(this.#deps.dispatcher ? { dispatcher: this.#deps.dispatcher } : {}) })
     if (res.statusCode === 401 || res.statusCode === 403 || res.statusCode === 404) {
       const text = await res.body.text().catch(() => '')
       const message = (() => { try { return (JSON.parse(text) as { error?: { message?: string } }).error?.message } catch { return undefined } })()
