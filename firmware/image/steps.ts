@@ -97,3 +97,16 @@ export class Progress {
 export function mib(bytes: number): string {
   return `${(bytes / 1024 / 1024).toFixed(1)} MiB`
 }
+
+/**
+ * SHA256SUMS with `lines` ("<hash>  <file>") replacing the earlier lines of the same files and keeping the others,
+ * so building one target leaves the other target's checksums in the shared directory. Sorted by file name.
+ */
+export function mergeSha256Sums(before: string, lines: readonly string[]): string {
+  const byFile = new Map<string, string>()
+  for (const line of [...before.split('\n'), ...lines]) {
+    const match = /^[0-9a-f]{64} [ *](.+)$/.exec(line.trim())
+    if (match?.[1]) byFile.set(match[1], line.trim())
+  }
+  return [...byFile.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([, line]) => line).join('\n') + '\n'
+}

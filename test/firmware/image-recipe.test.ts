@@ -106,7 +106,7 @@ t.test('the partition table has esp, root-a, root-b and data, and sfdisk writes 
   const dump = JSON.parse((await exec('sfdisk', ['--json', disk])).stdout) as { partitiontable: { label: string; partitions: Array<{ name: string; type: string; uuid: string; start: number; size: number }> } }
   t.equal(dump.partitiontable.label, 'gpt')
   t.same(dump.partitiontable.partitions.map((p) => [p.name, p.type.toUpperCase(), p.uuid.toLowerCase(), p.start * 512]),
-    placed.map((p) => [p.name, p.type, uuids[p.name], p.offsetBytes]))
+    placed.map((p) => [p.name, p.type, uuids[p.name as keyof typeof uuids], p.offsetBytes]))
 })
 
 t.test('boot entries: read-only root by PARTUUID, serial console last, no editor, boot counting by name', async (t) => {
