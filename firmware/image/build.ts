@@ -163,6 +163,12 @@ async function nodeBinary(opts: Options, recipe: RootRecipe, work: string): Prom
   const file = join(dir, 'bin', 'node')
   const cached = existsSync(file)
   await run(fetchNode, [...versionArgs, '--arch', recipe.nodeArch, '--cache', join(opts.cacheDir, 'downloads'), dir], { cwd: work })
+  if (recipe.nodeArch !== (process.arch === 'arm64' ? 'arm64' : 'x64')) {
+    // Another CPU's Node cannot run here (its loader is not on this host); the ELF header says which CPU it is for.
+    const header = await readFile(file).then((b) => b.subarray(0, 20))
+    if (header.readUInt16LE(18) !== 0xb7) throw new StepFailure(`the Node binary in ${dir} is not an arm64 (aarch64) program`)
+    return { file, version, cached }
+  }
   const reported = (await run(file, ['--version'])).trim()
   if (reported !== `v${version}`) throw new StepFailure(`the Node binary in ${dir} says ${reported}, expected v${version}`)
   return { file, version, cached }
