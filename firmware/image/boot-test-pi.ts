@@ -8,7 +8,7 @@
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { partitionOffsets, PI_PARTITIONS } from './layout.js'
-import { run, StepFailure } from './steps.js'
+import { MTOOLS_ENV, run, StepFailure } from './steps.js'
 
 export interface QemuMachine {
   binary: string
@@ -30,9 +30,8 @@ export async function piMachine(image: string, work: string): Promise<QemuMachin
   const boot = partitionOffsets(PI_PARTITIONS).find((p) => p.content === 'pi-firmware')
   const data = partitionOffsets(PI_PARTITIONS).find((p) => p.name === 'data')
   if (!boot || !data) throw new Error('the Pi layout has no boot or data partition')
-  const env = { ...process.env, MTOOLS_SKIP_CHECK: '1' }
   for (const file of ['vmlinuz', 'initrd.img', 'cmdline.txt']) {
-    await run('mcopy', ['-o', '-i', `${image}@@${boot.offsetBytes}`, `::/${file}`, join(work, file)], { env }).catch((err: unknown) => {
+    await run('mcopy', ['-o', '-i', `${image}@@${boot.offsetBytes}`, `::/${file}`, join(work, file)], { env: MTOOLS_ENV }).catch((err: unknown) => {
       throw new StepFailure(`${file} could not be read from the image's boot partition (${(err as Error).message}): is ${image} a Pi image (npm run image -- --target pi)?`)
     })
   }

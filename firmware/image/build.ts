@@ -14,7 +14,7 @@ import { basename, dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { diskSizeMiB, LOADER_CONF, loaderEntry, partitionOffsets, sfdiskScript, VM_IMAGE_BASENAME, VM_PARTITIONS, type PartitionSpec, type VmPartitionName } from './layout.js'
-import { mergeSha256Sums, mib, missingPackages, Progress, run, StepFailure } from './steps.js'
+import { ext4UsedBytes, mergeSha256Sums, mib, missingPackages, MTOOLS_ENV, Progress, run, StepFailure } from './steps.js'
 import { DISABLE_UNITS, DPKG_EXCLUDES, ENABLE_UNITS, runtimePackages } from './recipe.js'
 import { PI_ROOT, VM_ROOT, type RootRecipe } from './target.js'
 import { buildPiImage, ensureArm64Emulation, PI_REQUIRED_TOOLS } from './pi.js'
@@ -293,7 +293,6 @@ async function assembleRootfs(base: string, node: string, modules: string, recip
   return { dir, varDir, kernelVersion, bytes: await duBytes(dir), varBytes: await duBytes(varDir) }
 }
 
-const MTOOLS_ENV = { ...process.env, MTOOLS_SKIP_CHECK: '1' }
 
 /** The ESP as a FAT32 file: systemd-boot, slot A's kernel and initrd, loader.conf and slot A's entry. */
 async function buildEsp(rootfs: Rootfs, uuids: Record<VmPartitionName, string>, esp: PartitionSpec & { sizeBytes: number }, work: string): Promise<string> {
@@ -333,9 +332,7 @@ async function buildDisk(rootfs: Rootfs, opts: Options, work: string): Promise<{
       const source = p.content === 'rootfs' ? rootfs.dir : rootfs.varDir
       await run('mkfs.ext4', ['-F', '-q', '-L', p.name, '-E', at, '-d', source, partial, `${p.sizeBytes / 1024}k`])
       if (p.content === 'rootfs') {
-        const info = await run('dumpe2fs', ['-h', `${partial}?offset=${p.offsetBytes}`]).catch(() => '')
-        const count = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+)`, 'm').exec(info)?.[1] ?? 0)
-        rootUsedBytes = (count('Block count') - count('Free blocks')) * count('Block size')
+        rootUsedBytes = await ext4UsedBytes(partial, p.offsetBytes)
       }
     }
   }

@@ -16,10 +16,9 @@ import { gunzipSync } from 'node:zlib'
 import { mbrPartUuid, partitionOffsets, PI_BOOT_LABEL, PI_IMAGE_BASENAME, PI_PARTITIONS, piConfigTxt, piFstab } from './layout.js'
 import { DISABLE_UNITS, ENABLE_UNITS, PI_INITRD_MODULES, PI_MASK_UNITS } from './recipe.js'
 import { initrdNames } from './initrd.js'
-import { missingPackages, run, StepFailure } from './steps.js'
+import { missingPackages, MTOOLS_ENV, run, StepFailure } from './steps.js'
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..')
-const MTOOLS_ENV = { ...process.env, MTOOLS_SKIP_CHECK: '1' }
 
 const HELP = `npm run image:check-pi [-- --image FILE]
 

@@ -10,14 +10,13 @@ import { readdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Rootfs } from './build.js'
 import { diskSizeMiB, mbrPartUuid, partitionOffsets, PI_BOOT_LABEL, PI_IMAGE_BASENAME, PI_PARTITIONS, piCmdline, piConfigTxt, sfdiskScriptMbr, type PartitionSpec } from './layout.js'
-import { mib, type Progress, run, StepFailure } from './steps.js'
+import { ext4UsedBytes, mib, MTOOLS_ENV, type Progress, run, StepFailure } from './steps.js'
 
 export const PI_REQUIRED_TOOLS: Array<[tool: string, pkg: string]> = [
   ['qemu-aarch64-static', 'qemu-user-static'], ['arch-test', 'arch-test'], ['xz', 'xz-utils'], ['debugfs', 'e2fsprogs'],
 ]
 
 const BINFMT = '/proc/sys/fs/binfmt_misc'
-const MTOOLS_ENV = { ...process.env, MTOOLS_SKIP_CHECK: '1' }
 
 /**
  * Makes sure this kernel runs arm64 programs through qemu-aarch64-static: mounts binfmt_misc if it is not, and
@@ -111,9 +110,7 @@ export async function buildPiImage(rootfs: Rootfs, out: string, work: string, pr
       } else if (p.content === 'rootfs' || p.content === 'var') {
         await run('mkfs.ext4', ['-F', '-q', '-L', p.name, '-E', `offset=${p.offsetBytes}`, '-d', p.content === 'rootfs' ? rootfs.dir : rootfs.varDir, partial, `${p.sizeBytes / 1024}k`])
         if (p.content === 'rootfs') {
-          const info = await run('dumpe2fs', ['-h', `${partial}?offset=${p.offsetBytes}`]).catch(() => '')
-          const count = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+)`, 'm').exec(info)?.[1] ?? 0)
-          rootUsedBytes = (count('Block count') - count('Free blocks')) * count('Block size')
+          rootUsedBytes = await ext4UsedBytes(partial, p.offsetBytes)
         }
       }
     }
