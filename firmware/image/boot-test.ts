@@ -63,7 +63,9 @@ forwards to the host's relay and PBX simulator).
 
 const OVMF_CODE = '/usr/share/OVMF/OVMF_CODE_4M.fd'
 const OVMF_VARS = '/usr/share/OVMF/OVMF_VARS_4M.fd'
-const SETUP_CODE = /setup code:\s+([2-9A-HJ-NP-Z]{4}-[2-9A-HJ-NP-Z]{4}-[2-9A-HJ-NP-Z]{4})/
+// The gateway's line on /dev/console ("enter the setup code:  CODE") or, where /dev/console is the screen (the Pi's
+// tty1), the console screen agetty shows on the serial port ("setup code on the first visit:" and the code below).
+const SETUP_CODE = /setup code(?::| on the first visit:)\s+([2-9A-HJ-NP-Z]{4}-[2-9A-HJ-NP-Z]{4}-[2-9A-HJ-NP-Z]{4})/
 const PASSWORD = 'boot-test admin password 7'
 /** Where the guest finds the host's services: QEMU's guestfwd answers connections to this address. */
 const HOST_IN_GUEST = '10.0.2.100'
@@ -350,7 +352,8 @@ async function main(): Promise<void> {
       })
     }
     const code = await check('2. serial console shows the setup URL, the certificate fingerprint and the setup code', async () => {
-      const match = await waitForSerial(first.serialLog, SETUP_CODE, 30)
+      // On the Pi the code reaches the serial port only with the console screen, when agetty redraws (slower under TCG).
+      const match = await waitForSerial(first.serialLog, SETUP_CODE, pi ? 180 : 30)
       const text = await readFile(first.serialLog, 'utf8')
       const urls = [...text.matchAll(/(https:\/\/[^\s/]+\/)/g)].map((m) => m[1])
       if (urls.length === 0) throw new CheckFailure('the setup code is there but no setup URL next to it')
