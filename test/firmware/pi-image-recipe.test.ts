@@ -106,3 +106,27 @@ t.test('the image check reads a newc cpio archive (the initrd) and SHA256SUMS ke
   const before = `${a}  pbx-gateway-vm-x86_64.raw\n${a}  pbx-gateway-pi-arm64.img.xz\n`
   t.equal(mergeSha256Sums(before, [`${b}  pbx-gateway-pi-arm64.img.xz`]), `${b}  pbx-gateway-pi-arm64.img.xz\n${a}  pbx-gateway-vm-x86_64.raw\n`)
 })
+
+t.test('the Pi image check and the boot test explain themselves and refuse a bad target', async (t) => {
+  const run = async (script: string, args: string[]) => {
+    try {
+      const { stdout, stderr } = await exec(process.execPath, ['--import', 'tsx', script, ...args], { timeout: 60_000 })
+      return { code: 0, stdout, stderr }
+    } catch (err) {
+      const e = err as { code?: number; stdout?: string; stderr?: string }
+      return { code: typeof e.code === 'number' ? e.code : -1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' }
+    }
+  }
+  const check = await run('firmware/image/check-pi-image.ts', ['--help'])
+  t.equal(check.code, 0, check.stderr)
+  t.match(check.stdout, /without mounting it/)
+  const absent = await run('firmware/image/check-pi-image.ts', ['--image', '/nonexistent/pi.img'])
+  t.equal(absent.code, 2)
+  t.match(absent.stderr, /no image at \/nonexistent\/pi\.img: build it with npm run image -- --target pi/)
+  const help = await run('firmware/image/boot-test.ts', ['--help'])
+  t.match(help.stdout, /--target vm\|pi/)
+  t.match(help.stdout, /qemu-system-aarch64 -M virt -cpu cortex-a72/)
+  const wrong = await run('firmware/image/boot-test.ts', ['--target', 'toaster'])
+  t.equal(wrong.code, 2)
+  t.match(wrong.stderr, /--target must be vm or pi/)
+})
