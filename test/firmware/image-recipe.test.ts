@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import t from 'tap'
+import { runTsCli } from '../helpers/ts-cli.js'
 import { adapterRegistry } from '../../gateway/src/adapters/registry.js'
 import { parseGatewayConfig } from '../../gateway/src/config/load.js'
 import { diskSizeMiB, KERNEL_CONSOLES, LOADER_CONF, loaderEntry, PARTITION_TYPES, partitionOffsets, sfdiskScript, VM_PARTITIONS } from '../../firmware/image/layout.js'
@@ -38,15 +39,7 @@ function parseUnit(text: string): Map<string, Map<string, string[]>> {
   return sections
 }
 
-async function cli(script: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await exec(process.execPath, ['--import', 'tsx', script, ...args], { timeout: 60_000 })
-    return { code: 0, stdout, stderr }
-  } catch (err) {
-    const e = err as { code?: number; stdout?: string; stderr?: string }
-    return { code: typeof e.code === 'number' ? e.code : -1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' }
-  }
-}
+const cli = runTsCli
 
 t.test('the gateway unit is hardened and runs the shipped Node on the box config', async (t) => {
   const unit = parseUnit(await readFile('firmware/systemd/pbx-gateway.service', 'utf8'))

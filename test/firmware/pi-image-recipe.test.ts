@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import t from 'tap'
+import { runTsCli } from '../helpers/ts-cli.js'
 import { qemuCmdline } from '../../firmware/image/boot-test-pi.js'
 import { cpioNames } from '../../firmware/image/initrd.js'
 import { diskSizeMiB, mbrPartUuid, partitionOffsets, PI_BOOT_LABEL, PI_PARTITIONS, piCmdline, piConfigTxt, piFstab, sfdiskScriptMbr } from '../../firmware/image/layout.js'
@@ -108,15 +109,7 @@ t.test('the image check reads a newc cpio archive (the initrd) and SHA256SUMS ke
 })
 
 t.test('the Pi image check and the boot test explain themselves and refuse a bad target', async (t) => {
-  const run = async (script: string, args: string[]) => {
-    try {
-      const { stdout, stderr } = await exec(process.execPath, ['--import', 'tsx', script, ...args], { timeout: 60_000 })
-      return { code: 0, stdout, stderr }
-    } catch (err) {
-      const e = err as { code?: number; stdout?: string; stderr?: string }
-      return { code: typeof e.code === 'number' ? e.code : -1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' }
-    }
-  }
+  const run = runTsCli
   const check = await run('firmware/image/check-pi-image.ts', ['--help'])
   t.equal(check.code, 0, check.stderr)
   t.match(check.stdout, /without mounting it/)
