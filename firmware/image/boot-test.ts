@@ -21,7 +21,8 @@ import { parseArgs } from 'node:util'
 import pino from 'pino'
 import { Agent, fetch } from 'undici'
 import { DEMO_PEOPLE, Stack, type DemoPerson } from '../../scripts/stack.js'
-import { partitionOffsets, VM_IMAGE_BASENAME } from './layout.js'
+import { partitionOffsets, PI_IMAGE_BASENAME, VM_IMAGE_BASENAME } from './layout.js'
+import { piMachine, type QemuMachine } from './boot-test-pi.js'
 import { mib, missingPackages, Progress, run, StepFailure } from './steps.js'
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..')
@@ -43,6 +44,9 @@ on a throw-away overlay and checks, each with its time:
      a factory reset then shows a new setup code and leaves no identity and no connector
 Exits 1 naming the failed check and the serial log.
 
+  --target vm|pi      vm (default), or the Raspberry Pi image dist/images/${PI_IMAGE_BASENAME}.img in
+                      qemu-system-aarch64 -M virt -cpu cortex-a72 with the kernel, initrd and
+                      cmdline.txt of its boot partition (serial console ttyAMA0); same checks
   --image FILE        the image (default dist/images/${VM_IMAGE_BASENAME}.qcow2, else .raw)
   --boot-timeout S    seconds to wait for the setup page per boot (default 600: TCG on a
                       busy 2-core host is slow; the time each boot took is printed)
@@ -59,7 +63,9 @@ forwards to the host's relay and PBX simulator).
 
 const OVMF_CODE = '/usr/share/OVMF/OVMF_CODE_4M.fd'
 const OVMF_VARS = '/usr/share/OVMF/OVMF_VARS_4M.fd'
-const SETUP_CODE = /setup code:\s+([2-9A-HJ-NP-Z]{4}-[2-9A-HJ-NP-Z]{4}-[2-9A-HJ-NP-Z]{4})/
+// The gateway's line on /dev/console ("enter the setup code:  CODE") or, where /dev/console is the screen (the Pi's
+// tty1), the console screen agetty shows on the serial port ("setup code on the first visit:" and the code below).
+const SETUP_CODE = /setup code(?::| on the first visit:)\s+([2-9A-HJ-NP-Z]{4}-[2-9A-HJ-NP-Z]{4}-[2-9A-HJ-NP-Z]{4})/
 const PASSWORD = 'boot-test admin password 7'
 /** Where the guest finds the host's services: QEMU's guestfwd answers connections to this address. */
 const HOST_IN_GUEST = '10.0.2.100'
@@ -91,15 +97,22 @@ interface Vm {
 /** Host ports the guest reaches at HOST_IN_GUEST:same port (the relay's HTTPS and mqtts, the OSBiz simulator's CSTA). */
 type GuestForwards = readonly number[]
 
-function startVm(work: string, overlay: string, vars: string, port: number, boot: number, forwards: GuestForwards): Vm {
+/** The x86-64 VM: q35 with OVMF (its variables copied to `vars`), booting systemd-boot from the ESP. */
+function vmMachine(vars: string): QemuMachine {
+  return {
+    binary: 'qemu-system-x86_64', pkg: 'qemu-system-x86',
+    args: ['-machine', 'q35', '-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${OVMF_CODE}`, '-drive', `if=pflash,format=raw,unit=1,file=${vars}`, '-vga', 'std'],
+    dataOffsetBytes: partitionOffsets().find((p) => p.name === 'data')?.offsetBytes ?? 0,
+  }
+}
+
+function startVm(work: string, overlay: string, machine: QemuMachine, port: number, boot: number, forwards: GuestForwards): Vm {
   const serialLog = join(work, `serial-boot${boot}.log`)
   const monitor = join(work, 'monitor.sock')
   const args = [
     // One TCG thread for both vCPUs: with a thread per vCPU a guest kernel patching its own code (static keys) while
     // the other vCPU runs it was seen to stop with "Oops: int3" in sched_clock_cpu and a kernel panic (boot 2 of a run).
-    '-accel', 'tcg,thread=single', '-machine', 'q35', '-m', '1024', '-smp', '2', '-display', 'none', '-no-user-config', '-nodefaults',
-    '-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${OVMF_CODE}`,
-    '-drive', `if=pflash,format=raw,unit=1,file=${vars}`,
+    '-accel', 'tcg,thread=single', ...machine.args, '-m', '1024', '-smp', '2', '-display', 'none', '-no-user-config', '-nodefaults',
     '-drive', `if=virtio,format=qcow2,file=${overlay}`,
     // restrict=on: the guest reaches only these forwards. cmd: (socat per connection) rather than a tcp: chardev,
     // which QEMU opens once at start and shares between all guest connections (and loses when the relay restarts).
@@ -107,10 +120,9 @@ function startVm(work: string, overlay: string, vars: string, port: number, boot
     '-device', 'virtio-net-pci,netdev=n0',
     '-device', 'virtio-rng-pci',
     '-serial', `file:${serialLog}`,
-    '-vga', 'std',
     '-monitor', `unix:${monitor},server,nowait`,
   ]
-  const child = spawn('qemu-system-x86_64', args, { stdio: ['ignore', 'ignore', 'pipe'] })
+  const child = spawn(machine.binary, args, { stdio: ['ignore', 'ignore', 'pipe'] })
   let stderr = ''
   child.stderr?.on('data', (chunk: Buffer) => { stderr += chunk.toString('utf8') })
   const exited = new Promise<number | null>((resolveExit) => {
@@ -119,7 +131,7 @@ function startVm(work: string, overlay: string, vars: string, port: number, boot
       resolveExit(code)
     })
     child.on('error', (err) => {
-      process.stderr.write(`qemu-system-x86_64 could not be started: ${err.message} (apt-get install -y qemu-system-x86)\n`)
+      process.stderr.write(`${machine.binary} could not be started: ${err.message} (apt-get install -y ${machine.pkg})\n`)
       resolveExit(-1)
     })
   })
@@ -208,15 +220,13 @@ async function powerDown(vm: Vm, timeoutS: number): Promise<'clean' | 'forced'> 
 }
 
 /** Copies the guest's journal out of the data partition of the overlay (debugfs reads ext4 at an offset, no mount). */
-async function guestJournal(work: string, overlay: string): Promise<string> {
-  const data = partitionOffsets().find((p) => p.name === 'data')
-  if (!data) throw new Error('no data partition in the layout')
+async function guestJournal(work: string, overlay: string, dataOffsetBytes: number): Promise<string> {
   const raw = join(work, 'disk-after.raw')
   await run('qemu-img', ['convert', '-O', 'raw', overlay, raw])
   const target = join(work, 'journal')
   await rm(target, { recursive: true, force: true })
   await mkdir(target)
-  await run('debugfs', ['-R', `rdump /log/journal ${target}`, `${raw}?offset=${data.offsetBytes}`])
+  await run('debugfs', ['-R', `rdump /log/journal ${target}`, `${raw}?offset=${dataOffsetBytes}`])
   await rm(raw)
   return join(target, 'journal')
 }
@@ -253,6 +263,7 @@ async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       image: { type: 'string' },
+      target: { type: 'string', default: 'vm' },
       'boot-timeout': { type: 'string', default: '600' },
       keep: { type: 'boolean', default: false },
       endpoints: { type: 'string', default: '500' },
@@ -268,21 +279,25 @@ async function main(): Promise<void> {
   if (!Number.isInteger(endpointCount) || endpointCount < 3 || endpointCount > 20000) throw new StepFailure(`--endpoints takes a number from 3 to 20000 (got "${values.endpoints}")`)
   const bootTimeoutS = Number(values['boot-timeout'])
   if (!Number.isFinite(bootTimeoutS) || bootTimeoutS <= 0) throw new StepFailure(`--boot-timeout takes seconds (got "${values['boot-timeout']}")`)
+  if (values.target !== 'vm' && values.target !== 'pi') throw new StepFailure(`--target must be vm or pi (got "${values.target}")`)
+  const pi = values.target === 'pi'
   const images = join(REPO, 'dist', 'images')
-  const image = resolve(values.image ?? [join(images, `${VM_IMAGE_BASENAME}.qcow2`), join(images, `${VM_IMAGE_BASENAME}.raw`)].find((f) => existsSync(f)) ?? join(images, `${VM_IMAGE_BASENAME}.qcow2`))
-  if (!existsSync(image)) throw new StepFailure(`no image at ${image}: build it first with npm run image -- --target vm`)
-  for (const file of [OVMF_CODE, OVMF_VARS]) if (!existsSync(file)) throw new StepFailure(`${file} is missing: apt-get install -y ovmf`)
+  const image = resolve(values.image ?? (pi ? join(images, `${PI_IMAGE_BASENAME}.img`) : undefined) ?? [join(images, `${VM_IMAGE_BASENAME}.qcow2`), join(images, `${VM_IMAGE_BASENAME}.raw`)].find((f) => existsSync(f)) ?? join(images, `${VM_IMAGE_BASENAME}.qcow2`))
+  if (!existsSync(image)) throw new StepFailure(`no image at ${image}: build it first with npm run image -- --target ${values.target}`)
+  if (!pi) for (const file of [OVMF_CODE, OVMF_VARS]) if (!existsSync(file)) throw new StepFailure(`${file} is missing: apt-get install -y ovmf`)
   // socat: the guest reaches the host's relay and PBX simulator through it.
-  const missing = missingPackages([['qemu-system-x86_64', 'qemu-system-x86'], ['qemu-img', 'qemu-utils'], ['socat', 'socat']])
+  const missing = missingPackages([pi ? ['qemu-system-aarch64', 'qemu-system-arm'] : ['qemu-system-x86_64', 'qemu-system-x86'], ['qemu-img', 'qemu-utils'], ['socat', 'socat'], ...(pi ? [['mcopy', 'mtools'] as const] : [])])
   if (missing.length) throw new StepFailure(`missing tools; install them with: apt-get install -y ${missing.join(' ')}`)
 
   const work = await mkdtemp(join(tmpdir(), 'pbxgw-boot-test-'))
   const progress = new Progress()
   const overlay = join(work, 'overlay.qcow2')
   const vars = join(work, 'OVMF_VARS.fd')
-  await copyFile(OVMF_VARS, vars)
+  if (!pi) await copyFile(OVMF_VARS, vars)
+  const machine = pi ? await piMachine(image, work) : vmMachine(vars)
+  if (pi) progress.line(`Pi image in ${machine.binary} -M virt: kernel, initrd and cmdline.txt from its boot partition; -append ${machine.args.at(-1) ?? ''}`)
   // 4 GiB: larger than the image, so the first boot grows the data partition into the rest.
-  await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', image.endsWith('.raw') ? 'raw' : 'qcow2', '-b', image, overlay, '4G'])
+  await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', /\.(raw|img)$/.test(image) ? 'raw' : 'qcow2', '-b', image, overlay, '4G'])
   const port = await freePort()
   progress.line(`host load average ${loadavg().map((l) => l.toFixed(1)).join(' ')} on ${cpus().length} CPUs (TCG boot times depend on it)`)
   progress.line(`image ${image}; overlay, serial logs and OVMF variables in ${work}; setup page forwarded to https://127.0.0.1:${port}/`)
@@ -328,7 +343,7 @@ async function main(): Promise<void> {
   }
   try {
     const bootStart = performance.now()
-    vm = startVm(work, overlay, vars, port, 1, forwards)
+    vm = startVm(work, overlay, machine, port, 1, forwards)
     const first = vm
     const session = await check('1. boot 1: setup page answers over HTTPS', async () => {
       const answer = await waitForSetupPage(first, port, bootTimeoutS)
@@ -343,7 +358,8 @@ async function main(): Promise<void> {
       })
     }
     const code = await check('2. serial console shows the setup URL, the certificate fingerprint and the setup code', async () => {
-      const match = await waitForSerial(first.serialLog, SETUP_CODE, 30)
+      // On the Pi the code reaches the serial port only with the console screen, when agetty redraws (slower under TCG).
+      const match = await waitForSerial(first.serialLog, SETUP_CODE, pi ? 180 : 30)
       const text = await readFile(first.serialLog, 'utf8')
       const urls = [...text.matchAll(/(https:\/\/[^\s/]+\/)/g)].map((m) => m[1])
       if (urls.length === 0) throw new CheckFailure('the setup code is there but no setup URL next to it')
@@ -441,7 +457,7 @@ async function main(): Promise<void> {
     progress.line(`  power-down (ACPI): ${how}, ${((performance.now() - downStart) / 1000).toFixed(1)} s`)
 
     const rebootStart = performance.now()
-    vm = startVm(work, overlay, vars, port, 2, forwards)
+    vm = startVm(work, overlay, machine, port, 2, forwards)
     const second = vm
     const admin2 = await check('4. boot 2: the password survives, the setup code is used up', async () => {
       const answer = await waitForSetupPage(second, port, bootTimeoutS)
@@ -507,7 +523,7 @@ async function main(): Promise<void> {
     if (vm) await vm.exited
     await stack.stop().catch((err: unknown) => progress.line(`  host stack did not stop cleanly: ${(err as Error).message}`))
   }
-  const journal = await guestJournal(work, overlay).catch((err: unknown) => { progress.line(`  guest journal not read: ${(err as Error).message}`); return undefined })
+  const journal = await guestJournal(work, overlay, machine.dataOffsetBytes).catch((err: unknown) => { progress.line(`  guest journal not read: ${(err as Error).message}`); return undefined })
   if (journal && failed) {
     const warnings = await run('journalctl', ['-D', journal, '-p', 'warning', '-o', 'short-monotonic', '--no-pager']).catch(() => '')
     process.stdout.write(`\nGuest journal, warnings and errors (all of it: journalctl -D ${journal}):\n${warnings.split('\n').slice(-40).join('\n')}\n`)

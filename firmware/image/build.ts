@@ -13,11 +13,13 @@ import { chmod, copyFile, cp, mkdir, readdir, readFile, rename, rm, stat, symlin
 import { basename, dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { diskSizeMiB, LOADER_CONF, loaderEntry, partitionOffsets, sfdiskScript, VM_IMAGE_BASENAME, VM_PARTITIONS, type PartitionSpec } from './layout.js'
+import { diskSizeMiB, LOADER_CONF, loaderEntry, partitionOffsets, sfdiskScript, VM_IMAGE_BASENAME, VM_PARTITIONS, type PartitionSpec, type VmPartitionName } from './layout.js'
+import { ext4UsedBytes, mergeSha256Sums, mib, missingPackages, MTOOLS_ENV, Progress, run, StepFailure } from './steps.js'
+import { DISABLE_UNITS, DPKG_EXCLUDES, ENABLE_UNITS, runtimePackages } from './recipe.js'
+import { PI_ROOT, VM_ROOT, type RootRecipe } from './target.js'
 import { warmCompileCache } from './compile-cache.js'
 import { ovfDescriptor, ovfManifest } from './ova.js'
-import { mib, missingPackages, Progress, run, StepFailure } from './steps.js'
-import { BASE_PACKAGES, DISABLE_UNITS, DPKG_EXCLUDES, ENABLE_UNITS, INITRD_MODULES, MASK_UNITS, runtimePackages } from './recipe.js'
+import { buildPiImage, ensureArm64Emulation, PI_REQUIRED_TOOLS } from './pi.js'
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..')
 const HERE = join(REPO, 'firmware', 'image')
@@ -30,7 +32,10 @@ Builds the PBX presence gateway's appliance image (run as root; Debian packages 
                          dist/images/${VM_IMAGE_BASENAME}.raw, .qcow2 and .ova (VMware,
                          VirtualBox; .vmdk alone with --formats raw,vmdk) and
                          dist/images/SHA256SUMS
-  --target pi            not built yet (Raspberry Pi 4/5): exits with a message
+  --target pi            Raspberry Pi 4/5 (arm64): MBR with boot (Pi firmware), root-a, root-b,
+                         data; writes dist/images/pbx-gateway-pi-arm64.img.xz (Raspberry Pi
+                         Imager or xz -dc | dd) and its line in SHA256SUMS; built through
+                         qemu-aarch64-static (qemu-user-static, binfmt_misc)
   --out DIR              output directory (default dist/images)
   --cache-dir DIR        where the Debian root, Node and node_modules are kept between
                          builds (default /var/cache/pbx-gateway-image)
@@ -49,7 +54,7 @@ Boot it with: npm run image:test
 `
 
 interface Options {
-  target: 'vm'
+  target: 'vm' | 'pi'
   out: string
   cacheDir: string
   suite: string
@@ -89,16 +94,13 @@ function parseOptions(argv: string[]): Options | undefined {
     process.stdout.write(HELP)
     return undefined
   }
-  if (values.target === 'pi') {
-    throw new StepFailure('--target pi is not built yet: this build makes the VM image only (--target vm). The Raspberry Pi image is still open in issue 13.')
-  }
-  if (values.target !== 'vm') throw new StepFailure(`--target must be vm (got ${values.target === undefined ? 'nothing' : `"${values.target}"`}); see --help`)
+  if (values.target !== 'vm' && values.target !== 'pi') throw new StepFailure(`--target must be vm or pi (got ${values.target === undefined ? 'nothing' : `"${values.target}"`}); see --help`)
   const formats = values.formats.split(',').map((f) => f.trim()).filter(Boolean)
   const bad = formats.filter((f) => f !== 'raw' && f !== 'qcow2' && f !== 'vmdk' && f !== 'ova')
   if (bad.length || !formats.includes('raw')) throw new StepFailure(`--formats takes raw,qcow2,vmdk,ova and must include raw (got "${values.formats}")`)
   if (values.node !== 'pinned' && !/^\d+\.\d+\.\d+$/.test(values.node)) throw new StepFailure(`--node takes an exact version such as 24.22.3 (got "${values.node}"); leave it out for the pinned one`)
   return {
-    target: 'vm', out: resolve(values.out), cacheDir: resolve(values['cache-dir']), suite: values.suite, mirror: values.mirror,
+    target: values.target, out: resolve(values.out), cacheDir: resolve(values['cache-dir']), suite: values.suite, mirror: values.mirror,
     node: values.node, formats: formats as Options['formats'], skipAppBuild: values['skip-app-build'], keepWork: values['keep-work'],
   }
 }
@@ -108,9 +110,9 @@ const REQUIRED_TOOLS: Array<[tool: string, pkg: string]> = [
   ['qemu-img', 'qemu-utils'], ['systemctl', 'systemd'], ['systemd-sysusers', 'systemd'], ['tar', 'tar'], ['npm', 'npm'],
 ]
 
-async function checkHost(): Promise<void> {
+async function checkHost(opts: Options): Promise<void> {
   if (process.getuid?.() !== 0) throw new StepFailure('the image build must run as root (mmdebstrap --mode=root, file ownership in the image): run it with sudo or as root')
-  const missing = missingPackages(REQUIRED_TOOLS)
+  const missing = missingPackages(opts.target === 'pi' ? [...REQUIRED_TOOLS, ...PI_REQUIRED_TOOLS] : REQUIRED_TOOLS)
   if (missing.length) throw new StepFailure(`missing tools; install them with: apt-get install -y ${missing.join(' ')}`)
 }
 
@@ -156,40 +158,49 @@ async function runtimeModules(opts: Options, work: string): Promise<{ dir: strin
  * Node from the npm registry through scripts/fetch-node.sh, the one fetcher the container build and CI use too
  * (pinned version, sha512 checked), installed once per version under the cache directory.
  */
-async function nodeBinary(opts: Options, work: string): Promise<{ file: string; version: string; cached: boolean }> {
+async function nodeBinary(opts: Options, recipe: RootRecipe, work: string): Promise<{ file: string; version: string; cached: boolean }> {
   const fetchNode = join(REPO, 'scripts', 'fetch-node.sh')
   const versionArgs = opts.node === 'pinned' ? [] : ['--version', opts.node]
   const version = (await run(fetchNode, [...versionArgs, '--print-version'], { cwd: work })).trim()
-  const dir = join(opts.cacheDir, `node-${version}`)
+  const dir = join(opts.cacheDir, recipe.nodeArch === 'x64' ? `node-${version}` : `node-${version}-${recipe.nodeArch}`)
   const file = join(dir, 'bin', 'node')
   const cached = existsSync(file)
-  await run(fetchNode, [...versionArgs, '--arch', 'x64', '--cache', join(opts.cacheDir, 'downloads'), dir], { cwd: work })
+  await run(fetchNode, [...versionArgs, '--arch', recipe.nodeArch, '--cache', join(opts.cacheDir, 'downloads'), dir], { cwd: work })
+  if (recipe.nodeArch !== (process.arch === 'arm64' ? 'arm64' : 'x64')) {
+    // Another CPU's Node cannot run here (its loader is not on this host); the ELF header says which CPU it is for.
+    const header = await readFile(file).then((b) => b.subarray(0, 20))
+    if (header.readUInt16LE(18) !== 0xb7) throw new StepFailure(`the Node binary in ${dir} is not an arm64 (aarch64) program`)
+    return { file, version, cached }
+  }
   const reported = (await run(file, ['--version'])).trim()
   if (reported !== `v${version}`) throw new StepFailure(`the Node binary in ${dir} says ${reported}, expected v${version}`)
   return { file, version, cached }
 }
 
 /** The Debian root as mmdebstrap makes it, as a tarball keyed by release, mirror and package set. */
-async function baseRootfs(opts: Options, work: string): Promise<{ tarball: string; cached: boolean }> {
-  const recipe = { suite: opts.suite, mirror: opts.mirror, arch: 'amd64', variant: 'minbase', packages: BASE_PACKAGES, excludes: DPKG_EXCLUDES, initrd: INITRD_MODULES, revision: 2 }
-  const tarball = join(opts.cacheDir, `rootfs-${opts.suite}-amd64-${hashOf(recipe)}.tar`)
+async function baseRootfs(opts: Options, root: RootRecipe, work: string): Promise<{ tarball: string; cached: boolean }> {
+  const recipe = { suite: opts.suite, mirror: opts.mirror, arch: root.debArch, variant: 'minbase', packages: root.packages, excludes: DPKG_EXCLUDES, initrd: root.initrdModules, revision: 2,
+    // Only in the key when set, so the VM's key (and its cached root) stays as it was.
+    ...(root.components.length > 1 ? { components: root.components } : {}), ...(root.hooks.length ? { hooks: root.hooks } : {}) }
+  const tarball = join(opts.cacheDir, `rootfs-${opts.suite}-${root.debArch}-${hashOf(recipe)}.tar`)
   if (existsSync(tarball)) return { tarball, cached: true }
   await mkdir(opts.cacheDir, { recursive: true })
   const partial = `${tarball}.tmp.tar`
   await rm(partial, { force: true })
   await run('mmdebstrap', [
-    '--mode=root', '--variant=minbase', '--architectures=amd64', '--components=main',
-    `--include=${BASE_PACKAGES.join(',')}`,
+    '--mode=root', '--variant=minbase', `--architectures=${root.debArch}`, `--components=${root.components.join(',')}`,
+    `--include=${root.packages.join(',')}`,
     ...DPKG_EXCLUDES.map((rule) => `--dpkgopt=${rule}`),
     // Before the kernel's package runs update-initramfs (once, at its installation).
-    `--setup-hook=mkdir -p "$1/etc/initramfs-tools/conf.d" "$1/usr/share/initramfs-tools/modules.d" && echo MODULES=list > "$1/etc/initramfs-tools/conf.d/pbxgw.conf" && printf '%s\\n' ${INITRD_MODULES.join(' ')} > "$1/usr/share/initramfs-tools/modules.d/pbxgw"`,
+    `--setup-hook=mkdir -p "$1/etc/initramfs-tools/conf.d" "$1/usr/share/initramfs-tools/modules.d" && echo MODULES=list > "$1/etc/initramfs-tools/conf.d/pbxgw.conf" && printf '%s\\n' ${root.initrdModules.join(' ')} > "$1/usr/share/initramfs-tools/modules.d/pbxgw"`,
+    ...root.hooks,
     opts.suite, partial, opts.mirror,
   ], { logFile: join(work, 'mmdebstrap.log') })
   await rename(partial, tarball)
   return { tarball, cached: false }
 }
 
-interface Rootfs {
+export interface Rootfs {
   dir: string
   varDir: string
   kernelVersion: string
@@ -204,7 +215,7 @@ async function duBytes(dir: string): Promise<number> {
 }
 
 /** Unpacks the base and makes it the box: app, Node, units, users, read-only root with /var on the data partition. */
-async function assembleRootfs(base: string, node: string, modules: string, work: string): Promise<Rootfs> {
+async function assembleRootfs(base: string, node: string, modules: string, recipe: RootRecipe, work: string): Promise<Rootfs> {
   const dir = join(work, 'rootfs')
   const varDir = join(work, 'var')
   await rm(dir, { recursive: true, force: true })
@@ -214,6 +225,7 @@ async function assembleRootfs(base: string, node: string, modules: string, work:
 
   // Configuration files of the box (fstab, network, journald, avahi, tmpfiles, sysusers, repart, hostname script).
   await run('cp', ['-R', '--no-preserve=ownership', `${join(HERE, 'rootfs')}/.`, dir])
+  if (recipe.fstab) await writeFile(join(dir, 'etc', 'fstab'), recipe.fstab)
   for (const unit of await readdir(join(REPO, 'firmware', 'systemd'))) {
     await copyFile(join(REPO, 'firmware', 'systemd', unit), join(dir, 'usr', 'lib', 'systemd', 'system', unit))
   }
@@ -235,7 +247,7 @@ async function assembleRootfs(base: string, node: string, modules: string, work:
   await run('systemd-sysusers', [`--root=${dir}`])
   await run('systemctl', [`--root=${dir}`, 'enable', ...ENABLE_UNITS])
   await run('systemctl', [`--root=${dir}`, 'disable', ...DISABLE_UNITS])
-  await run('systemctl', [`--root=${dir}`, 'mask', ...MASK_UNITS])
+  await run('systemctl', [`--root=${dir}`, 'mask', ...recipe.maskUnits])
 
   // No password anywhere: root locked ("!" before the hash field, as passwd -l does).
   const shadowFile = join(dir, 'etc', 'shadow')
@@ -251,11 +263,13 @@ async function assembleRootfs(base: string, node: string, modules: string, work:
   if (existsSync(sshDir)) for (const name of await readdir(sshDir)) if (name.startsWith('ssh_host_')) await rm(join(sshDir, name))
 
   // Read-only root: an empty machine-id makes systemd create one in /run at each boot; the hostname is set by
-  // pbxgw-hostname.service at each boot; /efi is where the ESP is mounted (systemd-bless-boot needs it).
+  // pbxgw-hostname.service at each boot; the boot partition is mounted on demand at /efi (systemd-bless-boot needs
+  // it) or /boot/firmware (Pi), an empty directory in the root (the Pi's firmware hooks leave copies there).
   await writeFile(join(dir, 'etc', 'machine-id'), '')
   await rm(join(dir, 'var', 'lib', 'dbus', 'machine-id'), { force: true })
   await rm(join(dir, 'etc', 'hostname'), { force: true })
-  await mkdir(join(dir, 'efi'), { recursive: true })
+  await rm(join(dir, recipe.bootMountPoint), { recursive: true, force: true })
+  await mkdir(join(dir, recipe.bootMountPoint), { recursive: true })
   // systemd-ssh-generator would offer sshd on AF_VSOCK and fails loudly on the console in VMs without vsock.
   await mkdir(join(dir, 'etc', 'systemd', 'system-generators'), { recursive: true })
   await symlink('/dev/null', join(dir, 'etc', 'systemd', 'system-generators', 'systemd-ssh-generator'))
@@ -281,15 +295,14 @@ async function assembleRootfs(base: string, node: string, modules: string, work:
 
   const kernels = (await readdir(join(dir, 'boot'))).filter((n) => n.startsWith('vmlinuz-')).sort()
   const kernelVersion = kernels.at(-1)?.slice('vmlinuz-'.length)
-  if (!kernelVersion) throw new StepFailure('the root has no kernel in /boot (linux-image-amd64 missing from the package list?)')
+  if (!kernelVersion) throw new StepFailure('the root has no kernel in /boot (no linux-image-* in the package list?)')
   if (!existsSync(join(dir, 'boot', `initrd.img-${kernelVersion}`))) throw new StepFailure(`the root has no initrd for kernel ${kernelVersion}`)
   return { dir, varDir, kernelVersion, bytes: await duBytes(dir), varBytes: await duBytes(varDir), cache }
 }
 
-const MTOOLS_ENV = { ...process.env, MTOOLS_SKIP_CHECK: '1' }
 
 /** The ESP as a FAT32 file: systemd-boot, slot A's kernel and initrd, loader.conf and slot A's entry. */
-async function buildEsp(rootfs: Rootfs, uuids: Record<PartitionSpec['name'], string>, esp: PartitionSpec & { sizeBytes: number }, work: string): Promise<string> {
+async function buildEsp(rootfs: Rootfs, uuids: Record<VmPartitionName, string>, esp: PartitionSpec & { sizeBytes: number }, work: string): Promise<string> {
   const file = join(work, 'esp.img')
   await rm(file, { force: true })
   await run('mkfs.vfat', ['-F', '32', '-n', 'ESP', '-C', file, String(esp.sizeBytes / 1024)])
@@ -326,9 +339,7 @@ async function buildDisk(rootfs: Rootfs, opts: Options, work: string): Promise<{
       const source = p.content === 'rootfs' ? rootfs.dir : rootfs.varDir
       await run('mkfs.ext4', ['-F', '-q', '-L', p.name, '-E', at, '-d', source, partial, `${p.sizeBytes / 1024}k`])
       if (p.content === 'rootfs') {
-        const info = await run('dumpe2fs', ['-h', `${partial}?offset=${p.offsetBytes}`]).catch(() => '')
-        const count = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+)`, 'm').exec(info)?.[1] ?? 0)
-        rootUsedBytes = (count('Block count') - count('Free blocks')) * count('Block size')
+        rootUsedBytes = await ext4UsedBytes(partial, p.offsetBytes)
       }
     }
   }
@@ -374,7 +385,9 @@ async function main(): Promise<void> {
   if (!opts) return
   const progress = new Progress()
   progress.line(`building the ${opts.target} image (Debian ${opts.suite}, Node ${opts.node}.x) into ${opts.out}; cache ${opts.cacheDir}`)
-  await checkHost()
+  await checkHost(opts)
+  const recipe = opts.target === 'pi' ? PI_ROOT : VM_ROOT
+  if (opts.target === 'pi') await progress.step('arm64 emulation (qemu-aarch64-static through binfmt_misc)', () => ensureArm64Emulation(), (how) => how)
   const work = join(opts.out, 'work')
   await rm(work, { recursive: true, force: true })
   await mkdir(work, { recursive: true })
@@ -382,20 +395,22 @@ async function main(): Promise<void> {
 
   await progress.step('app: npm run build', () => buildApp(opts, work), (r) => `dist/gateway.js ${mib(r.bundleBytes)}`)
   const modules = await progress.step('runtime node_modules', () => runtimeModules(opts, work), (r) => `${r.packages.length} packages (${r.packages.join(', ')})${r.cached ? ', cached' : ''}`)
-  const node = await progress.step('Node from the npm registry', () => nodeBinary(opts, work), (r) => `v${r.version}${r.cached ? ', cached' : ''}`)
-  const base = await progress.step(`Debian ${opts.suite} root (mmdebstrap)`, () => baseRootfs(opts, work), (r) => `${basename(r.tarball)}${r.cached ? ', cached' : ''}`)
-  const rootfs = await progress.step('root file system: app, units, read-only layout', () => assembleRootfs(base.tarball, node.file, modules.dir, work), (r) => `kernel ${r.kernelVersion}, ${mib(r.bytes)}; compile cache ${r.cache.files} files, ${mib(r.cache.bytes)} (gateway run ${r.cache.seconds.toFixed(1)} s)`)
-  const disk = await progress.step('disk: GPT, ESP, root-a, data (no mounts)', () => buildDisk(rootfs, opts, work), (r) => `root-a holds ${mib(r.rootUsedBytes)}`)
+  const node = await progress.step('Node from the npm registry', () => nodeBinary(opts, recipe, work), (r) => `v${r.version}${r.cached ? ', cached' : ''}`)
+  const base = await progress.step(`Debian ${opts.suite} root (mmdebstrap)`, () => baseRootfs(opts, recipe, work), (r) => `${basename(r.tarball)}${r.cached ? ', cached' : ''}`)
+  const rootfs = await progress.step('root file system: app, units, read-only layout', () => assembleRootfs(base.tarball, node.file, modules.dir, recipe, work), (r) => `kernel ${r.kernelVersion}, ${mib(r.bytes)}; compile cache ${r.cache.files} files, ${mib(r.cache.bytes)} (gateway run ${r.cache.seconds.toFixed(1)} s)`)
+  const disk: { raw: string; xz?: string; rootUsedBytes: number } = opts.target === 'pi'
+    ? await buildPiImage(rootfs, opts.out, work, progress)
+    : await progress.step('disk: GPT, ESP, root-a, data (no mounts)', () => buildDisk(rootfs, opts, work), (r) => `root-a holds ${mib(r.rootUsedBytes)}`)
 
-  const outputs = [disk.raw]
-  if (opts.formats.includes('qcow2')) {
+  const outputs = disk.xz ? [disk.raw, disk.xz] : [disk.raw]
+  if (opts.target === 'vm' && opts.formats.includes('qcow2')) {
     outputs.push(await progress.step('qcow2', async () => {
       const file = join(opts.out, `${VM_IMAGE_BASENAME}.qcow2`)
       await run('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', disk.raw, file])
       return file
     }))
   }
-  if (opts.formats.includes('vmdk') || opts.formats.includes('ova')) {
+  if (opts.target === 'vm' && (opts.formats.includes('vmdk') || opts.formats.includes('ova'))) {
     const vmdk = await progress.step('vmdk (VMware, streamOptimized)', async () => {
       const file = join(opts.out, `${VM_IMAGE_BASENAME}.vmdk`)
       await run('qemu-img', ['convert', '-f', 'raw', '-O', 'vmdk', '-o', 'subformat=streamOptimized', disk.raw, file])
@@ -408,7 +423,10 @@ async function main(): Promise<void> {
   await progress.step('SHA256SUMS', async () => {
     const lines: string[] = []
     for (const file of outputs) lines.push(`${await sha256File(file)}  ${basename(file)}`)
-    await writeFile(join(opts.out, 'SHA256SUMS'), lines.join('\n') + '\n')
+    // The other target's lines stay: one SHA256SUMS for everything in the directory.
+    const sums = join(opts.out, 'SHA256SUMS')
+    const before = existsSync(sums) ? await readFile(sums, 'utf8') : ''
+    await writeFile(sums, mergeSha256Sums(before, lines))
     return lines.length
   }, (n) => `${n} files`)
   if (!opts.keepWork) await rm(work, { recursive: true, force: true })

@@ -43,3 +43,30 @@ export function runtimePackages(bundle: string, dependencies: readonly string[])
   return dependencies.filter((name) => !builtinModules.includes(name) && new RegExp(`["']${name.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}(/[^"']*)?["']`).test(bundle)).sort()
 }
 
+
+/**
+ * The Raspberry Pi 4/5 image: the same box on arm64. Debian's arm64 kernel (its device trees include the Pi 4's
+ * bcm2711 and the Pi 5's bcm2712) and raspi-firmware (non-free-firmware: the Pi's GPU firmware, start4.elf and
+ * fixup4.dat, that loads the kernel; a Pi 5 boots from its EEPROM and needs only the dtbs). No systemd-boot: the
+ * Pi firmware reads config.txt.
+ */
+export const PI_PACKAGES = [
+  ...BASE_PACKAGES.filter((p) => p !== 'systemd-boot' && p !== 'systemd-boot-efi' && p !== 'linux-image-amd64'),
+  'linux-image-arm64', 'raspi-firmware',
+] as const
+
+/**
+ * The Pi initrd: the SD card (Pi 4: sdhci-iproc on emmc2, its 1.8 V switch through the firmware's GPIO expander;
+ * the older SD host bcm2835), USB disks (Pi 4: the VL805 xHCI behind PCIe, loaded by the firmware through
+ * reset-raspberrypi; dwc2 on the USB-C port), and virtio for the boot test under qemu-system-aarch64. Checked
+ * against trixie's arm64 kernel by npm run image:check-pi (each one in the initrd or built in). Not here: the Pi 5's
+ * SD host (sdhci-brcmstb) and its RP1 chip (Ethernet, USB), which trixie's 6.12 kernel does not have.
+ */
+export const PI_INITRD_MODULES = [
+  'ext4', 'mmc_block', 'sdhci_iproc', 'bcm2835', 'gpio_raspberrypi_exp', 'clk_raspberrypi',
+  'usb_storage', 'uas', 'sd_mod', 'xhci_pci', 'xhci_plat_hcd', 'pcie_brcmstb', 'reset_raspberrypi', 'dwc2',
+  'virtio_blk', 'virtio_pci', 'virtio_mmio',
+]
+
+/** systemd-repart grows only GPT partitions; on the Pi's MBR it would fail at every boot. */
+export const PI_MASK_UNITS = [...MASK_UNITS.filter((u) => u !== 'systemd-boot-random-seed.service'), 'systemd-repart.service']

@@ -97,3 +97,26 @@ export class Progress {
 export function mib(bytes: number): string {
   return `${(bytes / 1024 / 1024).toFixed(1)} MiB`
 }
+
+/**
+ * SHA256SUMS with `lines` ("<hash>  <file>") replacing the earlier lines of the same files and keeping the others,
+ * so building one target leaves the other target's checksums in the shared directory. Sorted by file name.
+ */
+export function mergeSha256Sums(before: string, lines: readonly string[]): string {
+  const byFile = new Map<string, string>()
+  for (const line of [...before.split('\n'), ...lines]) {
+    const match = /^[0-9a-f]{64} [ *](.+)$/.exec(line.trim())
+    if (match?.[1]) byFile.set(match[1], line.trim())
+  }
+  return [...byFile.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([, line]) => line).join('\n') + '\n'
+}
+
+/** mtools refuse FAT images whose geometry they doubt; ours are made by mkfs.vfat -C and are fine. */
+export const MTOOLS_ENV = { ...process.env, MTOOLS_SKIP_CHECK: '1' }
+
+/** Bytes in use in the ext4 at `offset` of an image file (dumpe2fs's block counts), 0 if it cannot be read. */
+export async function ext4UsedBytes(image: string, offset: number): Promise<number> {
+  const info = await run('dumpe2fs', ['-h', `${image}?offset=${offset}`]).catch(() => '')
+  const count = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+)`, 'm').exec(info)?.[1] ?? 0)
+  return (count('Block count') - count('Free blocks')) * count('Block size')
+}

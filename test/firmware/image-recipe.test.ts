@@ -9,6 +9,7 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import t from 'tap'
 import { unitNodeLaunch } from '../../firmware/image/compile-cache.js'
+import { runTsCli } from '../helpers/ts-cli.js'
 import { adapterRegistry } from '../../gateway/src/adapters/registry.js'
 import { parseGatewayConfig } from '../../gateway/src/config/load.js'
 import { diskSizeMiB, KERNEL_CONSOLES, LOADER_CONF, loaderEntry, PARTITION_TYPES, partitionOffsets, sfdiskScript, VM_PARTITIONS } from '../../firmware/image/layout.js'
@@ -39,15 +40,7 @@ function parseUnit(text: string): Map<string, Map<string, string[]>> {
   return sections
 }
 
-async function cli(script: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await exec(process.execPath, ['--import', 'tsx', script, ...args], { timeout: 60_000 })
-    return { code: 0, stdout, stderr }
-  } catch (err) {
-    const e = err as { code?: number; stdout?: string; stderr?: string }
-    return { code: typeof e.code === 'number' ? e.code : -1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' }
-  }
-}
+const cli = runTsCli
 
 t.test('the gateway unit is hardened and runs the shipped Node on the box config', async (t) => {
   const unit = parseUnit(await readFile('firmware/systemd/pbx-gateway.service', 'utf8'))
@@ -109,7 +102,7 @@ t.test('the partition table has esp, root-a, root-b and data, and sfdisk writes 
   const dump = JSON.parse((await exec('sfdisk', ['--json', disk])).stdout) as { partitiontable: { label: string; partitions: Array<{ name: string; type: string; uuid: string; start: number; size: number }> } }
   t.equal(dump.partitiontable.label, 'gpt')
   t.same(dump.partitiontable.partitions.map((p) => [p.name, p.type.toUpperCase(), p.uuid.toLowerCase(), p.start * 512]),
-    placed.map((p) => [p.name, p.type, uuids[p.name], p.offsetBytes]))
+    placed.map((p) => [p.name, p.type, uuids[p.name as keyof typeof uuids], p.offsetBytes]))
 })
 
 t.test('boot entries: read-only root by PARTUUID, serial console last, no editor, boot counting by name', async (t) => {
@@ -182,12 +175,14 @@ t.test('the build and the boot test explain themselves and refuse what they cann
   const help = await cli('firmware/image/build.ts', ['--help'])
   t.equal(help.code, 0, help.stderr)
   t.match(help.stdout, /--target vm/)
-  const pi = await cli('firmware/image/build.ts', ['--target', 'pi'])
+  t.match(help.stdout, /--target pi .*Raspberry Pi 4\/5/)
+  // Accepted, then refused for the bad version before anything is built (this test may run as root).
+  const pi = await cli('firmware/image/build.ts', ['--target', 'pi', '--node', '24'])
   t.equal(pi.code, 2)
-  t.match(pi.stderr, /not built yet/)
+  t.match(pi.stderr, /--node takes an exact version/)
   const wrong = await cli('firmware/image/build.ts', ['--target', 'toaster'])
   t.equal(wrong.code, 2)
-  t.match(wrong.stderr, /--target must be vm/)
+  t.match(wrong.stderr, /--target must be vm or pi/)
   const testHelp = await cli('firmware/image/boot-test.ts', ['--help'])
   t.equal(testHelp.code, 0, testHelp.stderr)
   t.match(testHelp.stdout, /qemu-system-x86_64/)
