@@ -21,6 +21,7 @@ import { parseArgs } from 'node:util'
 import pino from 'pino'
 import { Agent, fetch } from 'undici'
 import { DEMO_PEOPLE, Stack, type DemoPerson } from '../../scripts/stack.js'
+import { FaultProxy } from '../../test/helpers/fault-proxy.js'
 import { partitionOffsets, PI_IMAGE_BASENAME, VM_IMAGE_BASENAME } from './layout.js'
 import { piMachine, type QemuMachine } from './boot-test-pi.js'
 import { mib, missingPackages, Progress, run, StepFailure } from './steps.js'
@@ -317,9 +318,12 @@ async function main(): Promise<void> {
   const relay = await stack.startRelay()
   const relayPin = relay.pki.caFingerprint256
   const { code: enrollCode } = await relay.enrollment.createGateway('contoso', { id: GATEWAY_ID, name: 'Boot test VM' })
-  const forwards: GuestForwards = [ports.https, ports.mqtts, stack.pbx.port]
+  // The PBX through a proxy the test can cut: in 4a/4b the PBX is unreachable during boot 2, so the box cannot
+  // replace the queued change by a fresh look at the PBX, and what reaches Teams can only come out of the outbox.
+  const pbxLink = await FaultProxy.start({ port: stack.pbx.port })
+  const forwards: GuestForwards = [ports.https, ports.mqtts, pbxLink.port]
   const enrollUrl = `https://${HOST_IN_GUEST}:${ports.https}`
-  progress.line(`host stack in ${((performance.now() - stackStart) / 1000).toFixed(1)} s: OSBiz simulator (${endpointCount} users) at ${HOST_IN_GUEST}:${stack.pbx.port}, relay ${enrollUrl} and mqtts://${HOST_IN_GUEST}:${ports.mqtts} for the guest`)
+  progress.line(`host stack in ${((performance.now() - stackStart) / 1000).toFixed(1)} s: OSBiz simulator (${endpointCount} users) at ${HOST_IN_GUEST}:${pbxLink.port}, relay ${enrollUrl} and mqtts://${HOST_IN_GUEST}:${ports.mqtts} for the guest`)
   const aliceSession = () => stack.graph.getSession(stack.people[0]!.email, stack.graphClient.clientId)
   const bobSession = () => stack.graph.getSession(stack.people[1]!.email, stack.graphClient.clientId)
 
@@ -395,7 +399,7 @@ async function main(): Promise<void> {
       if (enrolled.status !== 200 || enrolled.body.gatewayId !== GATEWAY_ID) throw new CheckFailure(`POST /api/enrollment answered ${enrolled.status}: ${JSON.stringify(enrolled.body)}`)
       const connector = await api(port, 'PUT', `/api/connectors/${CONNECTOR_ID}`, {
         type: 'osbiz',
-        config: { host: HOST_IN_GUEST, port: stack.pbx.port, applicationId: 'presence-gateway', username: 'cstauser', password: 'csta-secret', users: stack.people.map((p) => ({ extension: p.extension, name: p.name, email: p.email })) },
+        config: { host: HOST_IN_GUEST, port: pbxLink.port, applicationId: 'presence-gateway', username: 'cstauser', password: 'csta-secret', users: stack.people.map((p) => ({ extension: p.extension, name: p.name, email: p.email })) },
       }, admin.cookie, admin.csrf)
       if (connector.status !== 200) throw new CheckFailure(`PUT /api/connectors/${CONNECTOR_ID} answered ${connector.status}: ${JSON.stringify(connector.body).slice(0, 300)}`)
       const began = performance.now()
@@ -450,6 +454,8 @@ async function main(): Promise<void> {
       })
       // The outbox log is written as the event is queued; a breath for the disk before the power button.
       await sleep(3000)
+      // The PBX goes away too until 4b has seen the queued change at the relay (see pbxLink).
+      if (values.teams) pbxLink.cut()
       return Date.now()
     })
     const downStart = performance.now()
@@ -493,6 +499,8 @@ async function main(): Promise<void> {
       // kept on the data partition, not from a fresh look at the PBX after the reboot.
       if (!(changedAt <= queuedBefore)) throw new CheckFailure(`the relay's state of ${stack.people[1]!.extension} is from ${row ? new Date(changedAt).toISOString() : 'nowhere'}, not from before the power-down (${new Date(queuedBefore).toISOString()})`)
       progress.line(`  relay back: queued change (seen by the box at ${new Date(changedAt).toISOString()}, before the reboot) reached Teams ${JSON.stringify(session)} in ${((performance.now() - began) / 1000).toFixed(1)} s`)
+      pbxLink.restore()
+      await until('the box to reach the PBX again', 180, async () => ((await status(admin2.cookie)).links.some((l) => l.connectorId === CONNECTOR_ID && l.state === 'connected') ? true : undefined))
       await memory(`boot 2, ${endpointCount} endpoints`, admin2.cookie)
     })
     await check('4c. factory reset: a new setup code on the console, not enrolled, no connectors', async () => {
@@ -522,6 +530,7 @@ async function main(): Promise<void> {
     if (vm && vm.child.exitCode === null) await powerDown(vm, 60).catch(() => { vm?.child.kill('SIGTERM') })
     if (vm) await vm.exited
     await stack.stop().catch((err: unknown) => progress.line(`  host stack did not stop cleanly: ${(err as Error).message}`))
+    await pbxLink.close()
   }
   const journal = await guestJournal(work, overlay, machine.dataOffsetBytes).catch((err: unknown) => { progress.line(`  guest journal not read: ${(err as Error).message}`); return undefined })
   if (journal && failed) {

@@ -13,7 +13,7 @@ import { chmod, copyFile, cp, mkdir, readdir, readFile, rename, rm, stat, symlin
 import { basename, dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { diskSizeMiB, LOADER_CONF, loaderEntry, partitionOffsets, sfdiskScript, VM_IMAGE_BASENAME, VM_PARTITIONS, type PartitionSpec, type VmPartitionName } from './layout.js'
+import { diskSizeMiB, LOADER_CONF, loaderEntry, partitionOffsets, recoveryEntry, recoveryEntryFile, sfdiskScript, VM_IMAGE_BASENAME, VM_PARTITIONS, type PartitionSpec, type VmPartitionName } from './layout.js'
 import { ext4UsedBytes, mergeSha256Sums, mib, missingPackages, MTOOLS_ENV, Progress, run, StepFailure } from './steps.js'
 import { DISABLE_UNITS, DPKG_EXCLUDES, ENABLE_UNITS, runtimePackages } from './recipe.js'
 import { PI_ROOT, VM_ROOT, type RootRecipe } from './target.js'
@@ -318,6 +318,8 @@ async function buildEsp(rootfs: Rootfs, uuids: Record<VmPartitionName, string>, 
   await writeFile(join(work, 'pbxgw-a.conf'), loaderEntry('a', uuids['root-a'], rootfs.kernelVersion))
   await m(['mcopy', '-i', file, join(work, 'loader.conf'), '::/loader/loader.conf'])
   await m(['mcopy', '-i', file, join(work, 'pbxgw-a.conf'), '::/loader/entries/pbxgw-a.conf'])
+  await writeFile(join(work, recoveryEntryFile('a')), recoveryEntry('a', uuids['root-a'], rootfs.kernelVersion))
+  await m(['mcopy', '-i', file, join(work, recoveryEntryFile('a')), `::/loader/entries/${recoveryEntryFile('a')}`])
   return file
 }
 

@@ -67,15 +67,30 @@ export function sfdiskScript(uuids: Readonly<Record<VmPartitionName, string>>, p
  */
 export const KERNEL_CONSOLES = 'console=tty1 console=ttyS0,115200'
 
-export function loaderEntry(slot: 'a' | 'b', rootPartUuid: string, kernelVersion: string): string {
+export function loaderEntry(slot: 'a' | 'b', rootPartUuid: string, kernelVersion: string, extra: { title?: string; options?: string } = {}): string {
   return [
-    `title PBX presence gateway (slot ${slot.toUpperCase()})`,
+    `title ${extra.title ?? `PBX presence gateway (slot ${slot.toUpperCase()})`}`,
     `version ${kernelVersion}`,
     `linux /${slot}/vmlinuz`,
     `initrd /${slot}/initrd.img`,
-    `options root=PARTUUID=${rootPartUuid} ro rootwait ${KERNEL_CONSOLES} loglevel=4 systemd.show_status=error`,
+    `options root=PARTUUID=${rootPartUuid} ro rootwait ${KERNEL_CONSOLES} loglevel=4 systemd.show_status=error${extra.options ? ` ${extra.options}` : ''}`,
     '',
   ].join('\n')
+}
+
+/**
+ * The way back from a wrong network setting at the console, where nobody can log in and the kernel command line
+ * cannot be edited (editor no): a second entry for the same slot with pbxgw.network=dhcp, which network-apply
+ * turns into "forget the setup page's network settings" for that boot. Its file name does not match the default
+ * pattern (pbxgw-*), so it boots only when picked in the menu (hold Space at power-on). The A/B updater keeps it
+ * pointing at the running slot.
+ */
+export function recoveryEntryFile(slot: 'a' | 'b'): string {
+  return `recovery-dhcp-${slot}.conf`
+}
+
+export function recoveryEntry(slot: 'a' | 'b', rootPartUuid: string, kernelVersion: string): string {
+  return loaderEntry(slot, rootPartUuid, kernelVersion, { title: 'PBX presence gateway: network back to DHCP', options: 'pbxgw.network=dhcp' })
 }
 
 /**

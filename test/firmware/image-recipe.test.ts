@@ -12,7 +12,7 @@ import { unitNodeLaunch } from '../../firmware/image/compile-cache.js'
 import { runTsCli } from '../helpers/ts-cli.js'
 import { adapterRegistry } from '../../gateway/src/adapters/registry.js'
 import { parseGatewayConfig } from '../../gateway/src/config/load.js'
-import { diskSizeMiB, KERNEL_CONSOLES, LOADER_CONF, loaderEntry, PARTITION_TYPES, partitionOffsets, sfdiskScript, VM_PARTITIONS } from '../../firmware/image/layout.js'
+import { diskSizeMiB, KERNEL_CONSOLES, LOADER_CONF, loaderEntry, PARTITION_TYPES, recoveryEntry, recoveryEntryFile, partitionOffsets, sfdiskScript, VM_PARTITIONS } from '../../firmware/image/layout.js'
 import { BASE_PACKAGES, DISABLE_UNITS, ENABLE_UNITS, MASK_UNITS, runtimePackages } from '../../firmware/image/recipe.js'
 
 const exec = promisify(execFile)
@@ -117,6 +117,12 @@ t.test('boot entries: read-only root by PARTUUID, serial console last, no editor
   t.equal(consoles.at(-1), 'console=ttyS0,115200', '/dev/console is the serial port (the gateway\'s stderr goes there)')
   t.match(LOADER_CONF, /^editor no$/m, 'nobody edits the kernel command line at the console')
   t.match(LOADER_CONF, /^default pbxgw-\*$/m)
+  // The way back to DHCP at the console: its own entry, never the default, same slot and root, one flag more.
+  const recovery = recoveryEntry('a', '22222222-2222-4222-8222-222222222222', '6.12.0-test')
+  t.notOk(new RegExp(`^${'pbxgw-*'.replace('*', '.*')}$`).test(recoveryEntryFile('a')), `${recoveryEntryFile('a')} does not match the default pattern`)
+  t.match(recovery, /^title .*network back to DHCP/m, 'the menu names what it does')
+  t.same(/^options (.*)$/m.exec(recovery)?.[1]?.split(' '), [...options, 'pbxgw.network=dhcp'], 'the normal options plus pbxgw.network=dhcp')
+  t.match(recovery, /^linux \/a\/vmlinuz$/m, 'the same slot\'s kernel')
 })
 
 t.test('root read-only with /var on the data partition, bounded journal, DHCP, mDNS, console issue link', async (t) => {

@@ -64,8 +64,9 @@ export function renderConsoleIssue(view: ConsoleView): string {
           '  in the installation guide) wipes the box and shows a new setup code here.',
         ]),
     '',
-    '  Wrong network setting? Boot once with pbxgw.network=dhcp on the kernel',
-    '  command line to go back to DHCP (see the installation guide).',
+    '  Wrong network setting? Restart, hold the space bar while it starts and',
+    '  choose "network back to DHCP" (Raspberry Pi: add pbxgw.network=dhcp to',
+    '  cmdline.txt on the SD card). The installation guide has the details.',
     rule,
     '',
   ]
