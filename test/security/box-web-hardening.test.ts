@@ -58,6 +58,8 @@ const NEEDS_SESSION: Array<[method: string, path: string, body?: unknown]> = [
   ['POST', '/api/network/confirm'],
   ['GET', '/api/ssh'],
   ['PUT', '/api/ssh', { enabled: false, keys: [] }],
+  ['GET', '/api/update'],
+  ['POST', '/api/update/bundle'],
 ]
 /** Open without a session, on purpose. */
 const PUBLIC = ['GET /api/session', 'POST /api/setup', 'POST /api/login']
