@@ -15,6 +15,7 @@ import { homedir, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import pino from 'pino'
+import { unitNodeLaunch } from '../firmware/image/compile-cache.js'
 import { DEMO_PEOPLE, Stack } from '../scripts/stack.js'
 
 const HELP = `npm run bench:memory -- [options]
@@ -27,6 +28,8 @@ const HELP = `npm run bench:memory -- [options]
                     (firmware/systemd/pbx-gateway.service) and with none)
   --calls N         calls made on the simulator after the monitors are up (default 2000)
   --settle S        seconds to wait before each reading (default 5)
+
+  BENCH_GATEWAY_OUTPUT=1 shows the gateway's own output (with --options=--trace-gc, its GC log).
 `
 
 const { values } = parseArgs({
@@ -52,22 +55,10 @@ const boxNode = join(homedir(), '.cache', 'pbx-gateway', 'node-24', 'bin', 'node
 const NODE = values.node ?? (existsSync(boxNode) ? boxNode : process.execPath)
 if (!existsSync('dist/gateway.js')) throw new Error('dist/gateway.js is missing: run npm run build first')
 
-/** How the appliance's unit starts the gateway: its Environment= lines and the Node options on ExecStart. */
-async function unitSettings(): Promise<{ env: Record<string, string>; args: string[] }> {
-  const unit = await readFile('firmware/systemd/pbx-gateway.service', 'utf8')
-  const env: Record<string, string> = {}
-  const exec = /^ExecStart=\S+\/node((?:\s+--\S+)*)\s+dist\/gateway\.js/m.exec(unit)
-  if (!exec) throw new Error('firmware/systemd/pbx-gateway.service has no ExecStart=…/node [options] dist/gateway.js line')
-  for (const match of unit.matchAll(/^Environment=(?:"([^"]*)"|(\S+))\s*$/gm)) {
-    const pair = match[1] ?? match[2] ?? ''
-    const at = pair.indexOf('=')
-    if (at > 0) env[pair.slice(0, at)] = pair.slice(at + 1)
-  }
-  // Not the unit's compile cache: the runs would share it.
-  delete env.NODE_COMPILE_CACHE
-  return { env, args: (exec[1] ?? '').split(/\s+/).filter(Boolean) }
-}
-const unit = await unitSettings()
+// The unit's Node options and environment, read as the image build reads them; not its compile cache (the runs would share it).
+const launch = unitNodeLaunch(await readFile('firmware/systemd/pbx-gateway.service', 'utf8'))
+const { NODE_COMPILE_CACHE: _cache, ...unitEnv } = launch.env
+const unit = { env: unitEnv, args: launch.nodeArgs }
 // --options go on Node's command line, so V8 flags that NODE_OPTIONS refuses (--trace-gc) can be tried too.
 const runs: Array<{ label: string; env: Record<string, string>; args: string[] }> = values.options
   ? values.options.map((options) => ({ label: options || '(none)', env: {}, args: options.split(/\s+/).filter(Boolean) }))

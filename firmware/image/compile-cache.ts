@@ -14,13 +14,22 @@ import { StepFailure } from './steps.js'
 const UNIT = 'usr/lib/systemd/system/pbx-gateway.service'
 const WARM_DIR = '/tmp/pbxgw-compile-cache-warm-up'
 
-/** The Node options on the unit's ExecStart and its NODE_COMPILE_CACHE, as the box will run it. */
-export function unitNodeLaunch(unit: string): { nodeArgs: string[]; cacheDir: string } {
+/**
+ * How the unit starts the gateway: the Node options on its ExecStart, its Environment= lines and the
+ * NODE_COMPILE_CACHE among them. Shared with bench/gateway-memory.ts, which runs the gateway the same way.
+ */
+export function unitNodeLaunch(unit: string): { nodeArgs: string[]; env: Record<string, string>; cacheDir: string } {
   const exec = /^ExecStart=(\S+\/node)((?:\s+--\S+)*)\s+dist\/gateway\.js/m.exec(unit)
   if (!exec) throw new StepFailure('pbx-gateway.service has no ExecStart=…/node [options] dist/gateway.js line: the compile cache cannot match it')
-  const cacheDir = /^Environment=NODE_COMPILE_CACHE=(\S+)\s*$/m.exec(unit)?.[1]
+  const env: Record<string, string> = {}
+  for (const match of unit.matchAll(/^Environment=(?:"([^"]*)"|(\S+))\s*$/gm)) {
+    const pair = match[1] ?? match[2] ?? ''
+    const at = pair.indexOf('=')
+    if (at > 0) env[pair.slice(0, at)] = pair.slice(at + 1)
+  }
+  const cacheDir = env.NODE_COMPILE_CACHE
   if (!cacheDir) throw new StepFailure('pbx-gateway.service sets no Environment=NODE_COMPILE_CACHE=…: nothing to warm up')
-  return { nodeArgs: (exec[2] ?? '').split(/\s+/).filter(Boolean), cacheDir }
+  return { nodeArgs: (exec[2] ?? '').split(/\s+/).filter(Boolean), env, cacheDir }
 }
 
 async function dirBytes(dir: string): Promise<{ files: number; bytes: number }> {
@@ -36,7 +45,7 @@ async function dirBytes(dir: string): Promise<{ files: number; bytes: number }> 
 
 /** Runs the gateway in `root` until its setup page listens, then stops it; returns what the cache holds. */
 export async function warmCompileCache(root: string, timeoutMs = 180_000): Promise<{ files: number; bytes: number; seconds: number }> {
-  const { nodeArgs, cacheDir } = unitNodeLaunch(await readFile(join(root, UNIT), 'utf8'))
+  const { nodeArgs, env, cacheDir } = unitNodeLaunch(await readFile(join(root, UNIT), 'utf8'))
   const warm = join(root, WARM_DIR)
   await rm(warm, { recursive: true, force: true })
   await mkdir(join(warm, 'data'), { recursive: true })
@@ -46,7 +55,7 @@ export async function warmCompileCache(root: string, timeoutMs = 180_000): Promi
   }))
   const began = performance.now()
   const child = spawn(existsSync('/usr/sbin/chroot') ? '/usr/sbin/chroot' : 'chroot', [root, '/bin/sh', '-c', `cd /opt/pbx-gateway && exec /opt/pbx-gateway/node/bin/node ${nodeArgs.join(' ')} dist/gateway.js --config ${WARM_DIR}/gateway.json`], {
-    env: { PATH: '/usr/bin:/bin', NODE_COMPILE_CACHE: cacheDir, HOME: '/nonexistent' },
+    env: { ...env, PATH: '/usr/bin:/bin', HOME: '/nonexistent' },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   let output = ''
@@ -83,5 +92,7 @@ export async function warmCompileCache(root: string, timeoutMs = 180_000): Promi
   const top = join(root, cacheDir.split('/').slice(0, 4).join('/')) // /var/cache/pbx-gateway
   await chown(top, uid, gid)
   for (const entry of await readdir(top, { withFileTypes: true, recursive: true })) await chown(join(entry.parentPath, entry.name), uid, gid)
-  return { ...(await dirBytes(cache)), seconds: (performance.now() - began) / 1000 }
+  const written = await dirBytes(cache)
+  if (written.files === 0) throw new StepFailure(`the gateway ran but its compile cache in ${cacheDir} is empty: it must flush the cache once its setup page listens (gateway/src/main.ts)`)
+  return { ...written, seconds: (performance.now() - began) / 1000 }
 }

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { readFile } from 'node:fs/promises'
+import * as nodeModule from 'node:module'
 import { loadGatewayConfig } from './config/load.js'
 import { runService } from './run-service.js'
 import { adapterRegistry } from './adapters/registry.js'
@@ -123,6 +124,9 @@ async function main(): Promise<void> {
           ...(updates ? { updates } : {}),
         })
         const { url, port } = await web.start()
+        // Node writes its compile cache (NODE_COMPILE_CACHE, set by the appliance's unit) only at a clean exit; a box
+        // that loses power never would. Everything the start needs is compiled by now: write it at once (Node 22.10+).
+        ;(nodeModule as { flushCompileCache?: () => void }).flushCompileCache?.()
         logger.info({ url, fingerprint256: certificate.fingerprint256, names: certificate.names }, 'setup page listening: compare the certificate fingerprint with the browser\'s')
         setupUrl = setupPageUrls({ hostname: hostname(), ipv4: lanIpv4Addresses(), port })[0] ?? url
         const screenFile = config.web.consoleScreenFile ?? ConsoleIssueWriter.defaultFile(process.env)

@@ -198,6 +198,7 @@ t.test('the first boot\'s compile cache is made with the unit\'s own Node option
   const launch = unitNodeLaunch(await readFile('firmware/systemd/pbx-gateway.service', 'utf8'))
   t.same(launch.nodeArgs, ['--max-semi-space-size=1', '--optimize-for-size'], 'the V8 flags of ExecStart (a cache made with other flags is refused)')
   t.equal(launch.cacheDir, '/var/cache/pbx-gateway/compile-cache', 'the cache folder the unit points Node at, under its CacheDirectory')
+  t.equal(launch.env.MALLOC_ARENA_MAX, '2', 'and the unit\'s environment, which the warm-up run and bench:memory use too')
   t.throws(() => unitNodeLaunch('[Service]\nExecStart=/usr/bin/env true\n'), /no ExecStart=/, 'a unit the build cannot match is an error in words')
   t.throws(() => unitNodeLaunch('[Service]\nExecStart=/opt/pbx-gateway/node/bin/node dist/gateway.js\n'), /NODE_COMPILE_CACHE/, 'so is one without a cache folder')
 })
