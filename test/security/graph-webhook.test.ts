@@ -19,7 +19,13 @@ const h = await startNotifyHarness({ people: 40, pollIntervalMs: 60_000, logger,
 t.teardown(() => h.close())
 await h.startRelay()
 await h.signIn(h.sync[0]!)
-await eventually(() => h.sim.getSubscriptions().length === 1, 'a subscription at the simulator', 30_000)
+// A failed create is retried (the harness retries after 1 s); the timeout message carries the relay's last word on it.
+await eventually(() => {
+  if (h.sim.getSubscriptions().length === 1) return true
+  const failed = lines().findLast((l) => l.level >= 40 && /subscription/.test(l.msg))
+  if (failed) throw new Error(`${failed.msg}: ${JSON.stringify(failed)}`)
+  return false
+}, 'a subscription at the simulator', 30_000)
 await eventually(() => h.relay.observation.manager(TENANT)?.subscribedPeople().size === 40, 'all 40 people subscribed', 30_000)
 await h.relay.observation.idle()
 
