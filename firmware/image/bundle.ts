@@ -43,7 +43,8 @@ export async function releaseKeys(dir: string, label = 'development'): Promise<R
   const csr = join(dir, 'signing.csr')
   await run('openssl', ['req', ...ec, '-keyout', keys.signingKey, '-out', csr, '-subj', `/O=PBX presence gateway/CN=release signing (${label})`])
   const ext = join(dir, 'signing.ext')
-  await writeFile(ext, 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=codeSigning\n')
+  // No extended key usage: RAUC checks the chain with OpenSSL's S/MIME signing purpose, which a codeSigning-only certificate fails.
+  await writeFile(ext, 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n')
   await run('openssl', ['x509', '-req', '-in', csr, '-CA', keys.caCert, '-CAkey', path('caKey'), '-CAcreateserial', '-out', keys.signingCert, '-days', '1825', '-extfile', ext])
   await rm(csr)
   await rm(ext)

@@ -12,8 +12,9 @@ export const BASE_PACKAGES = [
   'avahi-daemon', 'libnss-mdns', 'iproute2', 'ca-certificates', 'e2fsprogs',
   // Installed but disabled: the setup page turns it on with the installer's key (host keys are made on the box).
   'openssh-server',
-  // A/B updates: RAUC checks a bundle's signature against /etc/rauc/keyring.pem and writes the other root slot.
-  'rauc',
+  // A/B updates: RAUC checks a bundle's signature against /etc/rauc/keyring.pem and writes the other root slot; its
+  // D-Bus service (rauc-service) does the install as root for the unprivileged gateway.
+  'rauc', 'rauc-service', 'squashfs-tools',
 ] as const
 
 /** Documentation, manuals and translations stay out of the root (about 60 MB). */
@@ -36,6 +37,8 @@ export const ENABLE_UNITS = [
   'pbxgw-network-apply.service', 'pbxgw-network-apply.path', 'pbxgw-ssh-apply.service', 'pbxgw-ssh-apply.path', 'pbxgw-console-reload.path',
   // A new slot on trial (a counted boot entry) becomes healthy or the box reboots; inert on a known-good slot.
   'pbxgw-trial-check.service',
+  // The gateway cannot reboot the box itself (no privileges): it asks through a file, as for network and SSH.
+  'pbxgw-update-reboot.path',
 ]
 export const DISABLE_UNITS = ['ssh.service', 'ssh.socket']
 // systemd-boot-random-seed writes a seed to the ESP at every boot and holds up sysinit.target while it mounts the
@@ -58,7 +61,7 @@ export function runtimePackages(bundle: string, dependencies: readonly string[])
  */
 export const PI_PACKAGES = [
   // No RAUC yet: the Pi's A/B switch (the firmware's tryboot) is not wired (firmware/README.md, Updates).
-  ...BASE_PACKAGES.filter((p) => p !== 'systemd-boot' && p !== 'systemd-boot-efi' && p !== 'linux-image-amd64' && p !== 'rauc'),
+  ...BASE_PACKAGES.filter((p) => p !== 'systemd-boot' && p !== 'systemd-boot-efi' && p !== 'linux-image-amd64' && p !== 'rauc' && p !== 'rauc-service' && p !== 'squashfs-tools'),
   'linux-image-arm64', 'raspi-firmware',
 ] as const
 
