@@ -5,7 +5,7 @@ import type { Server, Socket } from 'node:net'
 import type { Logger } from 'pino'
 import { WebSocket, WebSocketServer } from 'ws'
 import { appLoginDigest } from '../login.js'
-import { PhoneSystem, type Call, type Leg, type LegState, type Person, type PersonFields, type PhoneEvent } from '../../sim-kit/phone-system.js'
+import { PhoneSystem, type Call, type Leg, type LegState, type Person, type PersonFields, type PersonPatch, type PhoneEvent } from '../../sim-kit/phone-system.js'
 import { SimListener } from '../../sim-kit/listener.js'
 
 /**
@@ -237,6 +237,12 @@ export class InnovaphoneSimulator extends PhoneSystem<InnoPersonData> {
       ...(patch.emails === undefined ? {} : { email: patch.emails[0] }),
       data,
     })
+  }
+
+  /** The model's e-mail is the first of the person's e-mails here: setting it alone replaces the list. */
+  override updatePerson(e164: string, patch: PersonPatch<InnoPersonData>): void {
+    const emails = patch.data?.emails ?? ('email' in patch ? (patch.email === undefined ? [] : [patch.email]) : undefined)
+    super.updatePerson(e164, { ...patch, data: { ...patch.data, ...(emails === undefined ? {} : { emails }) } })
   }
 
   removeUser(e164: string): void {
