@@ -16,6 +16,8 @@ import { SimListener } from '../../sim-kit/listener.js'
  * PbxTableUsers replication with live add/update/delete. An API not enabled on the App object is silently
  * ignored, as the research expects of the PBX [I]. People and calls are the shared phone-system model
  * (sim-kit); this file is the wire side and the innovaphone extras (presence per contact, frozen PBX).
+ * Over 500 lines because three APIs share one session's state (monitors, presence subscriptions,
+ * replication cursor); split it by API if one of them grows.
  */
 
 export type SimApi = 'RCC' | 'PbxApi' | 'PbxTableUsers'
