@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises'
 import type { ClockTimer } from '../../core/clock.js'
-import { LinkLifecycle } from '../link-lifecycle.js'
+import { LinkLifecycle } from '../kit/link-lifecycle.js'
 import {
   AdapterError,
   type AdapterDeps,
@@ -8,8 +8,9 @@ import {
   type PbxAdapter,
   type PbxObservationListener,
 } from '../types.js'
-import { DndCommands } from '../dnd-commands.js'
-import { normaliseFingerprint, type AvayaIpoConfig } from './config.js'
+import { DndCommands } from '../kit/dnd-commands.js'
+import type { AvayaIpoConfig } from './config.js'
+import { normaliseFingerprint } from '../kit/tls-pinning.js'
 import { AvayaIpoDriver, type DriverClosed } from './driver.js'
 import { MtctiLinkError } from './link-error.js'
 import { formatGuid } from './mtcti3/codec.js'
@@ -201,7 +202,7 @@ export class AvayaIpoAdapter implements PbxAdapter {
       username: config.username,
       password: config.password,
       ...(caPem === undefined ? {} : { caPem }),
-      ...(config.tls.pinnedSha256 === undefined ? {} : { pinnedSha256: normaliseFingerprint(config.tls.pinnedSha256) }),
+      ...(config.tls.pinnedSha256 === undefined ? {} : { pinnedSha256: normaliseFingerprint(config.tls.pinnedSha256) ?? config.tls.pinnedSha256 }),
       ...(config.tls.serverName === undefined ? {} : { serverName: config.tls.serverName }),
       requestTimeoutMs: config.requestTimeoutMs,
       pingIntervalMs: config.pingIntervalS * 1000,

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises'
 import type { DirectoryEntry } from '../../../protocol/schemas.js'
 import type { ClockTimer } from '../../core/clock.js'
-import { LinkLifecycle } from '../link-lifecycle.js'
+import { LinkLifecycle } from '../kit/link-lifecycle.js'
 import {
   AdapterError,
   type AdapterDeps,
@@ -9,7 +9,7 @@ import {
   type PbxAdapter,
   type PbxObservationListener,
 } from '../types.js'
-import { DndCommands } from '../dnd-commands.js'
+import { DndCommands } from '../kit/dnd-commands.js'
 import { innovaphoneUrl, type InnovaphoneConfig } from './config.js'
 import { InnovaphoneDriver, type DriverClosed } from './driver.js'
 import { InnoLinkError } from './link-error.js'

@@ -1,5 +1,5 @@
 import type { ClockTimer } from '../../core/clock.js'
-import { LinkLifecycle } from '../link-lifecycle.js'
+import { LinkLifecycle } from '../kit/link-lifecycle.js'
 import {
   AdapterError,
   type AdapterDeps,
@@ -7,7 +7,7 @@ import {
   type PbxObservation,
   type PbxObservationListener,
 } from '../types.js'
-import { DndCommands } from '../dnd-commands.js'
+import { DndCommands } from '../kit/dnd-commands.js'
 import type { OsbizConfig } from './config.js'
 import { createCstaCodec } from './csta/codec-registry.js'
 import type { CstaEvent } from './csta/model.js'

@@ -1,6 +1,6 @@
-import type { LinkState } from '../../protocol/schemas.js'
-import { backoffDelay, type ClockTimer } from '../core/clock.js'
-import type { AdapterDeps, PbxObservation, PbxObservationListener } from './types.js'
+import type { LinkState } from '../../../protocol/schemas.js'
+import { backoffDelay, type ClockTimer } from '../../core/clock.js'
+import type { AdapterDeps, PbxObservation, PbxObservationListener } from '../types.js'
 
 /** What the lifecycle needs of an adapter's link: a driver it can close when the connector stops. */
 export interface ClosableLink {
