@@ -1,7 +1,6 @@
 import type { TLSSocket } from 'node:tls'
 import WebSocket from 'ws'
-import type { AdapterDeps } from '../types.js'
-import { LinkSession, RequestIds } from '../kit/link-session.js'
+import { LinkDriver, RequestIds, type DriverDeps } from '../kit/link-session.js'
 import { checkPeer, VerifyingAgent } from '../kit/tls-pinning.js'
 import { decodeFrame, encodeFrame, type MtctiDecodeError } from './mtcti3/codec.js'
 import type { MtctiMessage, MtctiOutgoing, Notify, RequestResponse, SubscribeTerminated } from './mtcti3/model.js'
@@ -30,7 +29,7 @@ export interface AvayaIpoDriverOptions {
   maxFrameBytes: number
 }
 
-export type AvayaIpoDriverDeps = AdapterDeps
+export type AvayaIpoDriverDeps = DriverDeps
 
 export interface DriverClosed {
   code: 'SOCKET_CLOSED' | 'PING_TIMEOUT' | 'FRAME_TOO_LARGE'
@@ -40,42 +39,25 @@ export interface DriverClosed {
 export const SUBPROTOCOL = 'openapi'
 const CLOSE_TIMEOUT_MS = 1000
 
-type Session = LinkSession<{
+interface MtctiSessionTypes {
   key: number
   answer: RequestResponse
   error: MtctiLinkError
   detail: MtctiLinkErrorDetail
   closed: DriverClosed
   request: { request: string; detail: MtctiLinkErrorDetail }
-}>
+}
 
-export class AvayaIpoDriver {
-  readonly #options: AvayaIpoDriverOptions
-  readonly #deps: AvayaIpoDriverDeps
-  readonly #session: Session
+export class AvayaIpoDriver extends LinkDriver<MtctiSessionTypes, AvayaIpoDriverOptions> {
   readonly #requestIds = new RequestIds(0x7fffffff)
   #ws: WebSocket | undefined
   #awaitingPong = false
   #lastError: (Error & { code?: string }) | undefined
-  readonly #notifyListeners
-  readonly #terminatedListeners
+  readonly #notifyListeners = this.link.listeners<Notify>('MTCTI-3 listener threw')
+  readonly #terminatedListeners = this.link.listeners<SubscribeTerminated>('MTCTI-3 listener threw')
 
-  constructor(options: AvayaIpoDriverOptions, deps: AvayaIpoDriverDeps) {
-    this.#options = options
-    this.#deps = deps
-    this.#session = new LinkSession({
-      ...deps,
-      counterPrefix: 'avaya-ipo',
-      label: 'MTCTI-3',
-      error: (code, message, detail) => new MtctiLinkError(code, message, detail),
-      release: () => this.#release(),
-    })
-    this.#notifyListeners = this.#session.listeners<Notify>('MTCTI-3 listener threw')
-    this.#terminatedListeners = this.#session.listeners<SubscribeTerminated>('MTCTI-3 listener threw')
-  }
-
-  get isOpen(): boolean {
-    return this.#session.isOpen
+  constructor(options: AvayaIpoDriverOptions, deps: DriverDeps) {
+    super(options, deps, { counterPrefix: 'avaya-ipo', label: 'MTCTI-3', error: MtctiLinkError })
   }
 
   onNotify(listener: (notify: Notify) => void): () => void {
@@ -86,18 +68,14 @@ export class AvayaIpoDriver {
     return this.#terminatedListeners.add(listener)
   }
 
-  /** Fires once when the open link is lost (not after close()). */
-  onClose(listener: (closed: DriverClosed) => void): () => void {
-    return this.#session.closeListeners.add(listener)
-  }
 
   /** TLS, upgrade, subprotocol. Rejects with MtctiLinkError; a driver opens at most once. */
   open(): Promise<void> {
-    const { host, port, path, username, password, requestTimeoutMs, maxFrameBytes } = this.#options
+    const { host, port, path, username, password, requestTimeoutMs, maxFrameBytes } = this.options
     const timeout = (): MtctiLinkError => new MtctiLinkError('CONNECT_TIMEOUT', `no WebSocket upgrade from ${host}:${port} within ${requestTimeoutMs} ms`)
-    return this.#session.open<void>(requestTimeoutMs, timeout, (opened) => {
+    return this.link.open<void>(requestTimeoutMs, timeout, (opened) => {
       const authority = host.includes(':') ? `[${host}]` : host
-      const agent = new VerifyingAgent(this.#options.caPem === undefined ? {} : { ca: this.#options.caPem }, (socket) => this.#verifyPeer(socket))
+      const agent = new VerifyingAgent(this.options.caPem === undefined ? {} : { ca: this.options.caPem }, (socket) => this.#verifyPeer(socket))
       let ws: WebSocket
       try {
         ws = new WebSocket(`wss://${authority}:${port}${path}`, SUBPROTOCOL, {
@@ -106,17 +84,17 @@ export class AvayaIpoDriver {
           perMessageDeflate: false,
           maxPayload: maxFrameBytes,
           handshakeTimeout: requestTimeoutMs,
-          ...(this.#options.serverName === undefined ? {} : { servername: this.#options.serverName }),
+          ...(this.options.serverName === undefined ? {} : { servername: this.options.serverName }),
         })
       } catch (error) {
-        this.#session.failOpen(new MtctiLinkError('CONNECT_FAILED', `cannot connect to ${host}:${port}: ${error instanceof Error ? error.message : String(error)}`))
+        this.link.failOpen(new MtctiLinkError('CONNECT_FAILED', `cannot connect to ${host}:${port}: ${error instanceof Error ? error.message : String(error)}`))
         return
       }
       this.#ws = ws
       ws.on('unexpected-response', (_request, response) => {
         const status = response.statusCode ?? 0
         response.resume()
-        this.#session.failOpen(status === 401 || status === 403
+        this.link.failOpen(status === 401 || status === 403
           ? new MtctiLinkError('AUTH_REJECTED', `${host}:${port} refused the credentials (HTTP ${status})`, { status })
           : new MtctiLinkError('HTTP_ERROR', `${host}:${port} answered HTTP ${status} instead of the WebSocket upgrade`, { status }))
       })
@@ -129,7 +107,7 @@ export class AvayaIpoDriver {
       })
       ws.on('error', (error: Error & { code?: string }) => {
         this.#lastError = error
-        if (this.#session.state === 'connecting') this.#session.failOpen(this.#connectError(error))
+        if (this.link.state === 'connecting') this.link.failOpen(this.#connectError(error))
       })
       ws.on('close', (code, reason) => this.#onClose(code, reason.toString('utf8')))
     })
@@ -138,34 +116,34 @@ export class AvayaIpoDriver {
   /** Sends a request carrying a fresh requestid; resolves on RequestResponse result 0, rejects otherwise. */
   request(request: string, build: (requestId: number) => MtctiOutgoing): Promise<RequestResponse> {
     const ws = this.#ws
-    if (!this.#session.isOpen || ws === undefined) {
+    if (!this.link.isOpen || ws === undefined) {
       return Promise.reject(new MtctiLinkError('NOT_OPEN', `no open MTCTI-3 link for ${request}`, { request }))
     }
     // 2^31 ids cannot all be outstanding: allocate() always finds one.
-    const requestId = this.#requestIds.allocate((id) => this.#session.isPending(id)) ?? 0
+    const requestId = this.#requestIds.allocate((id) => this.link.isPending(id)) ?? 0
     const frame = encodeFrame(build(requestId))
-    return this.#session.request(requestId, { request, detail: { requestId, request } }, this.#options.requestTimeoutMs, () => ws.send(frame, { binary: true }))
+    return this.link.request(requestId, { request, detail: { requestId, request } }, this.options.requestTimeoutMs, () => ws.send(frame, { binary: true }))
   }
 
   /** Sends a message that has no answer (NotifyAck). Silently dropped when the link is not open. */
   send(message: MtctiOutgoing): void {
-    if (this.#session.isOpen) this.#ws?.send(encodeFrame(message), { binary: true })
+    if (this.link.isOpen) this.#ws?.send(encodeFrame(message), { binary: true })
   }
 
   close(): Promise<void> {
-    return this.#session.close('closed by the application before the link opened', () => {
-      this.#session.rejectAll('the link was closed')
-      this.#session.clearTimer('ping')
+    return this.link.close('closed by the application before the link opened', () => {
+      this.link.rejectAll('the link was closed')
+      this.link.clearTimer('ping')
       const ws = this.#ws
       ws?.close(1000, 'gateway stopping')
-      this.#session.setTimer('close', CLOSE_TIMEOUT_MS, () => ws?.terminate())
+      this.link.setTimer('close', CLOSE_TIMEOUT_MS, () => ws?.terminate())
     })
   }
 
   // --- TLS ----------------------------------------------------------------------------------------------
 
   #verifyPeer(socket: TLSSocket): MtctiLinkError | undefined {
-    const { host, port, pinnedSha256, serverName } = this.#options
+    const { host, port, pinnedSha256, serverName } = this.options
     const problem = checkPeer(socket, { pin: pinnedSha256, serverName: serverName ?? host })
     if (problem === undefined) return undefined
     const { fingerprint256 } = problem
@@ -181,7 +159,7 @@ export class AvayaIpoDriver {
   }
 
   #connectError(error: Error & { code?: string }): MtctiLinkError {
-    const { host, port } = this.#options
+    const { host, port } = this.options
     if (error instanceof MtctiLinkError) return error
     if (/subprotocol/i.test(error.message)) {
       return new MtctiLinkError('SUBPROTOCOL', `${host}:${port} did not accept the WebSocket subprotocol "${SUBPROTOCOL}" (${error.message})`)
@@ -194,7 +172,7 @@ export class AvayaIpoDriver {
   // --- Receiving ------------------------------------------------------------------------------------------
 
   #onFrame(data: WebSocket.RawData, isBinary: boolean): void {
-    if (!this.#session.isOpen) return
+    if (!this.link.isOpen) return
     const frame = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data)
     if (!isBinary) {
       this.#dropped({ code: 'TEXT_FRAME', reason: 'a text frame; MTCTI-3 sends binary frames only', bytes: frame.byteLength })
@@ -205,7 +183,7 @@ export class AvayaIpoDriver {
       this.#dropped(decoded.error)
       return
     }
-    this.#deps.counters.inc('avaya-ipo.frames.received')
+    this.deps.counters.inc('avaya-ipo.frames.received')
     this.#dispatch(decoded.message)
   }
 
@@ -213,8 +191,8 @@ export class AvayaIpoDriver {
     const counter = error.code === 'PROTOBUF_DECODE'
       ? 'avaya-ipo.messages.malformed'
       : error.code === 'UNKNOWN_PAYLOAD' ? 'avaya-ipo.messages.unknown' : 'avaya-ipo.frames.malformed'
-    this.#deps.counters.inc(counter)
-    this.#deps.logger.warn(
+    this.deps.counters.inc(counter)
+    this.deps.logger.warn(
       { code: error.code, reason: error.reason, bytes: error.bytes, prefix: error.prefix, fields: error.fields },
       'malformed MTCTI-3 frame dropped',
     )
@@ -225,10 +203,10 @@ export class AvayaIpoDriver {
       case 'response': {
         const response = message.response ?? {}
         const requestId = response.requestid ?? 0
-        const pending = this.#session.settle(requestId)
+        const pending = this.link.settle(requestId)
         if (pending === undefined) {
-          this.#deps.counters.inc('avaya-ipo.responses.unmatched')
-          this.#deps.logger.debug({ requestId, result: response.result }, 'RequestResponse without a pending request (late or duplicate)')
+          this.deps.counters.inc('avaya-ipo.responses.unmatched')
+          this.deps.logger.debug({ requestId, result: response.result }, 'RequestResponse without a pending request (late or duplicate)')
           return
         }
         const result = response.result ?? 0
@@ -251,21 +229,21 @@ export class AvayaIpoDriver {
         this.#terminatedListeners.emit(message.subscribeterminated ?? {})
         return
       case 'generaldata':
-        this.#deps.logger.debug({ responseId: message.generaldata?.responseid }, 'GeneralData ignored')
+        this.deps.logger.debug({ responseId: message.generaldata?.responseid }, 'GeneralData ignored')
         return
       default:
-        this.#deps.counters.inc('avaya-ipo.messages.unexpected')
-        this.#deps.logger.warn({ payload: message.payload }, 'MTCTI-3 message not expected from the PBX ignored')
+        this.deps.counters.inc('avaya-ipo.messages.unexpected')
+        this.deps.logger.warn({ payload: message.payload }, 'MTCTI-3 message not expected from the PBX ignored')
     }
   }
 
   // --- Keepalive ----------------------------------------------------------------------------------------
 
   #schedulePing(): void {
-    this.#session.setTimer('ping', this.#options.pingIntervalMs, () => {
-      if (!this.#session.isOpen) return
+    this.link.setTimer('ping', this.options.pingIntervalMs, () => {
+      if (!this.link.isOpen) return
       if (this.#awaitingPong) {
-        this.#session.terminate({ code: 'PING_TIMEOUT', reason: `no WebSocket pong within ${this.#options.pingIntervalMs} ms` })
+        this.link.terminate({ code: 'PING_TIMEOUT', reason: `no WebSocket pong within ${this.options.pingIntervalMs} ms` })
         return
       }
       this.#awaitingPong = true
@@ -277,13 +255,13 @@ export class AvayaIpoDriver {
   // --- Teardown -----------------------------------------------------------------------------------------
 
   #onClose(code: number, reason: string): void {
-    const { host, port, maxFrameBytes } = this.#options
+    const { host, port, maxFrameBytes } = this.options
     const error = this.#lastError
-    this.#session.socketEnded(
+    this.link.socketEnded(
       () => error === undefined ? new MtctiLinkError('CONNECT_FAILED', `${host}:${port} closed the connection during the upgrade`) : this.#connectError(error),
       () => {
         if (code === 1009 || error?.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') {
-          this.#deps.counters.inc('avaya-ipo.frames.oversized')
+          this.deps.counters.inc('avaya-ipo.frames.oversized')
           return { code: 'FRAME_TOO_LARGE', reason: `the PBX sent a frame larger than maxFrameBytes (${maxFrameBytes} bytes)` }
         }
         const why = error === undefined ? `close code ${code}${reason === '' ? '' : `: ${reason}`}` : error.message
@@ -292,7 +270,7 @@ export class AvayaIpoDriver {
     )
   }
 
-  #release(): void {
+  protected release(): void {
     const ws = this.#ws
     if (ws === undefined) return
     ws.removeAllListeners('message')

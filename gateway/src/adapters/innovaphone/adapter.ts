@@ -347,25 +347,15 @@ export class InnovaphoneAdapter extends PbxLinkAdapter<InnovaphoneConfig, Link> 
       case 'CallInfo': {
         const info = readAs(CallInfoSchema, message)
         if (!info.ok) return this.#malformed(message, info.reason)
-        const person = message.src === undefined ? undefined : link.bySrc.get(message.src)
-        if (person === undefined) {
-          this.deps.counters.inc('innovaphone.events.unmatched')
-          this.deps.logger.debug({ src: message.src, call: info.value.call }, 'CallInfo for nobody we monitor ignored')
-          return
-        }
-        this.#onCallInfo(person, info.value)
+        const person = this.#monitoredBy(link, message, { call: info.value.call })
+        if (person !== undefined) this.#onCallInfo(person, info.value)
         return
       }
       case 'PresenceUpdate': {
         const update = readAs(PresenceUpdateSchema, message)
         if (!update.ok) return this.#malformed(message, update.reason)
-        const person = message.src === undefined ? undefined : link.bySrc.get(message.src)
-        if (person === undefined) {
-          this.deps.counters.inc('innovaphone.events.unmatched')
-          this.deps.logger.debug({ src: message.src }, 'PresenceUpdate for nobody we monitor ignored')
-          return
-        }
-        this.#onPresence(person, dndFromPresence(update.value.presence))
+        const person = this.#monitoredBy(link, message, {})
+        if (person !== undefined) this.#onPresence(person, dndFromPresence(update.value.presence))
         return
       }
       case 'ReplicateAdd':
@@ -390,6 +380,16 @@ export class InnovaphoneAdapter extends PbxLinkAdapter<InnovaphoneConfig, Link> 
           this.deps.logger.warn({ mt: message.mt, api: message.api }, 'unknown message type from the PBX ignored (newer PBX firmware?); further ones of this type are counted only')
         }
     }
+  }
+
+  /** The person whose monitor (by src) an event belongs to; undefined (counted, logged) for nobody we monitor. */
+  #monitoredBy(link: Link, message: InnoMessage, fields: Record<string, unknown>): Person | undefined {
+    const person = message.src === undefined ? undefined : link.bySrc.get(message.src)
+    if (person === undefined) {
+      this.deps.counters.inc('innovaphone.events.unmatched')
+      this.deps.logger.debug({ mt: message.mt, src: message.src, ...fields }, 'event for nobody we monitor ignored')
+    }
+    return person
   }
 
   #malformed(message: InnoMessage, reason: string): void {

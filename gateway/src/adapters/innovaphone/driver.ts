@@ -1,8 +1,7 @@
 import type { IncomingMessage } from 'node:http'
 import type { TLSSocket } from 'node:tls'
 import WebSocket from 'ws'
-import type { AdapterDeps } from '../types.js'
-import { LinkSession } from '../kit/link-session.js'
+import { LinkDriver, type DriverDeps } from '../kit/link-session.js'
 import { checkPeer, VerifyingAgent } from '../kit/tls-pinning.js'
 import { appLoginDigest } from './login.js'
 import { InnoLinkError, type InnoLinkErrorDetail } from './link-error.js'
@@ -34,7 +33,7 @@ export interface InnovaphoneDriverOptions {
   answerTimeoutMs: number
 }
 
-export type InnovaphoneDriverDeps = AdapterDeps
+export type InnovaphoneDriverDeps = DriverDeps
 
 export type DriverCloseCode = 'SOCKET_CLOSED' | 'SOCKET_ERROR' | 'PEER_SILENT'
 
@@ -45,17 +44,16 @@ export interface DriverClosed {
 
 const CLOSE_TIMEOUT_MS = 1000
 
-export class InnovaphoneDriver {
-  readonly #options: InnovaphoneDriverOptions
-  readonly #deps: InnovaphoneDriverDeps
-  readonly #session: LinkSession<{
-    key: string
-    answer: InnoMessage
-    error: InnoLinkError
-    detail: InnoLinkErrorDetail
-    closed: DriverClosed
-    request: { request: string; detail: InnoLinkErrorDetail }
-  }>
+interface AppWebsocketSessionTypes {
+  key: string
+  answer: InnoMessage
+  error: InnoLinkError
+  detail: InnoLinkErrorDetail
+  closed: DriverClosed
+  request: { request: string; detail: InnoLinkErrorDetail }
+}
+
+export class InnovaphoneDriver extends LinkDriver<AppWebsocketSessionTypes, InnovaphoneDriverOptions> {
   #socket: WebSocket | undefined
   /** Messages before the login finished go here (AppChallengeResult, AppLoginResult). */
   #loginWaiter: { mt: string; resolve: (message: InnoMessage) => void } | undefined
@@ -64,23 +62,10 @@ export class InnovaphoneDriver {
   #lastSentAt = 0
   #probeSentAt: number | undefined
   #socketError: (Error & { code?: string }) | undefined
-  readonly #messageListeners
+  readonly #messageListeners = this.link.listeners<InnoMessage>('PBX message listener threw', (message) => ({ mt: message.mt }))
 
-  constructor(options: InnovaphoneDriverOptions, deps: InnovaphoneDriverDeps) {
-    this.#options = options
-    this.#deps = deps
-    this.#session = new LinkSession({
-      ...deps,
-      counterPrefix: 'innovaphone',
-      label: 'PBX',
-      error: (code, message, detail) => new InnoLinkError(code, message, detail),
-      release: () => this.#release(),
-    })
-    this.#messageListeners = this.#session.listeners<InnoMessage>('PBX message listener threw', (message) => ({ mt: message.mt }))
-  }
-
-  get isOpen(): boolean {
-    return this.#session.isOpen
+  constructor(options: InnovaphoneDriverOptions, deps: DriverDeps) {
+    super(options, deps, { counterPrefix: 'innovaphone', label: 'PBX', error: InnoLinkError })
   }
 
   /** Every message that is not the result of one of our requests, in stream order. */
@@ -88,16 +73,12 @@ export class InnovaphoneDriver {
     return this.#messageListeners.add(listener)
   }
 
-  /** Fires once when an open link is lost (not after close()). */
-  onClose(listener: (closed: DriverClosed) => void): () => void {
-    return this.#session.closeListeners.add(listener)
-  }
 
   /** Connects and logs in. Rejects with InnoLinkError; a driver opens at most once. */
   open(): Promise<void> {
-    const { url, requestTimeoutMs, ca } = this.#options
+    const { url, requestTimeoutMs, ca } = this.options
     const timeout = (): InnoLinkError => new InnoLinkError('CONNECT_TIMEOUT', `no WebSocket connection to ${url} within ${requestTimeoutMs} ms`)
-    return this.#session.open<void>(requestTimeoutMs, timeout, (opened) => {
+    return this.link.open<void>(requestTimeoutMs, timeout, (opened) => {
       // wss: the certificate (a pin, or the CA) is checked before the upgrade request is written.
       const agent = url.startsWith('wss:') ? new VerifyingAgent(ca === undefined ? {} : { ca }, (socket) => this.#verifyPeer(socket)) : undefined
       const socket = new WebSocket(url, {
@@ -109,21 +90,21 @@ export class InnovaphoneDriver {
       this.#socket = socket
       socket.on('unexpected-response', (_request, response: IncomingMessage) => {
         response.resume()
-        this.#session.failOpen(new InnoLinkError('UPGRADE_REJECTED', `${url} answered the WebSocket upgrade with HTTP ${response.statusCode ?? '?'}`, { status: response.statusCode ?? 0 }))
+        this.link.failOpen(new InnoLinkError('UPGRADE_REJECTED', `${url} answered the WebSocket upgrade with HTTP ${response.statusCode ?? '?'}`, { status: response.statusCode ?? 0 }))
       })
       socket.on('open', () => {
-        this.#lastReceivedAt = this.#deps.clock.now()
+        this.#lastReceivedAt = this.deps.clock.now()
         this.#login().then(() => {
           if (opened()) this.#scheduleTick()
-        }, (error: unknown) => this.#session.failOpen(asLinkError(error)))
+        }, (error: unknown) => this.link.failOpen(asLinkError(error)))
       })
       socket.on('message', (data: WebSocket.RawData, isBinary: boolean) => this.#onFrame(data, isBinary))
       socket.on('pong', () => {
-        this.#lastReceivedAt = this.#deps.clock.now()
+        this.#lastReceivedAt = this.deps.clock.now()
       })
       socket.on('error', (error: Error & { code?: string }) => {
         this.#socketError = error
-        if (this.#session.state === 'connecting') this.#session.failOpen(this.#connectError(error))
+        if (this.link.state === 'connecting') this.link.failOpen(this.#connectError(error))
       })
       socket.on('close', (code: number, reason: Buffer) => this.#onSocketClose(code, reason.toString('utf8')))
     })
@@ -134,32 +115,32 @@ export class InnovaphoneDriver {
    * A result with a non-zero `error` rejects with REQUEST_FAILED.
    */
   request(message: InnoMessage, options: { src?: string; timeoutMs?: number; resultMt?: string } = {}): Promise<InnoMessage> {
-    if (!this.#session.isOpen) return Promise.reject(new InnoLinkError('NOT_OPEN', `no open PBX link for ${message.mt}`, { request: message.mt }))
+    if (!this.link.isOpen) return Promise.reject(new InnoLinkError('NOT_OPEN', `no open PBX link for ${message.mt}`, { request: message.mt }))
     const src = options.src ?? `q${this.#nextSrc++}`
     const resultMt = options.resultMt ?? `${message.mt}Result`
     const key = `${src}\u0000${resultMt}`
-    if (this.#session.isPending(key)) return Promise.reject(new InnoLinkError('REQUEST_FAILED', `a ${message.mt} with src ${src} is already outstanding`, { request: message.mt }))
+    if (this.link.isPending(key)) return Promise.reject(new InnoLinkError('REQUEST_FAILED', `a ${message.mt} with src ${src} is already outstanding`, { request: message.mt }))
     const request = message.api === undefined ? message.mt : `${message.api} ${message.mt}`
     const detail = { request, ...(message.api === undefined ? {} : { api: message.api }) }
-    return this.#session.request(key, { request, detail }, options.timeoutMs ?? this.#options.requestTimeoutMs, () => this.#write({ ...message, src }))
+    return this.link.request(key, { request, detail }, options.timeoutMs ?? this.options.requestTimeoutMs, () => this.#write({ ...message, src }))
   }
 
   /** Sends a message that has no result (UserEnd, UnsubscribePresence). */
   send(message: InnoMessage): boolean {
-    if (!this.#session.isOpen) return false
+    if (!this.link.isOpen) return false
     return this.#write(message)
   }
 
   /** Closes the WebSocket (close frame, then destroy after 1 s). Idempotent. */
   close(): Promise<void> {
-    return this.#session.close('closed by the application before the login finished', () => {
-      this.#session.rejectAll('the connector is stopping')
+    return this.link.close('closed by the application before the login finished', () => {
+      this.link.rejectAll('the connector is stopping')
       const socket = this.#socket
       if (socket === undefined || socket.readyState === WebSocket.CLOSED) {
-        this.#session.finishClosing()
+        this.link.finishClosing()
       } else {
         socket.close(1000, 'gateway stopping')
-        this.#session.setTimer('close', CLOSE_TIMEOUT_MS, () => socket.terminate())
+        this.link.setTimer('close', CLOSE_TIMEOUT_MS, () => socket.terminate())
       }
     })
   }
@@ -167,7 +148,7 @@ export class InnovaphoneDriver {
   // --- TLS ------------------------------------------------------------------------------------------------
 
   #verifyPeer(socket: TLSSocket): InnoLinkError | undefined {
-    const problem = checkPeer(socket, { pin: this.#options.pinSha256, serverName: new URL(this.#options.url).hostname.replace(/^\[|\]$/g, '') })
+    const problem = checkPeer(socket, { pin: this.options.pinSha256, serverName: new URL(this.options.url).hostname.replace(/^\[|\]$/g, '') })
     switch (problem?.code) {
       case undefined:
         return undefined
@@ -183,7 +164,7 @@ export class InnovaphoneDriver {
   // --- Login ----------------------------------------------------------------------------------------------
 
   async #login(): Promise<void> {
-    const { appName, appPassword } = this.#options
+    const { appName, appPassword } = this.options
     const challengeMessage = await this.#loginStep({ mt: 'AppChallenge' }, 'AppChallengeResult')
     const challenge = readAs(AppChallengeResultSchema, challengeMessage)
     if (!challenge.ok) throw new InnoLinkError('LOGIN_REFUSED', `AppChallengeResult without a challenge (${challenge.reason})`)
@@ -199,19 +180,19 @@ export class InnovaphoneDriver {
         ...(login.ok && login.value.error !== undefined ? { error: login.value.error } : {}),
       })
     }
-    this.#deps.logger.info({ app: appName }, 'logged in to the PBX App object')
+    this.deps.logger.info({ app: appName }, 'logged in to the PBX App object')
   }
 
   #loginStep(message: InnoMessage, resultMt: string): Promise<InnoMessage> {
     return new Promise<InnoMessage>((resolve, reject) => {
-      this.#session.setTimer('login', this.#options.requestTimeoutMs, () => {
+      this.link.setTimer('login', this.options.requestTimeoutMs, () => {
         this.#loginWaiter = undefined
-        reject(new InnoLinkError('LOGIN_TIMEOUT', `no ${resultMt} within ${this.#options.requestTimeoutMs} ms`))
+        reject(new InnoLinkError('LOGIN_TIMEOUT', `no ${resultMt} within ${this.options.requestTimeoutMs} ms`))
       })
       this.#loginWaiter = {
         mt: resultMt,
         resolve: (answer) => {
-          this.#session.clearTimer('login')
+          this.link.clearTimer('login')
           this.#loginWaiter = undefined
           resolve(answer)
         },
@@ -223,8 +204,8 @@ export class InnovaphoneDriver {
   // --- Liveness -------------------------------------------------------------------------------------------
 
   #scheduleTick(): void {
-    const periodMs = Math.max(50, Math.min(this.#options.keepAliveIntervalMs, this.#options.answerTimeoutMs) / 2)
-    this.#session.setTimer('tick', periodMs, () => this.#tick())
+    const periodMs = Math.max(50, Math.min(this.options.keepAliveIntervalMs, this.options.answerTimeoutMs) / 2)
+    this.link.setTimer('tick', periodMs, () => this.#tick())
   }
 
   /**
@@ -234,15 +215,15 @@ export class InnovaphoneDriver {
    * the connection is open but the PBX no longer answers.
    */
   #tick(): void {
-    if (!this.#session.isOpen) return
-    const now = this.#deps.clock.now()
-    const { keepAliveIntervalMs, answerTimeoutMs } = this.#options
+    if (!this.link.isOpen) return
+    const now = this.deps.clock.now()
+    const { keepAliveIntervalMs, answerTimeoutMs } = this.options
     if (this.#probeSentAt !== undefined) {
       if (this.#lastReceivedAt >= this.#probeSentAt) {
         this.#probeSentAt = undefined
       } else if (now - this.#probeSentAt >= answerTimeoutMs) {
-        this.#deps.counters.inc('innovaphone.link.silent')
-        this.#session.terminate({
+        this.deps.counters.inc('innovaphone.link.silent')
+        this.link.terminate({
           code: 'PEER_SILENT',
           reason: `the PBX stopped answering: no frame and no pong within ${answerTimeoutMs} ms of a KeepAlive, although the connection is open`,
         })
@@ -267,20 +248,20 @@ export class InnovaphoneDriver {
     const socket = this.#socket
     if (socket === undefined || socket.readyState !== WebSocket.OPEN) return false
     socket.send(JSON.stringify(message))
-    this.#lastSentAt = this.#deps.clock.now()
+    this.#lastSentAt = this.deps.clock.now()
     return true
   }
 
   #onFrame(data: WebSocket.RawData, isBinary: boolean): void {
-    const state = this.#session.state
+    const state = this.link.state
     if (state !== 'connecting' && state !== 'open') return
-    this.#lastReceivedAt = this.#deps.clock.now()
+    this.#lastReceivedAt = this.deps.clock.now()
     const buffer = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data)
     const decoded = decodeFrame(buffer, isBinary)
-    this.#deps.counters.inc('innovaphone.frames.received')
+    this.deps.counters.inc('innovaphone.frames.received')
     if (!decoded.ok) {
-      this.#deps.counters.inc('innovaphone.frames.malformed')
-      this.#deps.logger.warn(
+      this.deps.counters.inc('innovaphone.frames.malformed')
+      this.deps.logger.warn(
         { code: decoded.code, reason: decoded.reason },
         'malformed frame from the PBX dropped; the link stays up (if this repeats, check that the address is the PBX App Platform WebSocket)',
       )
@@ -289,10 +270,10 @@ export class InnovaphoneDriver {
     const message = decoded.message
     if (state === 'connecting') {
       if (this.#loginWaiter?.mt === message.mt) this.#loginWaiter.resolve(message)
-      else this.#deps.logger.debug({ mt: message.mt }, 'message before the login finished ignored')
+      else this.deps.logger.debug({ mt: message.mt }, 'message before the login finished ignored')
       return
     }
-    const pending = message.mt.endsWith('Result') && message.src !== undefined ? this.#session.settle(`${message.src}\u0000${message.mt}`) : undefined
+    const pending = message.mt.endsWith('Result') && message.src !== undefined ? this.link.settle(`${message.src}\u0000${message.mt}`) : undefined
     if (pending === undefined) {
       this.#messageListeners.emit(message)
       return
@@ -311,7 +292,7 @@ export class InnovaphoneDriver {
 
   #connectError(error: Error & { code?: string }): InnoLinkError {
     if (error instanceof InnoLinkError) return error
-    const { url } = this.#options
+    const { url } = this.options
     const errno = error.code
     if (errno === 'ECONNREFUSED') return new InnoLinkError('CONNECT_REFUSED', `connection refused by ${url}`, { errno })
     return new InnoLinkError('CONNECT_FAILED', `cannot connect to ${url} (${errno ?? error.message})`, errno === undefined ? {} : { errno })
@@ -320,7 +301,7 @@ export class InnovaphoneDriver {
   #onSocketClose(code: number, reason: string): void {
     const error = this.#socketError
     const why = `close code ${code}${reason === '' ? '' : `, ${reason}`}`
-    this.#session.socketEnded(
+    this.link.socketEnded(
       () => error === undefined ? new InnoLinkError('CLOSED_DURING_LOGIN', `the PBX closed the connection during the login (${why})`) : this.#connectError(error),
       () => error === undefined
         ? { code: 'SOCKET_CLOSED', reason: `the PBX closed the connection (${why})` }
@@ -328,7 +309,7 @@ export class InnovaphoneDriver {
     )
   }
 
-  #release(): void {
+  protected release(): void {
     this.#loginWaiter = undefined
     const socket = this.#socket
     if (socket === undefined) return

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino'
 import type { Clock, ClockTimer } from '../../core/clock.js'
 import type { Counters } from '../../core/counters.js'
+import type { AdapterDeps } from '../types.js'
 import type { SessionErrorCode } from './link-error.js'
 import { Listeners } from './listeners.js'
 
@@ -273,4 +274,47 @@ export class RequestIds {
     }
     return undefined
   }
+}
+
+/** What a driver needs around it: a logger of its own, the clock and the counters. */
+export type DriverDeps = AdapterDeps
+
+/**
+ * The frame of a driver: its options, deps and link session, the isOpen/onClose surface the adapter kit uses,
+ * and `release()` to write (let go of the socket). The subclass is the wire: open(), request(), close().
+ */
+export abstract class LinkDriver<T extends SessionTypes, Options> {
+  protected readonly options: Options
+  protected readonly deps: DriverDeps
+  protected readonly link: LinkSession<T>
+
+  constructor(options: Options, deps: DriverDeps, session: {
+    counterPrefix: string
+    label: string
+    /** The driver's LinkError subclass. */
+    error: new (code: SessionErrorCode, message: string, detail?: T['detail']) => T['error']
+  }) {
+    this.options = options
+    this.deps = deps
+    const ErrorClass = session.error
+    this.link = new LinkSession<T>({
+      ...deps,
+      counterPrefix: session.counterPrefix,
+      label: session.label,
+      error: (code, message, detail) => new ErrorClass(code, message, detail),
+      release: () => this.release(),
+    })
+  }
+
+  get isOpen(): boolean {
+    return this.link.isOpen
+  }
+
+  /** Fires once when an open link is lost (not after close()). */
+  onClose(listener: (closed: T['closed']) => void): () => void {
+    return this.link.closeListeners.add(listener)
+  }
+
+  /** Lets go of the wire: removes the socket's listeners (keeping a no-op error listener) and destroys it. */
+  protected abstract release(): void
 }

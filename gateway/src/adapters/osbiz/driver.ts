@@ -1,6 +1,5 @@
 import { createConnection, type Socket } from 'node:net'
-import type { AdapterDeps } from '../types.js'
-import { LinkSession, RequestIds, type PendingRequest } from '../kit/link-session.js'
+import { LinkDriver, RequestIds, type DriverDeps, type PendingRequest } from '../kit/link-session.js'
 import type { CstaDecodeError, CstaDecoded, CstaFrameDecoder, CstaWireCodec } from './csta/codec.js'
 import {
   isEvent,
@@ -35,7 +34,7 @@ export interface OsbizDriverOptions {
   probeIntervalMs: number
 }
 
-export type OsbizDriverDeps = AdapterDeps
+export type OsbizDriverDeps = DriverDeps
 
 export interface OsbizSession {
   sessionId: string
@@ -74,10 +73,7 @@ interface RequestInfo {
   detail: CstaLinkErrorDetail
 }
 
-export class OsbizDriver {
-  readonly #options: OsbizDriverOptions
-  readonly #deps: OsbizDriverDeps
-  readonly #link: LinkSession<OsbizSessionTypes>
+export class OsbizDriver extends LinkDriver<OsbizSessionTypes, OsbizDriverOptions> {
   readonly #invokeIds = new RequestIds(MAX_CLIENT_INVOKE_ID)
   #socket: Socket | undefined
   #connected = false
@@ -87,23 +83,10 @@ export class OsbizDriver {
   /** Decoded frames not dispatched yet; see #drain. */
   readonly #inbox: CstaDecoded[] = []
   #drainHandle: NodeJS.Immediate | undefined
-  readonly #eventListeners
+  readonly #eventListeners = this.link.listeners<CstaEvent>('CSTA event listener threw', (event) => ({ kind: event.kind }))
 
-  constructor(options: OsbizDriverOptions, deps: OsbizDriverDeps) {
-    this.#options = options
-    this.#deps = deps
-    this.#link = new LinkSession({
-      ...deps,
-      counterPrefix: 'osbiz',
-      label: 'CSTA',
-      error: (code, message, detail) => new CstaLinkError(code, message, detail),
-      release: () => this.#release(),
-    })
-    this.#eventListeners = this.#link.listeners<CstaEvent>('CSTA event listener threw', (event) => ({ kind: event.kind }))
-  }
-
-  get isOpen(): boolean {
-    return this.#link.isOpen
+  constructor(options: OsbizDriverOptions, deps: DriverDeps) {
+    super(options, deps, { counterPrefix: 'osbiz', label: 'CSTA', error: CstaLinkError })
   }
 
   get session(): OsbizSession | undefined {
@@ -115,31 +98,26 @@ export class OsbizDriver {
     return this.#eventListeners.add(listener)
   }
 
-  /** Fires once when an open session is lost (not after close()). */
-  onClose(listener: (closed: DriverClosed) => void): () => void {
-    return this.#link.closeListeners.add(listener)
-  }
-
   /** Connects and starts the application session. Rejects with CstaLinkError; a driver opens at most once. */
   open(): Promise<OsbizSession> {
-    const { host, port, requestTimeoutMs } = this.#options
+    const { host, port, requestTimeoutMs } = this.options
     const timeout = (): CstaLinkError => new CstaLinkError('CONNECT_TIMEOUT', `no TCP connection to ${host}:${port} within ${requestTimeoutMs} ms`)
-    return this.#link.open<OsbizSession>(requestTimeoutMs, timeout, (opened) => {
-      this.#decoder = this.#options.codec.createDecoder()
+    return this.link.open<OsbizSession>(requestTimeoutMs, timeout, (opened) => {
+      this.#decoder = this.options.codec.createDecoder()
       const socket = createConnection({ host, port })
       this.#socket = socket
       socket.setNoDelay(true)
       socket.once('connect', () => {
         this.#connected = true
         // StartApplicationSession has its own timeout from here.
-        this.#link.clearTimer('open')
+        this.link.clearTimer('open')
         socket.setKeepAlive(true, TCP_KEEPALIVE_MS)
         this.#startSession().then((session) => {
           if (!opened(session)) return
           this.#scheduleSessionReset()
           this.#scheduleProbe()
-          this.#deps.logger.info({ sessionId: session.sessionId, sessionDurationS: session.sessionDurationS }, 'CSTA session started')
-        }, (error: unknown) => this.#link.failOpen(asLinkError(error)))
+          this.deps.logger.info({ sessionId: session.sessionId, sessionDurationS: session.sessionDurationS }, 'CSTA session started')
+        }, (error: unknown) => this.link.failOpen(asLinkError(error)))
       })
       socket.on('data', (chunk: Buffer) => this.#onData(chunk))
       socket.on('error', (error: NodeJS.ErrnoException) => {
@@ -151,32 +129,32 @@ export class OsbizDriver {
 
   /** Sends a request and resolves with its positive response. Rejects with CstaLinkError. */
   request<M extends CstaRequest>(message: M): Promise<CstaResponseMap[M['kind']]> {
-    if (!this.#link.isOpen) {
+    if (!this.link.isOpen) {
       return Promise.reject(new CstaLinkError('NOT_OPEN', `no open CSTA session for ${message.kind}`, { request: message.kind }))
     }
-    return this.#send(message, this.#options.requestTimeoutMs)
+    return this.#send(message, this.options.requestTimeoutMs)
   }
 
   /** Ends the session politely (StopApplicationSession, best effort) and closes the socket. Idempotent. */
   close(): Promise<void> {
-    return this.#link.close('closed by the application before the session started', () => {
-      this.#link.clearTimer('reset')
-      this.#link.clearTimer('probe')
+    return this.link.close('closed by the application before the session started', () => {
+      this.link.clearTimer('reset')
+      this.link.clearTimer('probe')
       const session = this.#session
       const stop = session === undefined
         ? Promise.resolve()
         : this.#send({ kind: 'StopApplicationSession', sessionId: session.sessionId, reason: 'normal' }, STOP_TIMEOUT_MS).then(
           () => undefined,
-          (error: unknown) => this.#deps.logger.debug({ err: asLinkError(error).message }, 'StopApplicationSession not confirmed'),
+          (error: unknown) => this.deps.logger.debug({ err: asLinkError(error).message }, 'StopApplicationSession not confirmed'),
         )
       void stop.then(() => {
         const socket = this.#socket
         if (socket === undefined || socket.destroyed) {
-          this.#link.finishClosing()
+          this.link.finishClosing()
           return
         }
         socket.end()
-        this.#link.setTimer('close', STOP_TIMEOUT_MS, () => socket.destroy())
+        this.link.setTimer('close', STOP_TIMEOUT_MS, () => socket.destroy())
       })
     })
   }
@@ -184,7 +162,7 @@ export class OsbizDriver {
   // --- Session --------------------------------------------------------------------------------------------
 
   async #startSession(): Promise<OsbizSession> {
-    const { applicationId, username, password, sessionDurationS } = this.#options
+    const { applicationId, username, password, sessionDurationS } = this.options
     let response: CstaResponseMap['StartApplicationSession']
     try {
       response = await this.#send({
@@ -193,11 +171,11 @@ export class OsbizDriver {
         ...(username === undefined ? {} : { username }),
         ...(password === undefined ? {} : { password }),
         requestedSessionDurationS: sessionDurationS,
-      }, this.#options.requestTimeoutMs)
+      }, this.options.requestTimeoutMs)
     } catch (error) {
       const linkError = asLinkError(error)
       if (linkError.code === 'REQUEST_TIMEOUT') {
-        throw new CstaLinkError('SESSION_TIMEOUT', `no answer to StartApplicationSession within ${this.#options.requestTimeoutMs} ms`)
+        throw new CstaLinkError('SESSION_TIMEOUT', `no answer to StartApplicationSession within ${this.options.requestTimeoutMs} ms`)
       }
       if (linkError.code === 'CSTA_ERROR') {
         throw new CstaLinkError('SESSION_REJECTED', `session rejected: ${linkError.detail.value ?? 'no reason given'}`, linkError.detail)
@@ -218,48 +196,48 @@ export class OsbizDriver {
     if (session === undefined) return
     // A third of the duration leaves two more tries before the switch would drop us.
     const delayMs = Math.max(100, (session.sessionDurationS * 1000) / 3)
-    this.#link.setTimer('reset', delayMs, () => void this.#resetSession())
+    this.link.setTimer('reset', delayMs, () => void this.#resetSession())
   }
 
   async #resetSession(): Promise<void> {
     const session = this.#session
-    if (!this.#link.isOpen || session === undefined) return
+    if (!this.link.isOpen || session === undefined) return
     try {
       const response = await this.#send(
-        { kind: 'ResetApplicationSessionTimer', sessionId: session.sessionId, requestedSessionDurationS: this.#options.sessionDurationS },
-        this.#options.requestTimeoutMs,
+        { kind: 'ResetApplicationSessionTimer', sessionId: session.sessionId, requestedSessionDurationS: this.options.sessionDurationS },
+        this.options.requestTimeoutMs,
       )
       if (response.actualSessionDurationS !== undefined && response.actualSessionDurationS > 0) {
         session.sessionDurationS = response.actualSessionDurationS
       }
-      if (this.#link.isOpen) this.#scheduleSessionReset()
+      if (this.link.isOpen) this.#scheduleSessionReset()
     } catch (error) {
-      if (this.#link.isOpen) {
-        this.#link.terminate({ code: 'SESSION_RESET_FAILED', reason: `the PBX did not renew the CSTA session (${asLinkError(error).message})` })
+      if (this.link.isOpen) {
+        this.link.terminate({ code: 'SESSION_RESET_FAILED', reason: `the PBX did not renew the CSTA session (${asLinkError(error).message})` })
       }
     }
   }
 
   #scheduleProbe(): void {
-    this.#link.setTimer('probe', this.#options.probeIntervalMs, () => void this.#probe())
+    this.link.setTimer('probe', this.options.probeIntervalMs, () => void this.#probe())
   }
 
   async #probe(): Promise<void> {
-    if (!this.#link.isOpen) return
+    if (!this.link.isOpen) return
     try {
-      const response = await this.#send({ kind: 'RequestSystemStatus' }, this.#options.requestTimeoutMs)
+      const response = await this.#send({ kind: 'RequestSystemStatus' }, this.options.requestTimeoutMs)
       if (response.systemStatus !== 'normal') {
-        this.#deps.logger.warn({ systemStatus: response.systemStatus }, 'PBX reports a system status other than normal')
+        this.deps.logger.warn({ systemStatus: response.systemStatus }, 'PBX reports a system status other than normal')
       }
     } catch (error) {
       const linkError = asLinkError(error)
       // A CSTA error is still an answer: the link is alive.
-      if (linkError.code === 'REQUEST_TIMEOUT' && this.#link.isOpen) {
-        this.#link.terminate({ code: 'PROBE_TIMEOUT', reason: `the PBX did not answer RequestSystemStatus within ${this.#options.requestTimeoutMs} ms` })
+      if (linkError.code === 'REQUEST_TIMEOUT' && this.link.isOpen) {
+        this.link.terminate({ code: 'PROBE_TIMEOUT', reason: `the PBX did not answer RequestSystemStatus within ${this.options.requestTimeoutMs} ms` })
         return
       }
     }
-    if (this.#link.isOpen) this.#scheduleProbe()
+    if (this.link.isOpen) this.#scheduleProbe()
   }
 
   // --- Requests -------------------------------------------------------------------------------------------
@@ -269,13 +247,13 @@ export class OsbizDriver {
     if (socket === undefined || socket.destroyed) {
       return Promise.reject(new CstaLinkError('NOT_OPEN', `socket closed, cannot send ${message.kind}`, { request: message.kind }))
     }
-    const invokeId = this.#invokeIds.allocate((id) => this.#link.isPending(id))
+    const invokeId = this.#invokeIds.allocate((id) => this.link.isPending(id))
     if (invokeId === undefined) {
       return Promise.reject(new CstaLinkError('TOO_MANY_REQUESTS', `${MAX_CLIENT_INVOKE_ID} requests outstanding`, { request: message.kind }))
     }
     let frame: Buffer
     try {
-      frame = this.#options.codec.encode(invokeId, message)
+      frame = this.options.codec.encode(invokeId, message)
     } catch (error) {
       const reason = error instanceof Error ? error.message : String(error)
       return Promise.reject(new CstaLinkError('ENCODE_FAILED', `cannot encode ${message.kind}: ${reason}`, { request: message.kind }))
@@ -283,11 +261,11 @@ export class OsbizDriver {
     const kind: CstaRequestKind = message.kind
     const info = { request: kind, expected: RESPONSE_KIND[kind], detail: { invokeId, request: kind } }
     // The answer's kind is checked against `expected` before the request is resolved.
-    return this.#link.request(invokeId, info, timeoutMs, () => socket.write(frame)) as Promise<CstaResponseMap[M['kind']]>
+    return this.link.request(invokeId, info, timeoutMs, () => socket.write(frame)) as Promise<CstaResponseMap[M['kind']]>
   }
 
   #settle(invokeId: number, settle: (pending: Pending) => void): boolean {
-    const pending = this.#link.settle(invokeId)
+    const pending = this.link.settle(invokeId)
     if (pending === undefined) return false
     settle(pending)
     return true
@@ -297,7 +275,7 @@ export class OsbizDriver {
 
   #onData(chunk: Buffer): void {
     const decoder = this.#decoder
-    if (decoder === undefined || this.#link.state === 'closed') return
+    if (decoder === undefined || this.link.state === 'closed') return
     this.#inbox.push(...decoder.push(chunk))
     if (this.#drainHandle === undefined) this.#drain()
   }
@@ -309,7 +287,7 @@ export class OsbizDriver {
    */
   #drain(): void {
     this.#drainHandle = undefined
-    while (this.#link.state !== 'closed') {
+    while (this.link.state !== 'closed') {
       const item = this.#inbox.shift()
       if (item === undefined) return
       const settled = this.#dispatch(item)
@@ -324,10 +302,10 @@ export class OsbizDriver {
   #dispatch(item: CstaDecoded): boolean {
     if (!item.ok) return this.#onDecodeError(item.error)
     const { invokeId, message } = item
-    this.#deps.counters.inc('osbiz.frames.received')
+    this.deps.counters.inc('osbiz.frames.received')
     if (message.kind === 'Unknown') {
-      this.#deps.counters.inc('osbiz.messages.unknown')
-      this.#deps.logger.warn({ element: message.element, invokeId }, 'unknown CSTA message ignored')
+      this.deps.counters.inc('osbiz.messages.unknown')
+      this.deps.logger.warn({ element: message.element, invokeId }, 'unknown CSTA message ignored')
       return this.#settle(invokeId, (pending) => pending.reject(
         new CstaLinkError('UNEXPECTED_RESPONSE', `${pending.info.request} was answered with unknown ${message.element}`, { invokeId, request: pending.info.request }),
       ))
@@ -337,7 +315,7 @@ export class OsbizDriver {
       return false
     }
     if (isEvent(message)) {
-      if (this.#link.isOpen) this.#eventListeners.emit(message)
+      if (this.link.isOpen) this.#eventListeners.emit(message)
       return false
     }
     if (isResponse(message)) {
@@ -354,24 +332,24 @@ export class OsbizDriver {
         }
       })
       if (!settled) {
-        this.#deps.counters.inc('osbiz.responses.unmatched')
-        this.#deps.logger.debug({ kind: message.kind, invokeId }, 'CSTA response without a pending request (late or duplicate)')
+        this.deps.counters.inc('osbiz.responses.unmatched')
+        this.deps.logger.debug({ kind: message.kind, invokeId }, 'CSTA response without a pending request (late or duplicate)')
       }
       return settled
     }
-    this.#deps.counters.inc('osbiz.messages.unexpected')
-    this.#deps.logger.warn({ kind: message.kind, invokeId }, 'CSTA request from the PBX not supported, ignored')
+    this.deps.counters.inc('osbiz.messages.unexpected')
+    this.deps.logger.warn({ kind: message.kind, invokeId }, 'CSTA request from the PBX not supported, ignored')
     return false
   }
 
   #onDecodeError(error: CstaDecodeError): boolean {
-    this.#deps.counters.inc(error.code.startsWith('FRAME_') ? 'osbiz.frames.malformed' : 'osbiz.messages.malformed')
-    this.#deps.logger.warn(
+    this.deps.counters.inc(error.code.startsWith('FRAME_') ? 'osbiz.frames.malformed' : 'osbiz.messages.malformed')
+    this.deps.logger.warn(
       { code: error.code, reason: error.reason, invokeId: error.invokeId, element: error.element, bytes: error.bytes, inSync: error.inSync },
       'malformed CSTA frame dropped',
     )
     if (!error.inSync) {
-      this.#link.terminate({ code: 'OUT_OF_SYNC', reason: `CSTA stream out of sync (${error.code}: ${error.reason})` })
+      this.link.terminate({ code: 'OUT_OF_SYNC', reason: `CSTA stream out of sync (${error.code}: ${error.reason})` })
       return false
     }
     // A broken answer to one of our requests fails that request now rather than at its timeout.
@@ -381,13 +359,13 @@ export class OsbizDriver {
   }
 
   #answerSystemStatus(invokeId: number, systemStatus: string): void {
-    if (systemStatus !== 'normal') this.#deps.logger.warn({ systemStatus }, 'PBX reports a system status other than normal')
+    if (systemStatus !== 'normal') this.deps.logger.warn({ systemStatus }, 'PBX reports a system status other than normal')
     const socket = this.#socket
     if (socket === undefined || socket.destroyed) return
     try {
-      socket.write(this.#options.codec.encode(invokeId, { kind: 'SystemStatusResponse' }))
+      socket.write(this.options.codec.encode(invokeId, { kind: 'SystemStatusResponse' }))
     } catch (error) {
-      this.#deps.logger.warn({ err: error instanceof Error ? error.message : String(error), invokeId }, 'cannot answer SystemStatus')
+      this.deps.logger.warn({ err: error instanceof Error ? error.message : String(error), invokeId }, 'cannot answer SystemStatus')
     }
   }
 
@@ -395,8 +373,8 @@ export class OsbizDriver {
 
   #onSocketClose(): void {
     const errno = this.#socketError?.code
-    const { host, port } = this.#options
-    this.#link.socketEnded(
+    const { host, port } = this.options
+    this.link.socketEnded(
       () => this.#connected
         ? new CstaLinkError('CLOSED_BEFORE_SESSION', `${host}:${port} closed the connection before the session started`, errnoDetail(errno))
         : errno === 'ECONNREFUSED'
@@ -408,7 +386,7 @@ export class OsbizDriver {
     )
   }
 
-  #release(): void {
+  protected release(): void {
     if (this.#drainHandle !== undefined) clearImmediate(this.#drainHandle)
     this.#drainHandle = undefined
     this.#inbox.length = 0
