@@ -1,6 +1,6 @@
 import type { TLSSocket } from 'node:tls'
 import WebSocket from 'ws'
-import { LinkDriver, RequestIds, type DriverDeps } from '../kit/link-session.js'
+import { LinkDriver, releaseSocket, RequestIds, type DriverDeps } from '../kit/link-session.js'
 import { checkPeer, VerifyingAgent } from '../kit/tls-pinning.js'
 import { decodeFrame, encodeFrame, type MtctiDecodeError } from './mtcti3/codec.js'
 import type { MtctiMessage, MtctiOutgoing, Notify, RequestResponse, SubscribeTerminated } from './mtcti3/model.js'
@@ -273,18 +273,13 @@ export class AvayaIpoDriver extends LinkDriver<MtctiSessionTypes, AvayaIpoDriver
   protected release(): void {
     const ws = this.#ws
     if (ws === undefined) return
-    ws.removeAllListeners('message')
-    ws.removeAllListeners('open')
-    ws.removeAllListeners('unexpected-response')
-    // Keep an error listener: a late socket error must never become an uncaught exception.
-    ws.removeAllListeners('error')
-    ws.on('error', () => undefined)
-    if (ws.readyState !== WebSocket.CLOSED) {
+    releaseSocket(ws, ['message', 'open', 'unexpected-response'], () => {
+      if (ws.readyState === WebSocket.CLOSED) return
       try {
         ws.terminate()
       } catch {
         // terminate() on a socket that never connected can throw in some ws versions; nothing to clean up then.
       }
-    }
+    })
   }
 }

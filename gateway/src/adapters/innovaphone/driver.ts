@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http'
 import type { TLSSocket } from 'node:tls'
 import WebSocket from 'ws'
-import { LinkDriver, type DriverDeps } from '../kit/link-session.js'
+import { LinkDriver, releaseSocket, type DriverDeps } from '../kit/link-session.js'
 import { checkPeer, VerifyingAgent } from '../kit/tls-pinning.js'
 import { appLoginDigest } from './login.js'
 import { InnoLinkError, type InnoLinkErrorDetail } from './link-error.js'
@@ -313,15 +313,9 @@ export class InnovaphoneDriver extends LinkDriver<AppWebsocketSessionTypes, Inno
     this.#loginWaiter = undefined
     const socket = this.#socket
     if (socket === undefined) return
-    socket.removeAllListeners('message')
-    socket.removeAllListeners('open')
-    socket.removeAllListeners('upgrade')
-    socket.removeAllListeners('unexpected-response')
-    socket.removeAllListeners('pong')
-    // A late socket error must never become an uncaught exception.
-    socket.removeAllListeners('error')
-    socket.on('error', () => undefined)
-    if (socket.readyState !== WebSocket.CLOSED) socket.terminate()
+    releaseSocket(socket, ['message', 'open', 'upgrade', 'unexpected-response', 'pong'], () => {
+      if (socket.readyState !== WebSocket.CLOSED) socket.terminate()
+    })
   }
 }
 

@@ -318,3 +318,14 @@ export abstract class LinkDriver<T extends SessionTypes, Options> {
   /** Lets go of the wire: removes the socket's listeners (keeping a no-op error listener) and destroys it. */
   protected abstract release(): void
 }
+
+/**
+ * Lets go of a socket (net, TLS or WebSocket): removes the listeners of `events`, keeps a no-op 'error'
+ * listener (a late socket error must never become an uncaught exception), then runs `destroy`.
+ */
+export function releaseSocket(socket: NodeJS.EventEmitter, events: readonly string[], destroy: () => void): void {
+  for (const event of events) socket.removeAllListeners(event)
+  socket.removeAllListeners('error')
+  socket.on('error', () => undefined)
+  destroy()
+}

@@ -1,5 +1,5 @@
 import { createConnection, type Socket } from 'node:net'
-import { LinkDriver, RequestIds, type DriverDeps, type PendingRequest } from '../kit/link-session.js'
+import { LinkDriver, releaseSocket, RequestIds, type DriverDeps, type PendingRequest } from '../kit/link-session.js'
 import type { CstaDecodeError, CstaDecoded, CstaFrameDecoder, CstaWireCodec } from './csta/codec.js'
 import {
   isEvent,
@@ -392,12 +392,7 @@ export class OsbizDriver extends LinkDriver<OsbizSessionTypes, OsbizDriverOption
     this.#inbox.length = 0
     const socket = this.#socket
     if (socket === undefined) return
-    socket.removeAllListeners('data')
-    socket.removeAllListeners('connect')
-    // Keep a no-op error listener: a late socket error must never become an uncaught exception.
-    socket.removeAllListeners('error')
-    socket.on('error', () => undefined)
-    socket.destroy()
+    releaseSocket(socket, ['data', 'connect'], () => socket.destroy())
   }
 }
 
