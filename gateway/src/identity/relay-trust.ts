@@ -1,8 +1,8 @@
 import { request as httpRequest } from 'node:http'
 import type { Socket } from 'node:net'
+import { certificateChain, fingerprintOf, matchesPin, normaliseFingerprint } from '../adapters/kit/tls-pinning.js'
 import { checkServerIdentity, connect as tlsConnect, rootCertificates, type DetailedPeerCertificate, type PeerCertificate } from 'node:tls'
 import type { Dispatcher } from 'undici'
-import { certificateChain, fingerprintOf, matchesPin, normaliseFingerprint } from '../adapters/kit/tls-pinning.js'
 
 /**
  * How the box trusts the relay's HTTPS endpoint: the system CAs, an optional CA file, and an optional pinned

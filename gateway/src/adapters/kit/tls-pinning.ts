@@ -1,11 +1,9 @@
-import type { ClientRequestArgs } from 'node:http'
-import { Agent, type AgentOptions } from 'node:https'
-import type { Duplex } from 'node:stream'
-import { checkServerIdentity, connect as tlsConnect, type DetailedPeerCertificate, type PeerCertificate, type TLSSocket } from 'node:tls'
+import { checkServerIdentity, type DetailedPeerCertificate, type PeerCertificate, type TLSSocket } from 'node:tls'
 
 /**
  * Certificate pinning and peer checks, written once for every TLS client of the box: the PBX links (a pinned
  * PBX certificate) and the relay trust in `identity/relay-trust.ts` (a pinned relay CA or server certificate).
+ * Node's tls only: the box imports it at start (the https Agent that uses it is in verifying-agent.ts).
  */
 
 /** "AB:CD:…", "sha256:abcd…" or "abcd…" (64 hex digits) → lower-case hex; undefined when it is no SHA-256 fingerprint. */
@@ -58,38 +56,4 @@ export function checkPeer(socket: TLSSocket, expected: { pin?: string | undefine
   const wrongName = checkServerIdentity(expected.serverName, certificate)
   if (wrongName !== undefined) return { code: 'WRONG_NAME', tlsError: 'ERR_TLS_CERT_ALTNAME_INVALID', reason: wrongName.message, ...seen }
   return undefined
-}
-
-/**
- * An https Agent (for `ws` or `https.request`) that finishes the TLS handshake and runs `verify` before any
- * HTTP byte is written, so credentials in the request (HTTP Basic on an upgrade) never reach an impostor, and
- * a refusal can name the certificate that was presented.
- */
-export class VerifyingAgent extends Agent {
-  readonly #verify: (socket: TLSSocket) => Error | undefined
-
-  constructor(options: AgentOptions, verify: (socket: TLSSocket) => Error | undefined) {
-    super({ keepAlive: false, ...options })
-    this.#verify = verify
-  }
-
-  override createConnection(options: ClientRequestArgs, callback?: (err: Error | null, stream: Duplex) => void): Duplex | null | undefined {
-    const socket = tlsConnect({
-      ...(options as object),
-      host: options.host ?? undefined,
-      port: Number(options.port),
-      // Verification happens in #verify, so a failure can say which certificate was presented.
-      rejectUnauthorized: false,
-    })
-    let done = false
-    const finish = (error: Error | null): void => {
-      if (done) return
-      done = true
-      if (error !== null) socket.destroy()
-      callback?.(error, socket)
-    }
-    socket.once('secureConnect', () => finish(this.#verify(socket) ?? null))
-    socket.once('error', (error) => finish(error))
-    return undefined
-  }
 }
