@@ -68,6 +68,9 @@ interface DndWaiter {
  * Avaya IP Office over MTCTI-3: one WebSocket per PBX (with backoff), the Lines subscription for the user
  * list, one User subscription per user for e-mail, DND and call control (throttled, renewed, resubscribed
  * after termination or reconnect), and DND set through Send All Calls behind an experimental option.
+ * About 600 lines in one file on purpose: everything here is the one subscription state machine (Lines, User,
+ * renewal, termination, snapshot gating, the first directory), whose steps share the Link's maps; the link
+ * lifecycle, throttle and failure words common to every PBX are the kit's.
  */
 export class AvayaIpoAdapter extends PbxLinkAdapter<AvayaIpoConfig, Link> {
   readonly type = 'avaya-ipo'

@@ -73,7 +73,9 @@ class SyncFailure extends Error {}
 /**
  * innovaphone over the App Platform WebSocket: one App-object connection per connector; people from RCC
  * (who the App object may see) joined with PbxTableUsers (e-mails); calls from RCC UserInitialize; DND as
- * PbxApi presence with activity "dnd".
+ * PbxApi presence with activity "dnd". A little over 500 lines in one file on purpose: the synchronisation and
+ * the live updates (UserInfo, CallInfo, PresenceUpdate, table rows) are one state machine over the Link's maps;
+ * what every PBX shares is the kit's.
  */
 export class InnovaphoneAdapter extends PbxLinkAdapter<InnovaphoneConfig, Link> {
   readonly type = 'innovaphone'
