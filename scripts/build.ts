@@ -11,6 +11,13 @@ const targets = [
   { entry: 'cloud-relay/src/main.ts', out: 'dist/cloud-relay.js', forbidden: [] as string[] },
 ]
 
+// The box's software version, as the image build names it (npm run image -- --version), else package.json's.
+const version = process.env['PBXGW_VERSION'] ?? (JSON.parse(await readFile('package.json', 'utf8')) as { version: string }).version
+if (!/^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$/.test(version)) {
+  process.stderr.write(`PBXGW_VERSION "${version}" is not a version: letters, digits and . _ + - only, at most 64\n`)
+  process.exit(2)
+}
+
 let failed = false
 for (const target of targets) {
   const result = await build({
@@ -24,6 +31,7 @@ for (const target of targets) {
     sourcemap: true,
     metafile: true,
     logLevel: 'warning',
+    define: { __PBXGW_VERSION__: JSON.stringify(version) },
   })
   const metafile: Metafile = result.metafile
   const inputs = Object.keys(metafile.inputs)
@@ -31,7 +39,7 @@ for (const target of targets) {
   const text = await readFile(target.out, 'utf8')
   const hits = target.forbidden.filter((name) => imports.some((i) => i.startsWith(name)) || inputs.some((i) => i.includes(name)) || text.includes(name))
   const size = (await stat(target.out)).size
-  process.stdout.write(`${target.out}: ${(size / 1024).toFixed(1)} KiB, ${inputs.length} source files, ${new Set(imports).size} external imports\n`)
+  process.stdout.write(`${target.out}: version ${version}, ${(size / 1024).toFixed(1)} KiB, ${inputs.length} source files, ${new Set(imports).size} external imports\n`)
   if (hits.length) {
     failed = true
     process.stderr.write(`${target.out} must not contain ${hits.join(', ')}\n`)
