@@ -68,5 +68,11 @@ export interface AdapterDefinition<Config extends { id: string; type: string } =
   readonly type: string
   /** TypeBox schema of this adapter's connector config (with defaults). */
   readonly configSchema: import('@sinclair/typebox').TSchema
+  /**
+   * The rules the schema cannot say (one field against another, duplicate entries), each problem in the
+   * installer's words and starting with the JSON path of the field, e.g. "/tls: set either caFile or
+   * pinnedSha256, not both". Runs on a config that passed the schema; boot and the setup page both call it.
+   */
+  check(config: Config): string[]
   create(config: Config, deps: AdapterDeps): PbxAdapter
 }

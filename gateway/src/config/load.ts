@@ -29,6 +29,22 @@ export function checkWithDefaults<S extends TSchema>(schema: S, input: unknown, 
   return { value, problems: [...byPath.values()] }
 }
 
+/** What a connector check needs of an adapter definition: its schema and its cross-field rules. */
+export interface CheckedConfig<S extends TSchema> {
+  readonly configSchema: S
+  check(config: Static<S>): string[]
+}
+
+/**
+ * A connector config checked the one way boot and the setup page both use: defaults, the schema, then (once the
+ * shape is right, so the rules can trust their types) the adapter's own rules. Every problem, prefixed.
+ */
+export function checkConnectorConfig<S extends TSchema>(definition: CheckedConfig<S>, input: unknown, prefix = ''): { value: Static<S>; problems: string[] } {
+  const { value, problems } = checkWithDefaults(definition.configSchema, input, prefix)
+  if (problems.length > 0) return { value, problems }
+  return { value, problems: definition.check(value).map((problem) => `${prefix}${problem}`) }
+}
+
 /**
  * Checks a box config and its connectors. Secrets (relay.password, a connector's password/secret fields) may name
  * an environment variable ({"env": NAME}, read from `env`) or a file ({"file": PATH}, mode 0600).
@@ -66,7 +82,7 @@ export function parseGatewayConfig(input: unknown, registry: ReadonlyMap<string,
         resolved[key] = secret.value
       }
     }
-    const checked = checkWithDefaults(definition.configSchema, resolved, prefix)
+    const checked = checkConnectorConfig(definition, resolved, prefix)
     problems.push(...withoutReported(checked.problems, reported))
     connectors.push(checked.value as LoadedGatewayConfig['connectors'][number])
   })

@@ -1,5 +1,6 @@
 import { request as httpRequest } from 'node:http'
 import type { Socket } from 'node:net'
+import { certificateChain, fingerprintOf, matchesPin, normaliseFingerprint } from '../adapters/kit/tls-pinning.js'
 import { checkServerIdentity, connect as tlsConnect, rootCertificates, type DetailedPeerCertificate, type PeerCertificate } from 'node:tls'
 import type { Dispatcher } from 'undici'
 
@@ -27,22 +28,7 @@ export class TrustError extends Error {
 }
 
 /** "AB:CD:…" or "abcd…" (64 hex digits) → lower-case hex; undefined when it is not a SHA-256 fingerprint. */
-export function normalisePin(text: string): string | undefined {
-  const hex = text.trim().replace(/^sha256[:/]/i, '').replace(/[:\s]/g, '').toLowerCase()
-  return /^[0-9a-f]{64}$/.test(hex) ? hex : undefined
-}
-
-const fingerprintOf = (cert: PeerCertificate) => cert.fingerprint256.replaceAll(':', '').toLowerCase()
-
-function chainOf(leaf: DetailedPeerCertificate): DetailedPeerCertificate[] {
-  const chain: DetailedPeerCertificate[] = []
-  for (let c: DetailedPeerCertificate | undefined = leaf; c && !chain.includes(c); c = c.issuerCertificate as DetailedPeerCertificate | undefined) {
-    if (!c.raw) break
-    chain.push(c)
-    if (c.issuerCertificate === c) break
-  }
-  return chain
-}
+export const normalisePin = normaliseFingerprint
 
 function toPem(der: Buffer): string {
   const b64 = der.toString('base64').match(/.{1,64}/g)?.join('\n') ?? ''
@@ -57,7 +43,7 @@ function tlsOptions(trust: RelayTrust, anchors: readonly string[]) {
     checkServerIdentity: (host: string, cert: PeerCertificate): Error | undefined => {
       const problem = checkServerIdentity(host, cert)
       if (problem) return problem
-      if (trust.pin !== undefined && !chainOf(cert as DetailedPeerCertificate).some((c) => fingerprintOf(c) === trust.pin)) {
+      if (trust.pin !== undefined && !matchesPin(cert, trust.pin, 'chain')) {
         const error = new TrustError('BOX_TLS_PIN_MISMATCH', `the relay's certificates do not match relay.caFingerprint (${trust.pin})`)
         return error
       }
@@ -110,7 +96,7 @@ export async function discoverPinnedAnchor(relayUrl: string, trust: RelayTrust, 
     const timer = setTimeout(() => socket.destroy(Object.assign(new Error(`no TLS answer from ${host}:${port} within ${timeoutMs} ms`), { code: 'ETIMEDOUT' })), timeoutMs)
     socket.once('secureConnect', () => {
       clearTimeout(timer)
-      const chain = chainOf(socket.getPeerCertificate(true))
+      const chain = certificateChain(socket.getPeerCertificate(true))
       socket.end()
       resolve(chain)
     })
@@ -122,7 +108,7 @@ export async function discoverPinnedAnchor(relayUrl: string, trust: RelayTrust, 
   const index = chain.findIndex((c) => fingerprintOf(c) === pin)
   const matched = chain[index]
   if (!matched) {
-    const presented = chain.map((c, i) => `${i === 0 ? 'server' : 'issuer'} ${c.subject?.CN ?? '?'}: ${fingerprintOf(c)}`).join('; ')
+    const presented = chain.map((c, i) => `${i === 0 ? 'server' : 'issuer'} ${c.subject?.CN ?? '?'}: ${fingerprintOf(c) ?? '?'}`).join('; ')
     throw new TrustError('BOX_TLS_PIN_MISMATCH', `the relay at ${url.host} presented certificates whose fingerprints do not match relay.caFingerprint (${pin}): ${presented || 'none'}. Copy the pin again from the console; if it is right, something between the box and the relay (a TLS-inspecting proxy) is answering instead of the relay.`)
   }
   const isCa = index > 0 || chain.length === 1

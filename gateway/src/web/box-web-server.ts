@@ -8,7 +8,7 @@ import Fastify, { LogController, type FastifyReply, type FastifyRequest } from '
 import type { Logger } from 'pino'
 import type { AdapterDefinition } from '../adapters/types.js'
 import { GATEWAY_VERSION, type ConnectorConfig, type Gateway } from '../app.js'
-import { checkWithDefaults, type LoadedGatewayConfig } from '../config/load.js'
+import { checkConnectorConfig, checkWithDefaults, type LoadedGatewayConfig } from '../config/load.js'
 import type { Clock } from '../core/clock.js'
 import { BoxEnrollmentError, EnrollmentClient } from '../identity/enrollment-client.js'
 import { factoryReset, IdentityStore } from '../identity/identity-store.js'
@@ -249,7 +249,7 @@ export function buildBoxWebServer(deps: BoxWebServerDeps) {
       }
       for (const key of kept) merged[key] = (previous as Record<string, unknown>)[key]
     }
-    const { value, problems } = checkWithDefaults(definition.configSchema, { ...merged, id, type })
+    const { value, problems } = checkConnectorConfig(definition, { ...merged, id, type })
     if (problems.length > 0) {
       const first = problems[0] ?? ''
       const field = /^\/([^/:]+)/.exec(first)?.[1]

@@ -1,23 +1,19 @@
-import { readFile } from 'node:fs/promises'
-import type { ClockTimer } from '../../core/clock.js'
-import { LinkLifecycle } from '../link-lifecycle.js'
-import {
-  AdapterError,
-  type AdapterDeps,
-  type CallLegState,
-  type PbxAdapter,
-  type PbxObservationListener,
-} from '../types.js'
-import { DndCommands } from '../dnd-commands.js'
-import { normaliseFingerprint, type AvayaIpoConfig } from './config.js'
-import { AvayaIpoDriver, type DriverClosed } from './driver.js'
+import type { AdapterDeps, CallLegState } from '../types.js'
+import { AdapterError } from '../types.js'
+import { readCaFile } from '../kit/connect-failure.js'
+import type { LinkClosed } from '../kit/link-session.js'
+import { LinkTimers } from '../kit/link-timers.js'
+import { PbxLinkAdapter, type KitLink } from '../kit/pbx-link-adapter.js'
+import { RequestThrottle } from '../kit/request-throttle.js'
+import { normaliseFingerprint } from '../kit/tls-pinning.js'
+import type { AvayaIpoConfig } from './config.js'
+import { AvayaIpoDriver } from './driver.js'
 import { MtctiLinkError } from './link-error.js'
 import { formatGuid } from './mtcti3/codec.js'
 import type { LinesUser, Notify, NotifyCallControl, NotifyLines, NotifyUser, SubscribeTerminated } from './mtcti3/model.js'
 import { applyNotifyUser, directoryEntry, legStateOf, lostCall, type UserData } from './normalise.js'
 
 const BACKOFF_BASE_MS = 1000
-const BACKOFF_MAX_MS = 30000
 /** After wrong credentials, wait long: repeated failed logins may lock the service user [I]. */
 const AUTH_RETRY_MS = 60000
 /** A subscription that dies sooner than this after it started counts as a failure and backs off. */
@@ -44,12 +40,12 @@ interface UserSub {
   snapshotDone: boolean
   subscribedAt: number
   failures: number
-  timers: Set<ClockTimer>
+  /** This user's retry and renewal timers (a group of the link's). */
+  timers: LinkTimers
 }
 
 /** State that lives exactly as long as one MTCTI-3 connection. */
-interface Link {
-  driver: AvayaIpoDriver
+interface Link extends KitLink<AvayaIpoDriver> {
   users: Map<string, UserSub>
   byExtension: Map<string, UserSub>
   bySubId: Map<number, UserSub | 'lines'>
@@ -59,13 +55,8 @@ interface Link {
   /** Users whose first state is awaited before the first directory goes out; undefined once it has. */
   initialPending: Set<string> | undefined
   sawLines: boolean
-  queue: Array<() => Promise<void>>
-  tokens: number
-  lastRefill: number
-  pumpTimer: ClockTimer | undefined
-  directoryTimer: ClockTimer | undefined
-  timers: Set<ClockTimer>
-  unsubscribe: Array<() => void>
+  /** Subscribe, renew and end requests go out at most subscriptionsPerSecond. */
+  throttle: RequestThrottle
 }
 
 interface DndWaiter {
@@ -77,54 +68,31 @@ interface DndWaiter {
  * Avaya IP Office over MTCTI-3: one WebSocket per PBX (with backoff), the Lines subscription for the user
  * list, one User subscription per user for e-mail, DND and call control (throttled, renewed, resubscribed
  * after termination or reconnect), and DND set through Send All Calls behind an experimental option.
+ * About 600 lines in one file on purpose: everything here is the one subscription state machine (Lines, User,
+ * renewal, termination, snapshot gating, the first directory), whose steps share the Link's maps; the link
+ * lifecycle, throttle and failure words common to every PBX are the kit's.
  */
-export class AvayaIpoAdapter implements PbxAdapter {
-  readonly connectorId: string
+export class AvayaIpoAdapter extends PbxLinkAdapter<AvayaIpoConfig, Link> {
   readonly type = 'avaya-ipo'
-  readonly #config: AvayaIpoConfig
-  readonly #deps: AdapterDeps
-  readonly #lifecycle: LinkLifecycle<Link>
-  readonly #dndCommands: DndCommands
   readonly #dndWaiters = new Map<string, DndWaiter[]>()
 
   constructor(config: AvayaIpoConfig, deps: AdapterDeps) {
-    this.connectorId = config.id
-    this.#config = config
-    this.#deps = deps
-    this.#dndCommands = new DndCommands(deps.clock)
-    this.#lifecycle = new LinkLifecycle<Link>({
-      deps,
-      backoffBaseMs: BACKOFF_BASE_MS,
-      backoffMaxMs: BACKOFF_MAX_MS,
-      connect: () => this.#connect(),
-      drop: (link) => this.#dropLink(link),
+    super(config, deps, {
+      codePrefix: 'AVAYA_IPO', otherCode: 'ERROR', linkName: 'the MTCTI-3 link', address: `${config.host}:${config.port}`, host: config.host,
+      requestTimeoutMs: config.requestTimeoutMs, refusedHint: 'check the address and port (IP Office web services, usually 443)',
+      backoffBaseMs: BACKOFF_BASE_MS, backoffMaxMs: 30000,
     })
   }
 
-  start(): Promise<void> {
-    return this.#lifecycle.start()
-  }
-
-  stop(): Promise<void> {
-    return this.#lifecycle.stop()
-  }
-
-  onObservation(listener: PbxObservationListener): () => void {
-    return this.#lifecycle.onObservation(listener)
-  }
-
   async setDnd(endpointId: string, dnd: boolean): Promise<{ dnd: boolean }> {
-    if (!this.#config.experimentalSetDnd) {
+    if (!this.config.experimentalSetDnd) {
       throw new AdapterError(
         'AVAYA_IPO_SETDND_DISABLED',
         `setting DND on IP Office is experimental and off for connector ${this.connectorId}: set "experimentalSetDnd": true in its config to use Send All Calls as DND (not yet confirmed on a real IP Office)`,
         { endpointId },
       )
     }
-    const link = this.#link
-    if (!this.#lifecycle.running || link === undefined || !link.driver.isOpen) {
-      throw new AdapterError('AVAYA_IPO_NOT_CONNECTED', `the MTCTI-3 link to ${this.#address} is down`, { endpointId })
-    }
+    const link = this.openLink(endpointId)
     const user = link.byExtension.get(endpointId)
     if (user === undefined) {
       throw new AdapterError('AVAYA_IPO_UNKNOWN_DEVICE', `${endpointId} is not an extension IP Office reported on connector ${this.connectorId}`, { endpointId })
@@ -135,7 +103,7 @@ export class AvayaIpoAdapter implements PbxAdapter {
     }
     const changes = user.data.dnd !== dnd
     // Registered before sending: the NotifyUser may arrive before the RequestResponse.
-    const command = this.#dndCommands.add(endpointId, dnd)
+    const command = this.dndCommands.add(endpointId, dnd)
     const confirmed = changes ? this.#waitForDnd(endpointId, dnd) : undefined
     try {
       await link.driver.request('Send All Calls update', (requestid) => ({
@@ -143,25 +111,23 @@ export class AvayaIpoAdapter implements PbxAdapter {
       }))
     } catch (error) {
       confirmed?.cancel()
-      this.#dndCommands.forget(endpointId, command)
-      throw this.#toAdapterError(error, endpointId)
+      this.dndCommands.forget(endpointId, command)
+      throw this.adapterError(error, endpointId, (failure, detail) => failure instanceof MtctiLinkError && failure.code === 'REQUEST_REFUSED'
+        ? new AdapterError('AVAYA_IPO_REFUSED', `IP Office refused the Send All Calls update for ${endpointId}: result ${failure.detail.result ?? '?'}${failure.detail.additional ? ` (${failure.detail.additional})` : ''}`, detail)
+        : undefined)
     }
     if (confirmed === undefined) {
       // Same value: nothing will change, so the PBX's positive answer is the confirmation.
-      this.#dndCommands.forget(endpointId, command)
-      if (this.#link === link) this.#lifecycle.emit({ kind: 'dnd', endpointId, dnd, at: this.#deps.clock.now(), byCommand: true })
+      this.dndCommands.forget(endpointId, command)
+      if (this.link === link) this.emit({ kind: 'dnd', endpointId, dnd, at: this.deps.clock.now(), byCommand: true })
       return { dnd }
     }
-    const timeoutMs = this.#config.dndConfirmTimeoutMs
+    const timeoutMs = this.config.dndConfirmTimeoutMs
     const outcome = await confirmed.wait(timeoutMs)
-    if (outcome === 'confirmed') {
-      // The NotifyUser that confirmed it was already reported (byCommand); a late duplicate stays ours briefly.
-      command.until = this.#deps.clock.now() + timeoutMs
-      return { dnd }
-    }
-    // Keep attributing a late flip to this command for a while: it is our doing, not the person's.
-    command.until = this.#deps.clock.now() + timeoutMs
-    this.#deps.counters.inc('avaya-ipo.dnd.unconfirmed')
+    // A late flip (or a late duplicate of the confirming NotifyUser) stays ours for a while: our doing, not the person's.
+    command.until = this.deps.clock.now() + timeoutMs
+    if (outcome === 'confirmed') return { dnd }
+    this.deps.counters.inc('avaya-ipo.dnd.unconfirmed')
     throw new AdapterError(
       'AVAYA_IPO_DND_UNCONFIRMED',
       `IP Office accepted the Send All Calls update for ${endpointId} but did not report DND ${dnd ? 'on' : 'off'} within ${timeoutMs} ms; Send All Calls may not be DND on this system (experimental): check the user's DND in IP Office`,
@@ -171,29 +137,10 @@ export class AvayaIpoAdapter implements PbxAdapter {
 
   // --- Connection lifecycle -------------------------------------------------------------------------------
 
-  get #link(): Link | undefined {
-    return this.#lifecycle.link
-  }
-
-  get #address(): string {
-    return `${this.#config.host}:${this.#config.port}`
-  }
-
-  async #connect(): Promise<void> {
-    const config = this.#config
-    let caPem: string | undefined
-    if (config.tls.caFile !== undefined) {
-      try {
-        caPem = await readFile(config.tls.caFile, 'utf8')
-      } catch (error) {
-        if (!this.#lifecycle.running) return
-        const reason = `cannot read tls.caFile ${config.tls.caFile} (${error instanceof Error ? error.message : String(error)}): fix the path or the file's permissions`
-        this.#deps.logger.error({ caFile: config.tls.caFile }, 'cannot read the IP Office CA file')
-        this.#lifecycle.reconnectLater(reason)
-        return
-      }
-      if (!this.#lifecycle.running) return
-    }
+  protected async createLink(): Promise<Link> {
+    const config = this.config
+    const caPem = config.tls.caFile === undefined ? undefined : await readCaFile('tls.caFile', config.tls.caFile)
+    const pinnedSha256 = config.tls.pinnedSha256 === undefined ? undefined : normaliseFingerprint(config.tls.pinnedSha256)
     const driver = new AvayaIpoDriver({
       host: config.host,
       port: config.port,
@@ -201,166 +148,98 @@ export class AvayaIpoAdapter implements PbxAdapter {
       username: config.username,
       password: config.password,
       ...(caPem === undefined ? {} : { caPem }),
-      ...(config.tls.pinnedSha256 === undefined ? {} : { pinnedSha256: normaliseFingerprint(config.tls.pinnedSha256) }),
+      ...(pinnedSha256 === undefined ? {} : { pinnedSha256 }),
       ...(config.tls.serverName === undefined ? {} : { serverName: config.tls.serverName }),
       requestTimeoutMs: config.requestTimeoutMs,
       pingIntervalMs: config.pingIntervalS * 1000,
       maxFrameBytes: config.maxFrameBytes,
-    }, { logger: this.#deps.logger.child({ component: 'mtcti3-driver' }), clock: this.#deps.clock, counters: this.#deps.counters })
-    const now = this.#deps.clock.now()
+    }, { ...this.deps, logger: this.deps.logger.child({ component: 'mtcti3-driver' }) })
     const link: Link = {
       driver, users: new Map(), byExtension: new Map(), bySubId: new Map(), nextSubId: FIRST_USER_SUBSCRIPTION_ID,
-      linesSubscribedAt: 0, linesFailures: 0, initialPending: undefined, sawLines: false, queue: [],
-      tokens: this.#burst, lastRefill: now, pumpTimer: undefined, directoryTimer: undefined, timers: new Set(), unsubscribe: [],
+      linesSubscribedAt: 0, linesFailures: 0, initialPending: undefined, sawLines: false,
+      throttle: new RequestThrottle(this.deps.clock, this.deps.logger, config.subscriptionsPerSecond),
+      timers: new LinkTimers(this.deps.clock), unsubscribe: [],
     }
-    this.#lifecycle.link = link
     link.unsubscribe.push(
       driver.onNotify((notify) => this.#onNotify(link, notify)),
       driver.onSubscribeTerminated((terminated) => this.#onTerminated(link, terminated)),
-      driver.onClose((closed) => this.#onLinkLost(link, closed)),
     )
-    try {
-      await driver.open()
-    } catch (error) {
-      if (this.#link !== link) return
-      this.#dropLink(link)
-      const reason = this.#describeConnectFailure(error)
-      this.#deps.logger.warn({ code: error instanceof MtctiLinkError ? error.code : undefined, reason, attempt: this.#lifecycle.attempt }, 'PBX link failed')
-      this.#lifecycle.reconnectLater(reason, error instanceof MtctiLinkError && error.code === 'AUTH_REJECTED' ? AUTH_RETRY_MS : undefined)
-      return
-    }
-    if (this.#link !== link) return
-    this.#deps.logger.info({ address: this.#address }, 'PBX link connected')
-    this.#lifecycle.emitLink('connected')
+    return link
+  }
+
+  protected linkOpened(link: Link): void {
     this.#subscribeLines(link)
   }
 
-  #onLinkLost(link: Link, closed: DriverClosed): void {
-    if (this.#link !== link) return
-    this.#dropLink(link)
-    const hint = closed.code === 'FRAME_TOO_LARGE' ? '; raise maxFrameBytes if this PBX has very many users' : ''
-    this.#lifecycle.reconnectLater(`lost the MTCTI-3 link to ${this.#address}: ${closed.reason}${hint}`)
+  protected override lostHint(closed: LinkClosed): string {
+    return closed.code === 'FRAME_TOO_LARGE' ? '; raise maxFrameBytes if this PBX has very many users' : ''
   }
 
-  /** Forgets everything tied to the connection: subscription ids are meaningless on the next one. */
-  #dropLink(link: Link): void {
-    for (const unsubscribe of link.unsubscribe) unsubscribe()
-    link.unsubscribe = []
-    for (const timer of link.timers) this.#deps.clock.clearTimeout(timer)
-    link.timers.clear()
-    for (const user of link.users.values()) this.#clearUserTimers(user)
-    this.#deps.clock.clearTimeout(link.pumpTimer)
-    this.#deps.clock.clearTimeout(link.directoryTimer)
-    link.queue.length = 0
+  protected override minimumRetryDelay(error: unknown): number | undefined {
+    return error instanceof MtctiLinkError && error.code === 'AUTH_REJECTED' ? AUTH_RETRY_MS : undefined
+  }
+
+  protected override forgetLink(link: Link): void {
+    link.throttle.clear()
     link.bySubId.clear()
-    this.#dndCommands.clear()
     for (const waiters of this.#dndWaiters.values()) for (const waiter of waiters) waiter.resolve()
     this.#dndWaiters.clear()
-    if (this.#link === link) this.#lifecycle.link = undefined
   }
 
-  #describeConnectFailure(error: unknown): string {
-    const address = this.#address
-    if (!(error instanceof MtctiLinkError)) return `cannot connect to ${address}: ${String(error)}`
+  protected override describeFailure(error: unknown): string | undefined {
+    if (!(error instanceof MtctiLinkError)) return undefined
     const { detail } = error
+    const address = this.spec.address
     switch (error.code) {
       case 'AUTH_REJECTED':
-        return `IP Office refused the service user "${this.#config.username}" (HTTP ${detail.status ?? 401}): check its user name and password, and that its rights group allows the MTCTI-3 API; retrying in ${AUTH_RETRY_MS / 1000} s`
+        return `IP Office refused the service user "${this.config.username}" (HTTP ${detail.status ?? 401}): check its user name and password, and that its rights group allows the MTCTI-3 API; retrying in ${AUTH_RETRY_MS / 1000} s`
       case 'HTTP_ERROR':
-        if (detail.status === 404) return `${address} answered HTTP 404 for ${this.#config.path}: is this an IP Office (11.1 or later) with MTCTI-3, and is the path right?`
+        if (detail.status === 404) return `${address} answered HTTP 404 for ${this.config.path}: is this an IP Office (11.1 or later) with MTCTI-3, and is the path right?`
         if (detail.status === 503) return `${address} answered HTTP 503: no free MTCTI-3 connection (other applications may hold them)`
         return `${address} answered HTTP ${detail.status ?? '?'} instead of the WebSocket upgrade: is this the IP Office web services port?`
       case 'SUBPROTOCOL':
-        return `${address} did not accept the WebSocket subprotocol "openapi": is ${this.#config.path} the IP Office MTCTI-3 endpoint? (${error.message})`
+        return `${address} did not accept the WebSocket subprotocol "openapi": is ${this.config.path} the IP Office MTCTI-3 endpoint? (${error.message})`
       case 'TLS_UNTRUSTED':
         return `the certificate of ${address} is not trusted (${detail.tlsError ?? 'unknown'}): IP Office usually has a self-signed certificate; set tls.caFile to its CA, or tls.pinnedSha256 to ${detail.fingerprint256 ?? 'its SHA-256 fingerprint'} after checking that fingerprint on the IP Office`
       case 'TLS_PIN_MISMATCH':
         return `${address} presented certificate ${detail.fingerprint256 ?? 'none'}, not the pinned one: if IP Office's certificate was renewed, check the new fingerprint and update tls.pinnedSha256`
-      case 'CONNECT_REFUSED':
-        return `connection refused by ${address}: check the address and port (IP Office web services, usually 443)`
-      case 'CONNECT_TIMEOUT':
-        return `no WebSocket connection to ${address} within ${this.#config.requestTimeoutMs / 1000} s: check the PBX address and any firewall in between`
-      case 'CONNECT_FAILED': {
-        const errno = detail.errno
-        if (errno === 'ENOTFOUND' || errno === 'EAI_AGAIN') return `cannot resolve ${this.#config.host}: check the PBX address`
-        if (errno === 'EHOSTUNREACH' || errno === 'ENETUNREACH') return `${this.#config.host} is unreachable from the gateway: check the address and the network`
-        return `cannot connect to ${address}: ${error.message}`
-      }
       default:
-        return `cannot open the MTCTI-3 link to ${address}: ${error.message}`
+        return undefined
     }
   }
 
-  // --- Throttled requests ---------------------------------------------------------------------------------
-
-  get #burst(): number {
-    return Math.max(1, Math.floor(this.#config.subscriptionsPerSecond / 10))
-  }
-
-  /** Subscribe, renew and end requests go out at most subscriptionsPerSecond (token bucket, 100 ms burst). */
-  #enqueue(link: Link, task: () => Promise<void>): void {
-    link.queue.push(task)
-    this.#pump(link)
-  }
-
-  #pump(link: Link): void {
-    if (this.#link !== link || link.pumpTimer !== undefined) return
-    const rate = this.#config.subscriptionsPerSecond
-    const now = this.#deps.clock.now()
-    link.tokens = Math.min(this.#burst, link.tokens + ((now - link.lastRefill) * rate) / 1000)
-    link.lastRefill = now
-    while (link.tokens >= 1 && link.queue.length > 0) {
-      link.tokens -= 1
-      const task = link.queue.shift()
-      if (task !== undefined) {
-        void task().catch((error: unknown) => this.#deps.logger.error({ err: error }, 'subscription task failed'))
-      }
-    }
-    if (link.queue.length > 0) {
-      const waitMs = Math.max(5, Math.ceil(((1 - link.tokens) * 1000) / rate))
-      link.pumpTimer = this.#deps.clock.setTimeout(() => {
-        link.pumpTimer = undefined
-        this.#pump(link)
-      }, waitMs)
-    }
-  }
-
+  /** Runs `fn` after `ms` on this link; a user's timers go in its group, cleared when it is resubscribed or removed. */
   #later(link: Link, ms: number, fn: () => void, owner?: UserSub): void {
-    const timer = this.#deps.clock.setTimeout(() => {
-      link.timers.delete(timer)
-      owner?.timers.delete(timer)
-      if (this.#link === link) fn()
-    }, ms)
-    link.timers.add(timer)
-    owner?.timers.add(timer)
+    const timers = owner?.timers ?? link.timers
+    timers.later(ms, () => {
+      if (this.link === link) fn()
+    })
   }
 
   // --- Lines: the user list -------------------------------------------------------------------------------
 
   #subscribeLines(link: Link): void {
-    this.#enqueue(link, async () => {
-      if (this.#link !== link) return
+    link.throttle.enqueue(async () => {
+      if (this.link !== link) return
       link.bySubId.set(LINES_SUBSCRIPTION_ID, 'lines')
-      link.linesSubscribedAt = this.#deps.clock.now()
+      link.linesSubscribedAt = this.deps.clock.now()
       try {
         await link.driver.request('Lines subscription', (requestid) => ({
-          subscribe: { requestid, subscribe_id: LINES_SUBSCRIPTION_ID, timeout: this.#config.subscriptionTimeoutS, lines: { flags: this.#config.linesFlags } },
+          subscribe: { requestid, subscribe_id: LINES_SUBSCRIPTION_ID, timeout: this.config.subscriptionTimeoutS, lines: { flags: this.config.linesFlags } },
         }))
       } catch (error) {
-        if (this.#link !== link) return
+        if (this.link !== link) return
         link.bySubId.delete(LINES_SUBSCRIPTION_ID)
-        this.#deps.counters.inc('avaya-ipo.subscriptions.failed')
+        this.deps.counters.inc('avaya-ipo.subscriptions.failed')
         const reason = error instanceof MtctiLinkError && error.code === 'REQUEST_REFUSED'
           ? `IP Office refused the user list (Lines subscription, ${error.message}): check that the service user's rights group allows MTCTI-3`
           : `no user list from IP Office (${error instanceof Error ? error.message : String(error)})`
-        this.#deps.logger.error({ err: error instanceof Error ? error.message : String(error) }, 'Lines subscription failed')
+        this.deps.logger.error({ err: error instanceof Error ? error.message : String(error) }, 'Lines subscription failed')
         // Without the user list nothing works: start over on a fresh connection, with backoff.
-        this.#dropLink(link)
-        void link.driver.close()
-        this.#lifecycle.reconnectLater(reason)
+        this.failLink(link, reason)
         return
       }
-      if (this.#link !== link) return
+      if (this.link !== link) return
       this.#scheduleRenewal(link, LINES_SUBSCRIPTION_ID)
     })
   }
@@ -403,13 +282,13 @@ export class AvayaIpoAdapter implements PbxAdapter {
     const guidText = formatGuid(entry.guid)
     const extension = entry.extn ?? ''
     if (guidText === undefined) {
-      this.#deps.counters.inc('avaya-ipo.users.skipped')
-      this.#deps.logger.warn({ extension, name: entry.name }, 'IP Office user without a 16-byte GUID: not monitored')
+      this.deps.counters.inc('avaya-ipo.users.skipped')
+      this.deps.logger.warn({ extension, name: entry.name }, 'IP Office user without a 16-byte GUID: not monitored')
       return undefined
     }
     if (extension === '' || extension.length > 64) {
-      this.#deps.counters.inc('avaya-ipo.users.skipped')
-      this.#deps.logger.info({ guid: guidText, name: entry.name }, 'IP Office user without a usable extension: not monitored')
+      this.deps.counters.inc('avaya-ipo.users.skipped')
+      this.deps.logger.info({ guid: guidText, name: entry.name }, 'IP Office user without a usable extension: not monitored')
       return undefined
     }
     const existing = link.users.get(guidText)
@@ -419,13 +298,13 @@ export class AvayaIpoAdapter implements PbxAdapter {
     }
     const clash = link.byExtension.get(extension)
     if (clash !== undefined) {
-      this.#deps.counters.inc('avaya-ipo.users.skipped')
-      this.#deps.logger.warn({ extension, guid: guidText, monitored: clash.guidText }, 'two IP Office users with one extension: only the first is monitored')
+      this.deps.counters.inc('avaya-ipo.users.skipped')
+      this.deps.logger.warn({ extension, guid: guidText, monitored: clash.guidText }, 'two IP Office users with one extension: only the first is monitored')
       return undefined
     }
     const user: UserSub = {
       guid: entry.guid ?? new Uint8Array(), guidText, extension, linesName: entry.name, subId: undefined, removed: false,
-      data: undefined, calls: new Map(), gotUser: false, gotCalls: false, snapshotDone: false, subscribedAt: 0, failures: 0, timers: new Set(),
+      data: undefined, calls: new Map(), gotUser: false, gotCalls: false, snapshotDone: false, subscribedAt: 0, failures: 0, timers: link.timers.group(),
     }
     link.users.set(guidText, user)
     link.byExtension.set(extension, user)
@@ -434,7 +313,7 @@ export class AvayaIpoAdapter implements PbxAdapter {
 
   #removeUser(link: Link, user: UserSub): void {
     user.removed = true
-    this.#clearUserTimers(user)
+    user.timers.clear()
     link.users.delete(user.guidText)
     if (link.byExtension.get(user.extension) === user) link.byExtension.delete(user.extension)
     link.initialPending?.delete(user.guidText)
@@ -442,12 +321,12 @@ export class AvayaIpoAdapter implements PbxAdapter {
     user.subId = undefined
     if (subId !== undefined) {
       link.bySubId.delete(subId)
-      this.#enqueue(link, async () => {
+      link.throttle.enqueue(async () => {
         await link.driver.request('SubscribeEnd', (requestid) => ({ subscribeend: { requestid, subscribe_id: subId, reason: 'user deleted' } })).catch(() => undefined)
       })
     }
     // The person's calls end with the user: the core must not keep showing them busy.
-    for (const callId of user.calls.keys()) this.#lifecycle.emit({ kind: 'call', endpointId: user.extension, callId, state: 'cleared', at: this.#deps.clock.now(), cause: 'user deleted in IP Office' })
+    for (const callId of user.calls.keys()) this.emit({ kind: 'call', endpointId: user.extension, callId, state: 'cleared', at: this.deps.clock.now(), cause: 'user deleted in IP Office' })
     user.calls.clear()
   }
 
@@ -458,8 +337,8 @@ export class AvayaIpoAdapter implements PbxAdapter {
       this.#later(link, delayMs, () => this.#subscribeUser(link, user), user)
       return
     }
-    this.#enqueue(link, async () => {
-      if (this.#link !== link || user.removed) return
+    link.throttle.enqueue(async () => {
+      if (this.link !== link || user.removed) return
       const subId = link.nextSubId++
       link.bySubId.set(subId, user)
       user.subId = subId
@@ -468,27 +347,27 @@ export class AvayaIpoAdapter implements PbxAdapter {
       user.gotUser = false
       user.gotCalls = false
       user.snapshotDone = false
-      user.subscribedAt = this.#deps.clock.now()
+      user.subscribedAt = this.deps.clock.now()
       try {
         await link.driver.request('User subscription', (requestid) => ({
           subscribe: {
-            requestid, subscribe_id: subId, timeout: this.#config.subscriptionTimeoutS,
-            user: { guid: user.guid, flags: this.#config.userFlags, ccflags: this.#config.userCcFlags },
+            requestid, subscribe_id: subId, timeout: this.config.subscriptionTimeoutS,
+            user: { guid: user.guid, flags: this.config.userFlags, ccflags: this.config.userCcFlags },
           },
         }))
       } catch (error) {
-        if (this.#link !== link || user.subId !== subId) return
+        if (this.link !== link || user.subId !== subId) return
         link.bySubId.delete(subId)
         user.subId = undefined
-        this.#deps.counters.inc('avaya-ipo.subscriptions.failed')
+        this.deps.counters.inc('avaya-ipo.subscriptions.failed')
         const retryMs = this.#retryDelay(user.failures++)
-        this.#deps.logger.warn({ extension: user.extension, err: error instanceof Error ? error.message : String(error), retryMs }, 'user subscription failed: extension not monitored until it succeeds')
+        this.deps.logger.warn({ extension: user.extension, err: error instanceof Error ? error.message : String(error), retryMs }, 'user subscription failed: extension not monitored until it succeeds')
         link.initialPending?.delete(user.guidText)
         this.#settleInitial(link)
         this.#subscribeUser(link, user, retryMs)
         return
       }
-      if (this.#link !== link || user.subId !== subId) return
+      if (this.link !== link || user.subId !== subId) return
       this.#scheduleRenewal(link, subId, user)
     })
   }
@@ -499,64 +378,64 @@ export class AvayaIpoAdapter implements PbxAdapter {
 
   /** Renews at half the lifetime, so one lost renewal still leaves time for another [I]. */
   #scheduleRenewal(link: Link, subId: number, user?: UserSub): void {
-    const timeoutS = this.#config.subscriptionTimeoutS
+    const timeoutS = this.config.subscriptionTimeoutS
     this.#later(link, (timeoutS * 1000) / 2, () => {
-      this.#enqueue(link, async () => {
-        if (this.#link !== link || link.bySubId.get(subId) === undefined) return
+      link.throttle.enqueue(async () => {
+        if (this.link !== link || link.bySubId.get(subId) === undefined) return
         try {
           await link.driver.request('subscription renewal', (requestid) => ({ subscribecmd: { requestid, subscribe_id: subId, timeout: timeoutS } }))
-          this.#deps.counters.inc('avaya-ipo.subscriptions.renewed')
+          this.deps.counters.inc('avaya-ipo.subscriptions.renewed')
         } catch (error) {
-          if (this.#link !== link || link.bySubId.get(subId) === undefined) return
-          this.#deps.logger.warn({ subscribeId: subId, extension: user?.extension, err: error instanceof Error ? error.message : String(error) }, 'subscription renewal failed: subscribing again')
+          if (this.link !== link || link.bySubId.get(subId) === undefined) return
+          this.deps.logger.warn({ subscribeId: subId, extension: user?.extension, err: error instanceof Error ? error.message : String(error) }, 'subscription renewal failed: subscribing again')
           this.#onTerminated(link, { subscribe_id: subId, reason: 'renewal failed' })
           return
         }
-        if (this.#link === link && link.bySubId.get(subId) !== undefined) this.#scheduleRenewal(link, subId, user)
+        if (this.link === link && link.bySubId.get(subId) !== undefined) this.#scheduleRenewal(link, subId, user)
       })
     }, user)
   }
 
   #onTerminated(link: Link, terminated: SubscribeTerminated): void {
-    if (this.#link !== link) return
+    if (this.link !== link) return
     const subId = terminated.subscribe_id ?? 0
     const target = link.bySubId.get(subId)
     if (target === undefined) {
-      this.#deps.logger.debug({ subscribeId: subId, reason: terminated.reason }, 'SubscribeTerminated for an unknown subscription')
+      this.deps.logger.debug({ subscribeId: subId, reason: terminated.reason }, 'SubscribeTerminated for an unknown subscription')
       return
     }
-    this.#deps.counters.inc('avaya-ipo.subscriptions.terminated')
+    this.deps.counters.inc('avaya-ipo.subscriptions.terminated')
     link.bySubId.delete(subId)
-    const now = this.#deps.clock.now()
+    const now = this.deps.clock.now()
     if (target === 'lines') {
       link.linesFailures = now - link.linesSubscribedAt < SHORT_LIVED_SUBSCRIPTION_MS ? link.linesFailures + 1 : 0
       const retryMs = link.linesFailures === 0 ? 0 : this.#retryDelay(link.linesFailures - 1)
-      this.#deps.logger.info({ reason: terminated.reason, retryMs }, 'IP Office ended the user list subscription: subscribing again')
+      this.deps.logger.info({ reason: terminated.reason, retryMs }, 'IP Office ended the user list subscription: subscribing again')
       if (retryMs > 0) this.#later(link, retryMs, () => this.#subscribeLines(link))
       else this.#subscribeLines(link)
       return
     }
     const user = target
-    this.#clearUserTimers(user)
+    user.timers.clear()
     user.subId = undefined
     user.failures = now - user.subscribedAt < SHORT_LIVED_SUBSCRIPTION_MS ? user.failures + 1 : 0
     const retryMs = user.failures === 0 ? 0 : this.#retryDelay(user.failures - 1)
-    this.#deps.logger.info({ extension: user.extension, reason: terminated.reason, retryMs }, 'IP Office ended a user subscription: subscribing again')
+    this.deps.logger.info({ extension: user.extension, reason: terminated.reason, retryMs }, 'IP Office ended a user subscription: subscribing again')
     this.#subscribeUser(link, user, retryMs)
   }
 
   #onNotify(link: Link, notify: Notify): void {
-    if (this.#link !== link) return
-    this.#deps.counters.inc('avaya-ipo.notifies.received')
+    if (this.link !== link) return
+    this.deps.counters.inc('avaya-ipo.notifies.received')
     const target = link.bySubId.get(notify.subscribe_id ?? 0)
     if (target === undefined) {
-      this.#deps.counters.inc('avaya-ipo.notifies.unmatched')
-      this.#deps.logger.debug({ subscribeId: notify.subscribe_id, payload: notify.payload }, 'Notify for an unknown subscription ignored')
+      this.deps.counters.inc('avaya-ipo.notifies.unmatched')
+      this.deps.logger.debug({ subscribeId: notify.subscribe_id, payload: notify.payload }, 'Notify for an unknown subscription ignored')
       return
     }
     if (notify.payload === undefined) {
-      this.#deps.counters.inc('avaya-ipo.messages.unknown')
-      this.#deps.logger.warn({ subscribeId: notify.subscribe_id, notifyId: notify.notify_id }, 'Notify with an unknown payload ignored')
+      this.deps.counters.inc('avaya-ipo.messages.unknown')
+      this.deps.logger.warn({ subscribeId: notify.subscribe_id, notifyId: notify.notify_id }, 'Notify with an unknown payload ignored')
       return
     }
     if (target === 'lines') {
@@ -570,8 +449,8 @@ export class AvayaIpoAdapter implements PbxAdapter {
   }
 
   #unhandled(notify: Notify): void {
-    this.#deps.counters.inc('avaya-ipo.notifies.unhandled')
-    this.#deps.logger.debug({ subscribeId: notify.subscribe_id, payload: notify.payload }, 'Notify of a kind this subscription does not use ignored')
+    this.deps.counters.inc('avaya-ipo.notifies.unhandled')
+    this.deps.logger.debug({ subscribeId: notify.subscribe_id, payload: notify.payload }, 'Notify of a kind this subscription does not use ignored')
   }
 
   #onUserData(link: Link, user: UserSub, notify: NotifyUser): void {
@@ -579,7 +458,7 @@ export class AvayaIpoAdapter implements PbxAdapter {
     const { data } = applyNotifyUser(previous, notify)
     user.data = data
     if (data.extension !== undefined && data.extension !== user.extension) {
-      this.#deps.logger.debug({ extension: user.extension, reported: data.extension }, 'NotifyUser names another extension than the user list; keeping the list\'s')
+      this.deps.logger.debug({ extension: user.extension, reported: data.extension }, 'NotifyUser names another extension than the user list; keeping the list\'s')
     }
     this.#resolveDndWaiters(user.extension, data.dnd)
     if (!user.gotUser) {
@@ -589,18 +468,18 @@ export class AvayaIpoAdapter implements PbxAdapter {
     }
     if (!user.snapshotDone) return
     if (previous?.dnd !== data.dnd) {
-      this.#lifecycle.emit({ kind: 'dnd', endpointId: user.extension, dnd: data.dnd, at: this.#deps.clock.now(), byCommand: this.#dndCommands.take(user.extension, data.dnd) })
+      this.emit({ kind: 'dnd', endpointId: user.extension, dnd: data.dnd, at: this.deps.clock.now(), byCommand: this.dndCommands.take(user.extension, data.dnd) })
     }
     if (previous?.email !== data.email || previous?.fullName !== data.fullName || previous?.name !== data.name) this.#scheduleDirectory(link)
   }
 
   #onCallControl(link: Link, user: UserSub, control: NotifyCallControl): void {
-    const at = this.#deps.clock.now()
+    const at = this.deps.clock.now()
     for (const info of control.callinfo ?? []) {
       const outcome = legStateOf(info)
       if (outcome.action === 'ignore') {
-        this.#deps.counters.inc('avaya-ipo.calls.ignored')
-        this.#deps.logger.debug({ extension: user.extension, callId: outcome.callId, reason: outcome.reason }, 'CallInfo without effect')
+        this.deps.counters.inc('avaya-ipo.calls.ignored')
+        this.deps.logger.debug({ extension: user.extension, callId: outcome.callId, reason: outcome.reason }, 'CallInfo without effect')
         continue
       }
       const { callId, state } = outcome
@@ -612,13 +491,13 @@ export class AvayaIpoAdapter implements PbxAdapter {
         if (known === state) continue
         user.calls.set(callId, state)
       }
-      if (user.snapshotDone) this.#lifecycle.emit({ kind: 'call', endpointId: user.extension, callId, state, at })
+      if (user.snapshotDone) this.emit({ kind: 'call', endpointId: user.extension, callId, state, at })
     }
     for (const lost of control.calllost ?? []) {
       const { callId, cause } = lostCall(lost)
       if (!user.calls.delete(callId)) continue
       if (!user.snapshotDone) continue
-      this.#lifecycle.emit(cause === undefined
+      this.emit(cause === undefined
         ? { kind: 'call', endpointId: user.extension, callId, state: 'cleared', at }
         : { kind: 'call', endpointId: user.extension, callId, state: 'cleared', at, cause })
     }
@@ -637,7 +516,7 @@ export class AvayaIpoAdapter implements PbxAdapter {
     if (user.snapshotDone || !user.gotUser) return
     if (!user.gotCalls) {
       const subId = user.subId
-      this.#later(link, this.#config.initialCallStateWaitMs, () => {
+      this.#later(link, this.config.initialCallStateWaitMs, () => {
         if (user.subId === subId && !user.snapshotDone) this.#snapshot(link, user)
       }, user)
       return
@@ -648,20 +527,15 @@ export class AvayaIpoAdapter implements PbxAdapter {
   #snapshot(link: Link, user: UserSub): void {
     user.snapshotDone = true
     user.failures = 0
-    this.#lifecycle.emit({
+    this.emit({
       kind: 'snapshot',
       endpointId: user.extension,
       calls: [...user.calls].map(([callId, state]) => ({ callId, state })),
       dnd: user.data?.dnd ?? false,
-      at: this.#deps.clock.now(),
+      at: this.deps.clock.now(),
     })
     if (link.initialPending?.delete(user.guidText) === true) this.#settleInitial(link)
     else if (link.initialPending === undefined) this.#scheduleDirectory(link)
-  }
-
-  #clearUserTimers(user: UserSub): void {
-    for (const timer of user.timers) this.#deps.clock.clearTimeout(timer)
-    user.timers.clear()
   }
 
   // --- Directory ------------------------------------------------------------------------------------------
@@ -670,20 +544,16 @@ export class AvayaIpoAdapter implements PbxAdapter {
   #settleInitial(link: Link): void {
     if (link.initialPending === undefined || link.initialPending.size > 0) return
     link.initialPending = undefined
-    this.#lifecycle.markHealthy(link)
+    this.lifecycle.markHealthy(link)
     this.#emitDirectory(link)
   }
 
   #scheduleDirectory(link: Link): void {
-    if (link.initialPending !== undefined || link.directoryTimer !== undefined) return
-    link.directoryTimer = this.#deps.clock.setTimeout(() => {
-      link.directoryTimer = undefined
-      if (this.#link === link) this.#emitDirectory(link)
-    }, DIRECTORY_DEBOUNCE_MS)
+    if (link.initialPending === undefined) link.timers.once('directory', DIRECTORY_DEBOUNCE_MS, () => this.#emitDirectory(link))
   }
 
   #emitDirectory(link: Link): void {
-    this.#lifecycle.emit({ kind: 'directory', entries: [...link.byExtension.values()].map((user) => directoryEntry(user.extension, user.linesName, user.data)) })
+    this.emitDirectory([...link.byExtension.values()].map((user) => directoryEntry(user.extension, user.linesName, user.data)))
   }
 
   // --- DND commands ---------------------------------------------------------------------------------------
@@ -704,9 +574,9 @@ export class AvayaIpoAdapter implements PbxAdapter {
     }
     return {
       wait: async (timeoutMs) => {
-        const timer = this.#deps.clock.setTimeout(() => settle('timeout'), timeoutMs)
+        const timer = this.deps.clock.setTimeout(() => settle('timeout'), timeoutMs)
         const outcome = await result
-        this.#deps.clock.clearTimeout(timer)
+        this.deps.clock.clearTimeout(timer)
         remove()
         return outcome
       },
@@ -721,23 +591,5 @@ export class AvayaIpoAdapter implements PbxAdapter {
     const waiters = this.#dndWaiters.get(endpointId)
     if (waiters === undefined) return
     for (const waiter of waiters) if (waiter.dnd === dnd) waiter.resolve()
-  }
-
-  #toAdapterError(error: unknown, endpointId: string): AdapterError {
-    if (!(error instanceof MtctiLinkError)) {
-      return new AdapterError('AVAYA_IPO_ERROR', error instanceof Error ? error.message : String(error), { endpointId })
-    }
-    const detail = { endpointId, linkCode: error.code, ...error.detail }
-    switch (error.code) {
-      case 'REQUEST_REFUSED':
-        return new AdapterError('AVAYA_IPO_REFUSED', `IP Office refused the Send All Calls update for ${endpointId}: result ${error.detail.result ?? '?'}${error.detail.additional ? ` (${error.detail.additional})` : ''}`, detail)
-      case 'REQUEST_TIMEOUT':
-        return new AdapterError('AVAYA_IPO_TIMEOUT', `IP Office did not answer within ${this.#config.requestTimeoutMs} ms`, detail)
-      case 'NOT_OPEN':
-      case 'LINK_CLOSED':
-        return new AdapterError('AVAYA_IPO_NOT_CONNECTED', `the MTCTI-3 link to ${this.#address} went down`, detail)
-      default:
-        return new AdapterError('AVAYA_IPO_ERROR', error.message, detail)
-    }
   }
 }

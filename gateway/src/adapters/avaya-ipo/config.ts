@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox'
-import { Value } from '@sinclair/typebox/value'
+import { parseConnectorConfig, type ParsedConnectorConfig } from '../kit/config-check.js'
 
 /**
  * Connector config for one Avaya IP Office over MTCTI-3 (WebSocket + protobuf). The user list, with e-mail
@@ -57,22 +57,19 @@ export const AvayaIpoConfigSchema = Type.Object({
 
 export type AvayaIpoConfig = Static<typeof AvayaIpoConfigSchema>
 
-export type AvayaIpoConfigResult = { ok: true; config: AvayaIpoConfig } | { ok: false; errors: string[] }
-
-/** Applies defaults, then validates; lists every problem instead of stopping at the first. */
-export function parseAvayaIpoConfig(input: unknown): AvayaIpoConfigResult {
-  const withDefaults = Value.Default(AvayaIpoConfigSchema, Value.Clone(input))
-  const errors = [...Value.Errors(AvayaIpoConfigSchema, withDefaults)].map((error) => `${error.path || '/'}: ${error.message}`)
-  if (errors.length === 0 && Value.Check(AvayaIpoConfigSchema, withDefaults)) {
-    if (withDefaults.tls.caFile !== undefined && withDefaults.tls.pinnedSha256 !== undefined) {
-      errors.push('/tls: set either caFile or pinnedSha256, not both')
-    }
-    if (errors.length === 0) return { ok: true, config: withDefaults }
+/**
+ * Rules the schema cannot say, in the installer's words (boot and the setup page both run them). The path
+ * before the colon names the field the setup page highlights.
+ */
+export function checkAvayaIpoConfig(config: AvayaIpoConfig): string[] {
+  const problems: string[] = []
+  if (config.tls.caFile !== undefined && config.tls.pinnedSha256 !== undefined) {
+    problems.push('/tls: set either caFile or pinnedSha256, not both: the pin alone decides which certificate IP Office may present (keep the pin for its self-signed certificate, or the CA file when your own CA signed it)')
   }
-  return { ok: false, errors }
+  return problems
 }
 
-/** "AB:cd:..." or "abcd..." → lower-case hex without colons. */
-export function normaliseFingerprint(fingerprint: string): string {
-  return fingerprint.replaceAll(':', '').toLowerCase()
+/** Applies defaults, then validates (schema and checkAvayaIpoConfig); lists every problem. */
+export function parseAvayaIpoConfig(input: unknown): ParsedConnectorConfig<AvayaIpoConfig> {
+  return parseConnectorConfig({ configSchema: AvayaIpoConfigSchema, check: checkAvayaIpoConfig }, input)
 }

@@ -1,14 +1,11 @@
-import { Agent, type AgentOptions } from 'node:https'
-import type { ClientRequestArgs } from 'node:http'
-import type { Duplex } from 'node:stream'
-import { checkServerIdentity, connect as tlsConnect, type TLSSocket } from 'node:tls'
-import type { Logger } from 'pino'
+import type { TLSSocket } from 'node:tls'
 import WebSocket from 'ws'
-import type { Clock, ClockTimer } from '../../core/clock.js'
-import type { Counters } from '../../core/counters.js'
+import { LinkDriver, releaseSocket, RequestIds, type DriverDeps } from '../kit/link-session.js'
+import { checkPeer } from '../kit/tls-pinning.js'
+import { VerifyingAgent } from '../kit/verifying-agent.js'
 import { decodeFrame, encodeFrame, type MtctiDecodeError } from './mtcti3/codec.js'
 import type { MtctiMessage, MtctiOutgoing, Notify, RequestResponse, SubscribeTerminated } from './mtcti3/model.js'
-import { MtctiLinkError } from './link-error.js'
+import { MtctiLinkError, type MtctiLinkErrorDetail } from './link-error.js'
 
 /**
  * One MTCTI-3 connection: TLS (system CAs, a given CA, or a pinned certificate), the WebSocket upgrade to
@@ -33,11 +30,7 @@ export interface AvayaIpoDriverOptions {
   maxFrameBytes: number
 }
 
-export interface AvayaIpoDriverDeps {
-  logger: Logger
-  clock: Clock
-  counters: Counters
-}
+export type AvayaIpoDriverDeps = DriverDeps
 
 export interface DriverClosed {
   code: 'SOCKET_CLOSED' | 'PING_TIMEOUT' | 'FRAME_TOO_LARGE'
@@ -46,100 +39,44 @@ export interface DriverClosed {
 
 export const SUBPROTOCOL = 'openapi'
 const CLOSE_TIMEOUT_MS = 1000
-const MAX_REQUEST_ID = 0x7fffffff
 
-interface PendingRequest {
-  request: string
-  resolve: (response: RequestResponse) => void
-  reject: (error: MtctiLinkError) => void
-  timer: ClockTimer
+interface MtctiSessionTypes {
+  key: number
+  answer: RequestResponse
+  error: MtctiLinkError
+  detail: MtctiLinkErrorDetail
+  closed: DriverClosed
+  request: { request: string; detail: MtctiLinkErrorDetail }
 }
 
-type DriverState = 'idle' | 'connecting' | 'open' | 'closing' | 'closed'
-
-/** Does the TLS handshake before any HTTP byte (the Basic credentials) is written, and checks trust itself. */
-class VerifyingAgent extends Agent {
-  readonly #verify: (socket: TLSSocket) => MtctiLinkError | undefined
-
-  constructor(options: AgentOptions, verify: (socket: TLSSocket) => MtctiLinkError | undefined) {
-    super(options)
-    this.#verify = verify
-  }
-
-  override createConnection(options: ClientRequestArgs, callback?: (err: Error | null, stream: Duplex) => void): Duplex | null | undefined {
-    const socket = tlsConnect({
-      ...(options as object),
-      host: options.host ?? undefined,
-      port: Number(options.port),
-      // Verification happens in #verify, so a failure can say which certificate was presented.
-      rejectUnauthorized: false,
-    })
-    let done = false
-    const finish = (error: Error | null): void => {
-      if (done) return
-      done = true
-      if (error !== null) socket.destroy()
-      callback?.(error, socket)
-    }
-    socket.once('secureConnect', () => finish(this.#verify(socket) ?? null))
-    socket.once('error', (error) => finish(error))
-    return undefined
-  }
-}
-
-export class AvayaIpoDriver {
-  readonly #options: AvayaIpoDriverOptions
-  readonly #deps: AvayaIpoDriverDeps
-  #state: DriverState = 'idle'
+export class AvayaIpoDriver extends LinkDriver<MtctiSessionTypes, AvayaIpoDriverOptions> {
+  readonly #requestIds = new RequestIds(0x7fffffff)
   #ws: WebSocket | undefined
-  readonly #pending = new Map<number, PendingRequest>()
-  #nextRequestId = 1
-  #openTimer: ClockTimer | undefined
-  #pingTimer: ClockTimer | undefined
-  #closeFallbackTimer: ClockTimer | undefined
   #awaitingPong = false
   #lastError: (Error & { code?: string }) | undefined
-  #rejectOpen: ((error: MtctiLinkError) => void) | undefined
-  #closing: Promise<void> | undefined
-  #resolveClosing: (() => void) | undefined
-  readonly #notifyListeners = new Set<(notify: Notify) => void>()
-  readonly #terminatedListeners = new Set<(terminated: SubscribeTerminated) => void>()
-  readonly #closeListeners = new Set<(closed: DriverClosed) => void>()
+  readonly #notifyListeners = this.link.listeners<Notify>('MTCTI-3 listener threw')
+  readonly #terminatedListeners = this.link.listeners<SubscribeTerminated>('MTCTI-3 listener threw')
 
-  constructor(options: AvayaIpoDriverOptions, deps: AvayaIpoDriverDeps) {
-    this.#options = options
-    this.#deps = deps
-  }
-
-  get isOpen(): boolean {
-    return this.#state === 'open'
+  constructor(options: AvayaIpoDriverOptions, deps: DriverDeps) {
+    super(options, deps, { counterPrefix: 'avaya-ipo', label: 'MTCTI-3', error: MtctiLinkError })
   }
 
   onNotify(listener: (notify: Notify) => void): () => void {
-    this.#notifyListeners.add(listener)
-    return () => this.#notifyListeners.delete(listener)
+    return this.#notifyListeners.add(listener)
   }
 
   onSubscribeTerminated(listener: (terminated: SubscribeTerminated) => void): () => void {
-    this.#terminatedListeners.add(listener)
-    return () => this.#terminatedListeners.delete(listener)
+    return this.#terminatedListeners.add(listener)
   }
 
-  /** Fires once when the open link is lost (not after close()). */
-  onClose(listener: (closed: DriverClosed) => void): () => void {
-    this.#closeListeners.add(listener)
-    return () => this.#closeListeners.delete(listener)
-  }
 
   /** TLS, upgrade, subprotocol. Rejects with MtctiLinkError; a driver opens at most once. */
   open(): Promise<void> {
-    if (this.#state !== 'idle') return Promise.reject(new MtctiLinkError('NOT_OPEN', 'a driver opens only once'))
-    this.#state = 'connecting'
-    const { host, port, path, username, password, requestTimeoutMs, maxFrameBytes } = this.#options
-    return new Promise<void>((resolve, reject) => {
-      this.#rejectOpen = reject
+    const { host, port, path, username, password, requestTimeoutMs, maxFrameBytes } = this.options
+    const timeout = (): MtctiLinkError => new MtctiLinkError('CONNECT_TIMEOUT', `no WebSocket upgrade from ${host}:${port} within ${requestTimeoutMs} ms`)
+    return this.link.open<void>(requestTimeoutMs, timeout, (opened) => {
       const authority = host.includes(':') ? `[${host}]` : host
-      const agent = new VerifyingAgent({ keepAlive: false, ...(this.#options.caPem === undefined ? {} : { ca: this.#options.caPem }) }, (socket) => this.#verifyPeer(socket))
+      const agent = new VerifyingAgent(this.options.caPem === undefined ? {} : { ca: this.options.caPem }, (socket) => this.#verifyPeer(socket))
       let ws: WebSocket
       try {
         ws = new WebSocket(`wss://${authority}:${port}${path}`, SUBPROTOCOL, {
@@ -148,31 +85,22 @@ export class AvayaIpoDriver {
           perMessageDeflate: false,
           maxPayload: maxFrameBytes,
           handshakeTimeout: requestTimeoutMs,
-          ...(this.#options.serverName === undefined ? {} : { servername: this.#options.serverName }),
+          ...(this.options.serverName === undefined ? {} : { servername: this.options.serverName }),
         })
       } catch (error) {
-        this.#state = 'closed'
-        reject(new MtctiLinkError('CONNECT_FAILED', `cannot connect to ${host}:${port}: ${error instanceof Error ? error.message : String(error)}`))
+        this.link.failOpen(new MtctiLinkError('CONNECT_FAILED', `cannot connect to ${host}:${port}: ${error instanceof Error ? error.message : String(error)}`))
         return
       }
       this.#ws = ws
-      this.#openTimer = this.#deps.clock.setTimeout(() => {
-        this.#failOpen(new MtctiLinkError('CONNECT_TIMEOUT', `no WebSocket upgrade from ${host}:${port} within ${requestTimeoutMs} ms`))
-      }, requestTimeoutMs)
       ws.on('unexpected-response', (_request, response) => {
         const status = response.statusCode ?? 0
         response.resume()
-        this.#failOpen(status === 401 || status === 403
+        this.link.failOpen(status === 401 || status === 403
           ? new MtctiLinkError('AUTH_REJECTED', `${host}:${port} refused the credentials (HTTP ${status})`, { status })
           : new MtctiLinkError('HTTP_ERROR', `${host}:${port} answered HTTP ${status} instead of the WebSocket upgrade`, { status }))
       })
       ws.on('open', () => {
-        if (this.#state !== 'connecting') return
-        this.#deps.clock.clearTimeout(this.#openTimer)
-        this.#state = 'open'
-        this.#rejectOpen = undefined
-        this.#schedulePing()
-        resolve()
+        if (opened()) this.#schedulePing()
       })
       ws.on('message', (data, isBinary) => this.#onFrame(data, isBinary))
       ws.on('pong', () => {
@@ -180,7 +108,7 @@ export class AvayaIpoDriver {
       })
       ws.on('error', (error: Error & { code?: string }) => {
         this.#lastError = error
-        if (this.#state === 'connecting') this.#failOpen(this.#connectError(error))
+        if (this.link.state === 'connecting') this.link.failOpen(this.#connectError(error))
       })
       ws.on('close', (code, reason) => this.#onClose(code, reason.toString('utf8')))
     })
@@ -189,80 +117,50 @@ export class AvayaIpoDriver {
   /** Sends a request carrying a fresh requestid; resolves on RequestResponse result 0, rejects otherwise. */
   request(request: string, build: (requestId: number) => MtctiOutgoing): Promise<RequestResponse> {
     const ws = this.#ws
-    if (this.#state !== 'open' || ws === undefined) {
+    if (!this.link.isOpen || ws === undefined) {
       return Promise.reject(new MtctiLinkError('NOT_OPEN', `no open MTCTI-3 link for ${request}`, { request }))
     }
-    const requestId = this.#allocateRequestId()
+    // 2^31 ids cannot all be outstanding: allocate() always finds one.
+    const requestId = this.#requestIds.allocate((id) => this.link.isPending(id)) ?? 0
     const frame = encodeFrame(build(requestId))
-    const timeoutMs = this.#options.requestTimeoutMs
-    return new Promise<RequestResponse>((resolve, reject) => {
-      const timer = this.#deps.clock.setTimeout(() => {
-        if (this.#pending.get(requestId)?.timer !== timer) return
-        this.#pending.delete(requestId)
-        this.#deps.counters.inc('avaya-ipo.requests.timeout')
-        reject(new MtctiLinkError('REQUEST_TIMEOUT', `no answer to ${request} within ${timeoutMs} ms`, { requestId, request }))
-      }, timeoutMs)
-      this.#pending.set(requestId, { request, resolve, reject, timer })
-      ws.send(frame, { binary: true })
-    })
+    return this.link.request(requestId, { request, detail: { requestId, request } }, this.options.requestTimeoutMs, () => ws.send(frame, { binary: true }))
   }
 
   /** Sends a message that has no answer (NotifyAck). Silently dropped when the link is not open. */
   send(message: MtctiOutgoing): void {
-    if (this.#state === 'open') this.#ws?.send(encodeFrame(message), { binary: true })
+    if (this.link.isOpen) this.#ws?.send(encodeFrame(message), { binary: true })
   }
 
   close(): Promise<void> {
-    switch (this.#state) {
-      case 'idle':
-        this.#state = 'closed'
-        return Promise.resolve()
-      case 'connecting':
-        this.#failOpen(new MtctiLinkError('LINK_CLOSED', 'closed by the application before the link opened'))
-        return Promise.resolve()
-      case 'closed':
-        return Promise.resolve()
-      case 'closing':
-        return this.#closing ?? Promise.resolve()
-      case 'open':
-        break
-    }
-    this.#state = 'closing'
-    this.#closing = new Promise<void>((resolve) => {
-      this.#resolveClosing = resolve
+    return this.link.close('closed by the application before the link opened', () => {
+      this.link.rejectAll('the link was closed')
+      this.link.clearTimer('ping')
+      const ws = this.#ws
+      ws?.close(1000, 'gateway stopping')
+      this.link.setTimer('close', CLOSE_TIMEOUT_MS, () => ws?.terminate())
     })
-    this.#rejectAll('the link was closed')
-    const ws = this.#ws
-    this.#deps.clock.clearTimeout(this.#pingTimer)
-    ws?.close(1000, 'gateway stopping')
-    this.#closeFallbackTimer = this.#deps.clock.setTimeout(() => ws?.terminate(), CLOSE_TIMEOUT_MS)
-    return this.#closing
   }
 
   // --- TLS ----------------------------------------------------------------------------------------------
 
   #verifyPeer(socket: TLSSocket): MtctiLinkError | undefined {
-    const { host, port, pinnedSha256, serverName } = this.#options
-    const certificate = socket.getPeerCertificate()
-    const fingerprint256 = certificate.fingerprint256?.replaceAll(':', '').toLowerCase()
-    if (pinnedSha256 !== undefined) {
-      if (fingerprint256 === pinnedSha256) return undefined
-      return new MtctiLinkError('TLS_PIN_MISMATCH', `${host}:${port} presented certificate ${fingerprint256 ?? 'none'}, not the pinned ${pinnedSha256}`, fingerprint256 === undefined ? {} : { fingerprint256 })
-    }
+    const { host, port, pinnedSha256, serverName } = this.options
+    const problem = checkPeer(socket, { pin: pinnedSha256, serverName: serverName ?? host })
+    if (problem === undefined) return undefined
+    const { fingerprint256 } = problem
     const detail = fingerprint256 === undefined ? {} : { fingerprint256 }
-    if (!socket.authorized) {
-      const tlsError = String(socket.authorizationError ?? 'unknown')
-      return new MtctiLinkError('TLS_UNTRUSTED', `the certificate of ${host}:${port} is not trusted (${tlsError})`, { ...detail, tlsError })
+    switch (problem.code) {
+      case 'PIN_MISMATCH':
+        return new MtctiLinkError('TLS_PIN_MISMATCH', `${host}:${port} presented certificate ${fingerprint256 ?? 'none'}, not the pinned ${pinnedSha256 ?? ''}`, detail)
+      case 'UNTRUSTED':
+        return new MtctiLinkError('TLS_UNTRUSTED', `the certificate of ${host}:${port} is not trusted (${problem.tlsError})`, { ...detail, tlsError: problem.tlsError })
+      case 'WRONG_NAME':
+        return new MtctiLinkError('TLS_UNTRUSTED', `the certificate of ${host}:${port} is not for ${serverName ?? host} (${problem.reason})`, { ...detail, tlsError: problem.tlsError })
     }
-    const identityError = checkServerIdentity(serverName ?? host, certificate)
-    if (identityError !== undefined) {
-      return new MtctiLinkError('TLS_UNTRUSTED', `the certificate of ${host}:${port} is not for ${serverName ?? host} (${identityError.message})`, { ...detail, tlsError: 'ERR_TLS_CERT_ALTNAME_INVALID' })
-    }
-    return undefined
   }
 
   #connectError(error: Error & { code?: string }): MtctiLinkError {
-    const { host, port } = this.#options
+    const { host, port } = this.options
     if (error instanceof MtctiLinkError) return error
     if (/subprotocol/i.test(error.message)) {
       return new MtctiLinkError('SUBPROTOCOL', `${host}:${port} did not accept the WebSocket subprotocol "${SUBPROTOCOL}" (${error.message})`)
@@ -275,7 +173,7 @@ export class AvayaIpoDriver {
   // --- Receiving ------------------------------------------------------------------------------------------
 
   #onFrame(data: WebSocket.RawData, isBinary: boolean): void {
-    if (this.#state !== 'open') return
+    if (!this.link.isOpen) return
     const frame = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data)
     if (!isBinary) {
       this.#dropped({ code: 'TEXT_FRAME', reason: 'a text frame; MTCTI-3 sends binary frames only', bytes: frame.byteLength })
@@ -286,7 +184,7 @@ export class AvayaIpoDriver {
       this.#dropped(decoded.error)
       return
     }
-    this.#deps.counters.inc('avaya-ipo.frames.received')
+    this.deps.counters.inc('avaya-ipo.frames.received')
     this.#dispatch(decoded.message)
   }
 
@@ -294,8 +192,8 @@ export class AvayaIpoDriver {
     const counter = error.code === 'PROTOBUF_DECODE'
       ? 'avaya-ipo.messages.malformed'
       : error.code === 'UNKNOWN_PAYLOAD' ? 'avaya-ipo.messages.unknown' : 'avaya-ipo.frames.malformed'
-    this.#deps.counters.inc(counter)
-    this.#deps.logger.warn(
+    this.deps.counters.inc(counter)
+    this.deps.logger.warn(
       { code: error.code, reason: error.reason, bytes: error.bytes, prefix: error.prefix, fields: error.fields },
       'malformed MTCTI-3 frame dropped',
     )
@@ -306,19 +204,18 @@ export class AvayaIpoDriver {
       case 'response': {
         const response = message.response ?? {}
         const requestId = response.requestid ?? 0
-        const pending = this.#pending.get(requestId)
+        const pending = this.link.settle(requestId)
         if (pending === undefined) {
-          this.#deps.counters.inc('avaya-ipo.responses.unmatched')
-          this.#deps.logger.debug({ requestId, result: response.result }, 'RequestResponse without a pending request (late or duplicate)')
+          this.deps.counters.inc('avaya-ipo.responses.unmatched')
+          this.deps.logger.debug({ requestId, result: response.result }, 'RequestResponse without a pending request (late or duplicate)')
           return
         }
-        this.#pending.delete(requestId)
-        this.#deps.clock.clearTimeout(pending.timer)
         const result = response.result ?? 0
         if (result === 0) pending.resolve(response)
         else {
           const additional = response.additional ?? ''
-          pending.reject(new MtctiLinkError('REQUEST_REFUSED', `${pending.request} refused: result ${result}${additional === '' ? '' : ` (${additional})`}`, { requestId, result, additional, request: pending.request }))
+          const { request } = pending.info
+          pending.reject(new MtctiLinkError('REQUEST_REFUSED', `${request} refused: result ${result}${additional === '' ? '' : ` (${additional})`}`, { requestId, result, additional, request }))
         }
         return
       }
@@ -326,134 +223,64 @@ export class AvayaIpoDriver {
         const notify = message.notify ?? {}
         // Acknowledge first, whatever we make of it (A.3 [I]: the server may want acks; it does no harm).
         this.send({ notifyack: { subscribe_id: notify.subscribe_id ?? 0, notify_id: notify.notify_id ?? 0 } })
-        for (const listener of this.#notifyListeners) this.#call(listener, notify)
+        this.#notifyListeners.emit(notify)
         return
       }
-      case 'subscribeterminated': {
-        const terminated = message.subscribeterminated ?? {}
-        for (const listener of this.#terminatedListeners) this.#call(listener, terminated)
+      case 'subscribeterminated':
+        this.#terminatedListeners.emit(message.subscribeterminated ?? {})
         return
-      }
       case 'generaldata':
-        this.#deps.logger.debug({ responseId: message.generaldata?.responseid }, 'GeneralData ignored')
+        this.deps.logger.debug({ responseId: message.generaldata?.responseid }, 'GeneralData ignored')
         return
       default:
-        this.#deps.counters.inc('avaya-ipo.messages.unexpected')
-        this.#deps.logger.warn({ payload: message.payload }, 'MTCTI-3 message not expected from the PBX ignored')
-    }
-  }
-
-  #call<T>(listener: (value: T) => void, value: T): void {
-    try {
-      listener(value)
-    } catch (error) {
-      this.#deps.logger.error({ err: error }, 'MTCTI-3 listener threw')
+        this.deps.counters.inc('avaya-ipo.messages.unexpected')
+        this.deps.logger.warn({ payload: message.payload }, 'MTCTI-3 message not expected from the PBX ignored')
     }
   }
 
   // --- Keepalive ----------------------------------------------------------------------------------------
 
   #schedulePing(): void {
-    this.#pingTimer = this.#deps.clock.setTimeout(() => {
-      if (this.#state !== 'open') return
+    this.link.setTimer('ping', this.options.pingIntervalMs, () => {
+      if (!this.link.isOpen) return
       if (this.#awaitingPong) {
-        this.#terminate({ code: 'PING_TIMEOUT', reason: `no WebSocket pong within ${this.#options.pingIntervalMs} ms` })
+        this.link.terminate({ code: 'PING_TIMEOUT', reason: `no WebSocket pong within ${this.options.pingIntervalMs} ms` })
         return
       }
       this.#awaitingPong = true
       this.#ws?.ping()
       this.#schedulePing()
-    }, this.#options.pingIntervalMs)
+    })
   }
 
   // --- Teardown -----------------------------------------------------------------------------------------
 
   #onClose(code: number, reason: string): void {
-    switch (this.#state) {
-      case 'connecting':
-        this.#failOpen(this.#lastError === undefined
-          ? new MtctiLinkError('CONNECT_FAILED', `${this.#options.host}:${this.#options.port} closed the connection during the upgrade`)
-          : this.#connectError(this.#lastError))
-        return
-      case 'open': {
-        const error = this.#lastError
+    const { host, port, maxFrameBytes } = this.options
+    const error = this.#lastError
+    this.link.socketEnded(
+      () => error === undefined ? new MtctiLinkError('CONNECT_FAILED', `${host}:${port} closed the connection during the upgrade`) : this.#connectError(error),
+      () => {
         if (code === 1009 || error?.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') {
-          this.#deps.counters.inc('avaya-ipo.frames.oversized')
-          this.#terminate({ code: 'FRAME_TOO_LARGE', reason: `the PBX sent a frame larger than maxFrameBytes (${this.#options.maxFrameBytes} bytes)` })
-          return
+          this.deps.counters.inc('avaya-ipo.frames.oversized')
+          return { code: 'FRAME_TOO_LARGE', reason: `the PBX sent a frame larger than maxFrameBytes (${maxFrameBytes} bytes)` }
         }
         const why = error === undefined ? `close code ${code}${reason === '' ? '' : `: ${reason}`}` : error.message
-        this.#terminate({ code: 'SOCKET_CLOSED', reason: `the connection closed (${why})` })
-        return
-      }
-      case 'closing':
-        this.#state = 'closed'
-        this.#teardown()
-        this.#resolveClosing?.()
-        this.#resolveClosing = undefined
-        return
-      case 'idle':
-      case 'closed':
-        return
-    }
+        return { code: 'SOCKET_CLOSED', reason: `the connection closed (${why})` }
+      },
+    )
   }
 
-  #failOpen(error: MtctiLinkError): void {
-    if (this.#state !== 'connecting') return
-    this.#state = 'closed'
-    this.#teardown()
-    const reject = this.#rejectOpen
-    this.#rejectOpen = undefined
-    reject?.(error)
-  }
-
-  #terminate(closed: DriverClosed): void {
-    if (this.#state !== 'open') return
-    this.#state = 'closed'
-    this.#teardown()
-    this.#deps.logger.warn({ code: closed.code, reason: closed.reason }, 'MTCTI-3 link lost')
-    for (const listener of this.#closeListeners) this.#call(listener, closed)
-    this.#closeListeners.clear()
-  }
-
-  #rejectAll(why: string): void {
-    for (const [requestId, pending] of this.#pending) {
-      this.#deps.clock.clearTimeout(pending.timer)
-      pending.reject(new MtctiLinkError('LINK_CLOSED', `${why} before ${pending.request} was answered`, { requestId, request: pending.request }))
-    }
-    this.#pending.clear()
-  }
-
-  #teardown(): void {
-    this.#deps.clock.clearTimeout(this.#openTimer)
-    this.#deps.clock.clearTimeout(this.#pingTimer)
-    this.#deps.clock.clearTimeout(this.#closeFallbackTimer)
-    this.#rejectAll('the link closed')
-    this.#notifyListeners.clear()
-    this.#terminatedListeners.clear()
+  protected release(): void {
     const ws = this.#ws
-    if (ws !== undefined) {
-      ws.removeAllListeners('message')
-      ws.removeAllListeners('open')
-      ws.removeAllListeners('unexpected-response')
-      // Keep an error listener: a late socket error must never become an uncaught exception.
-      ws.removeAllListeners('error')
-      ws.on('error', () => undefined)
-      if (ws.readyState !== WebSocket.CLOSED) {
-        try {
-          ws.terminate()
-        } catch {
-          // terminate() on a socket that never connected can throw in some ws versions; nothing to clean up then.
-        }
+    if (ws === undefined) return
+    releaseSocket(ws, ['message', 'open', 'unexpected-response'], () => {
+      if (ws.readyState === WebSocket.CLOSED) return
+      try {
+        ws.terminate()
+      } catch {
+        // terminate() on a socket that never connected can throw in some ws versions; nothing to clean up then.
       }
-    }
-  }
-
-  #allocateRequestId(): number {
-    for (;;) {
-      const id = this.#nextRequestId
-      this.#nextRequestId = id >= MAX_REQUEST_ID ? 1 : id + 1
-      if (!this.#pending.has(id)) return id
-    }
+    })
   }
 }

@@ -1,3 +1,5 @@
+import { LinkError } from '../kit/link-error.js'
+
 /** Why the MTCTI-3 link or one request failed, with a stable code the adapter maps to words and AdapterError codes. */
 export type MtctiLinkErrorCode =
   | 'CONNECT_REFUSED'
@@ -37,13 +39,4 @@ export interface MtctiLinkErrorDetail {
   request?: string
 }
 
-export class MtctiLinkError extends Error {
-  constructor(
-    readonly code: MtctiLinkErrorCode,
-    message: string,
-    readonly detail: MtctiLinkErrorDetail = {},
-  ) {
-    super(message)
-    this.name = 'MtctiLinkError'
-  }
-}
+export class MtctiLinkError extends LinkError<MtctiLinkErrorCode, MtctiLinkErrorDetail> {}

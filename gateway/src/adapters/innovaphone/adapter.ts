@@ -1,17 +1,12 @@
-import { readFile } from 'node:fs/promises'
 import type { DirectoryEntry } from '../../../protocol/schemas.js'
-import type { ClockTimer } from '../../core/clock.js'
-import { LinkLifecycle } from '../link-lifecycle.js'
-import {
-  AdapterError,
-  type AdapterDeps,
-  type CallLegState,
-  type PbxAdapter,
-  type PbxObservationListener,
-} from '../types.js'
-import { DndCommands } from '../dnd-commands.js'
+import type { AdapterDeps, CallLegState } from '../types.js'
+import { AdapterError } from '../types.js'
+import { readCaFile } from '../kit/connect-failure.js'
+import { LinkTimers } from '../kit/link-timers.js'
+import { PbxLinkAdapter, type KitLink } from '../kit/pbx-link-adapter.js'
+import { normaliseFingerprint } from '../kit/tls-pinning.js'
 import { innovaphoneUrl, type InnovaphoneConfig } from './config.js'
-import { InnovaphoneDriver, type DriverClosed } from './driver.js'
+import { InnovaphoneDriver } from './driver.js'
 import { InnoLinkError } from './link-error.js'
 import {
   CallInfoSchema,
@@ -29,9 +24,6 @@ import {
 } from './messages.js'
 import { callInfoOutcome, displayName, dndFromPresence, primaryEmail, USER_CONTACT } from './normalise.js'
 
-/** 1 s doubling to 32 s, as the official JS client [C], with jitter (DESIGN §5). */
-const BACKOFF_BASE_MS = 1000
-const BACKOFF_MAX_MS = 32000
 /** A PresenceUpdate with our value within this long of our SetPresence is ours (update/result order is [U]). */
 const DND_ATTRIBUTION_WINDOW_MS = 2000
 /** Whether SubscribePresence always yields a PresenceUpdate for someone without presence is [U]: wait this long. */
@@ -61,8 +53,7 @@ interface Person {
 }
 
 /** State that lives exactly as long as one WebSocket. */
-interface Link {
-  driver: InnovaphoneDriver
+interface Link extends KitLink<InnovaphoneDriver> {
   /** guid → person, everyone RCC shows us. */
   people: Map<string, Person>
   bySrc: Map<string, Person>
@@ -73,10 +64,7 @@ interface Link {
   /** True once the initial RCC list, the table and the first monitoring pass have started. */
   live: boolean
   nextSrc: number
-  timers: Set<ClockTimer>
-  unsubscribe: Array<() => void>
   unknownMts: Set<string>
-  directoryTimer: ClockTimer | undefined
 }
 
 /** A failure of the first synchronisation that makes the link useless (an API not enabled, ...). */
@@ -85,54 +73,32 @@ class SyncFailure extends Error {}
 /**
  * innovaphone over the App Platform WebSocket: one App-object connection per connector; people from RCC
  * (who the App object may see) joined with PbxTableUsers (e-mails); calls from RCC UserInitialize; DND as
- * PbxApi presence with activity "dnd".
+ * PbxApi presence with activity "dnd". A little over 500 lines in one file on purpose: the synchronisation and
+ * the live updates (UserInfo, CallInfo, PresenceUpdate, table rows) are one state machine over the Link's maps;
+ * what every PBX shares is the kit's.
  */
-export class InnovaphoneAdapter implements PbxAdapter {
-  readonly connectorId: string
+export class InnovaphoneAdapter extends PbxLinkAdapter<InnovaphoneConfig, Link> {
   readonly type = 'innovaphone'
-  readonly #config: InnovaphoneConfig
-  readonly #deps: AdapterDeps
-  readonly #lifecycle: LinkLifecycle<Link>
-  readonly #dndCommands: DndCommands
   readonly #pbxNames: ReadonlySet<string> | undefined
 
   constructor(config: InnovaphoneConfig, deps: AdapterDeps) {
-    this.connectorId = config.id
-    this.#config = config
-    this.#deps = deps
-    this.#dndCommands = new DndCommands(deps.clock)
-    this.#pbxNames = config.pbxNames === undefined ? undefined : new Set(config.pbxNames)
-    this.#lifecycle = new LinkLifecycle<Link>({
-      deps,
-      backoffBaseMs: BACKOFF_BASE_MS,
-      backoffMaxMs: BACKOFF_MAX_MS,
-      connect: () => this.#connect(),
-      drop: (link) => this.#dropLink(link),
+    const url = innovaphoneUrl(config)
+    super(config, deps, {
+      codePrefix: 'INNOVAPHONE', otherCode: 'REFUSED', linkName: 'the link', address: url, host: config.host,
+      requestTimeoutMs: config.requestTimeoutMs, refusedHint: 'check the host and port (443 for wss, 80 for ws) and that the PBX web server is on',
+      // 1 s doubling to 32 s, as the official JS client [C], with jitter (DESIGN §5).
+      backoffBaseMs: 1000, backoffMaxMs: 32000,
     })
-  }
-
-  start(): Promise<void> {
-    return this.#lifecycle.start()
-  }
-
-  stop(): Promise<void> {
-    return this.#lifecycle.stop()
-  }
-
-  onObservation(listener: PbxObservationListener): () => void {
-    return this.#lifecycle.onObservation(listener)
+    this.#pbxNames = config.pbxNames === undefined ? undefined : new Set(config.pbxNames)
   }
 
   async setDnd(endpointId: string, dnd: boolean): Promise<{ dnd: boolean }> {
-    const link = this.#link
-    if (!this.#lifecycle.running || link === undefined || !link.driver.isOpen) {
-      throw new AdapterError('INNOVAPHONE_NOT_CONNECTED', `the link to ${this.#url} is down`, { endpointId })
-    }
+    const link = this.openLink(endpointId)
     const person = link.byEndpoint.get(endpointId)
     if (person === undefined) {
       throw new AdapterError('INNOVAPHONE_UNKNOWN_DEVICE', `${endpointId} is not a monitored person of connector ${this.connectorId}`, { endpointId })
     }
-    const command = this.#dndCommands.add(endpointId, dnd)
+    const command = this.dndCommands.add(endpointId, dnd)
     try {
       // Addressed by SIP name when there is one, else by guid [C: SetPresence takes sip or guid].
       await link.driver.request({
@@ -141,117 +107,71 @@ export class InnovaphoneAdapter implements PbxAdapter {
         ...(person.h323 !== undefined && person.h323 !== '' ? { sip: person.h323 } : { guid: person.guid }),
         contact: USER_CONTACT,
         activity: dnd ? 'dnd' : '',
-        note: dnd ? this.#config.dndNote : '',
+        note: dnd ? this.config.dndNote : '',
       })
     } catch (error) {
-      this.#dndCommands.forget(endpointId, command)
-      throw this.#toAdapterError(error, endpointId)
+      this.dndCommands.forget(endpointId, command)
+      throw this.adapterError(error, endpointId, (failure, detail) => {
+        if (!(failure instanceof InnoLinkError)) return undefined
+        if (failure.code === 'REQUEST_FAILED') return new AdapterError('INNOVAPHONE_REFUSED', `the PBX refused SetPresence: ${failure.detail.errorText ?? JSON.stringify(failure.detail.error)}`, detail)
+        if (failure.code === 'REQUEST_TIMEOUT') return new AdapterError('INNOVAPHONE_TIMEOUT', `the PBX did not answer SetPresence within ${this.config.requestTimeoutMs} ms: is the PbxApi API enabled for the App object?`, detail)
+        return undefined
+      })
     }
     // Whether the PBX sends a PresenceUpdate for an unchanged value is [U]: keep the window open either way.
-    command.until = this.#deps.clock.now() + DND_ATTRIBUTION_WINDOW_MS
-    if (this.#link === link) {
+    command.until = this.deps.clock.now() + DND_ATTRIBUTION_WINDOW_MS
+    if (this.link === link) {
       person.dnd = dnd
-      this.#lifecycle.emit({ kind: 'dnd', endpointId, dnd, at: this.#deps.clock.now(), byCommand: true })
+      this.emit({ kind: 'dnd', endpointId, dnd, at: this.deps.clock.now(), byCommand: true })
     }
     return { dnd }
   }
 
   // --- Connection lifecycle -------------------------------------------------------------------------------
 
-  get #link(): Link | undefined {
-    return this.#lifecycle.link
-  }
-
-  get #url(): string {
-    return innovaphoneUrl(this.#config)
-  }
-
-  async #connect(): Promise<void> {
-    const config = this.#config
-    let ca: string | undefined
-    if (config.caFile !== undefined && config.certificateSha256 === undefined) {
-      try {
-        ca = await readFile(config.caFile, 'utf8')
-      } catch (error) {
-        this.#connectFailed(new InnoLinkError('CA_FILE_UNREADABLE', `cannot read caFile ${config.caFile}: ${error instanceof Error ? error.message : String(error)}`))
-        return
-      }
-      if (!this.#lifecycle.running) return
-    }
+  protected async createLink(): Promise<Link> {
+    const config = this.config
+    const pin = config.certificateSha256 === undefined ? undefined : normaliseFingerprint(config.certificateSha256)
+    // A pin replaces CA verification (self-signed PBX certificates).
+    const ca = config.caFile === undefined || pin !== undefined ? undefined : await readCaFile('caFile', config.caFile)
     const driver = new InnovaphoneDriver({
-      url: this.#url,
+      url: this.spec.address,
       appName: config.appName,
       appPassword: config.appPassword,
       ...(ca === undefined ? {} : { ca }),
-      ...(config.certificateSha256 === undefined ? {} : { pinSha256: config.certificateSha256.replaceAll(':', '').toLowerCase() }),
+      ...(pin === undefined ? {} : { pinSha256: pin }),
       requestTimeoutMs: config.requestTimeoutMs,
       keepAliveIntervalMs: config.keepAliveIntervalS * 1000,
       answerTimeoutMs: config.answerTimeoutMs,
-    }, { logger: this.#deps.logger.child({ component: 'appws-driver' }), clock: this.#deps.clock, counters: this.#deps.counters })
+    }, { ...this.deps, logger: this.deps.logger.child({ component: 'appws-driver' }) })
     const link: Link = {
       driver, people: new Map(), bySrc: new Map(), byEndpoint: new Map(), rows: new Map(), live: false, nextSrc: 1,
-      timers: new Set(), unsubscribe: [], unknownMts: new Set(), directoryTimer: undefined,
+      timers: new LinkTimers(this.deps.clock), unsubscribe: [], unknownMts: new Set(),
     }
-    this.#lifecycle.link = link
-    link.unsubscribe.push(
-      driver.onMessage((message) => this.#onMessage(link, message)),
-      driver.onClose((closed) => this.#onLinkLost(link, closed)),
-    )
-    try {
-      await driver.open()
-    } catch (error) {
-      if (this.#link !== link) return
-      this.#dropLink(link)
-      this.#connectFailed(error)
-      return
-    }
-    if (this.#link !== link) return
-    this.#deps.logger.info({ url: this.#url }, 'PBX link connected')
-    this.#lifecycle.emitLink('connected')
+    link.unsubscribe.push(driver.onMessage((message) => this.#onMessage(link, message)))
+    return link
+  }
+
+  protected linkOpened(link: Link): void {
     void this.#synchronise(link)
   }
 
-  #connectFailed(error: unknown): void {
-    const reason = this.#describeConnectFailure(error)
-    const code = error instanceof InnoLinkError ? error.code : undefined
-    const level = code === 'LOGIN_REFUSED' || code === 'TLS_UNTRUSTED' || code === 'CERTIFICATE_MISMATCH' ? 'error' : 'warn'
-    this.#deps.logger[level]({ code, reason, attempt: this.#lifecycle.attempt }, 'PBX link failed')
-    this.#lifecycle.reconnectLater(reason)
-  }
-
-  #onLinkLost(link: Link, closed: DriverClosed): void {
-    if (this.#link !== link) return
-    this.#dropLink(link)
-    this.#lifecycle.reconnectLater(`lost the link to ${this.#url}: ${closed.reason}`)
-  }
-
-  /** The link cannot do its job (an API is not enabled, ...): say why, close it and try again later. */
-  #failLink(link: Link, reason: string): void {
-    if (this.#link !== link) return
-    this.#dropLink(link)
-    this.#deps.logger.error({ reason }, 'PBX link unusable; closing it and retrying with backoff')
-    void link.driver.close()
-    this.#lifecycle.reconnectLater(reason)
-  }
-
-  #dropLink(link: Link): void {
-    for (const unsubscribe of link.unsubscribe) unsubscribe()
-    for (const timer of link.timers) this.#deps.clock.clearTimeout(timer)
-    this.#deps.clock.clearTimeout(link.directoryTimer)
-    link.timers.clear()
+  protected override forgetLink(link: Link): void {
     link.bySrc.clear()
-    this.#dndCommands.clear()
-    if (this.#link === link) this.#lifecycle.link = undefined
   }
 
-  #describeConnectFailure(error: unknown): string {
-    const url = this.#url
-    if (!(error instanceof InnoLinkError)) return `cannot connect to ${url}: ${String(error)}`
+  protected override failureIsError(error: unknown): boolean {
+    return error instanceof InnoLinkError && (error.code === 'LOGIN_REFUSED' || error.code === 'TLS_UNTRUSTED' || error.code === 'CERTIFICATE_MISMATCH')
+  }
+
+  protected override describeFailure(error: unknown): string | undefined {
+    if (!(error instanceof InnoLinkError)) return undefined
+    const url = this.spec.address
     switch (error.code) {
       case 'LOGIN_REFUSED':
-        return `the PBX refused the login of App object "${this.#config.appName}"${error.detail.errorText === undefined ? '' : ` (${error.detail.errorText})`}: check the App object's Name and Password in the PBX and appName/appPassword here`
+        return `the PBX refused the login of App object "${this.config.appName}"${error.detail.errorText === undefined ? '' : ` (${error.detail.errorText})`}: check the App object's Name and Password in the PBX and appName/appPassword here`
       case 'LOGIN_TIMEOUT':
-        return `${url} accepted the WebSocket but did not answer the login (${error.message}): is this the PBX App Platform WebSocket (${this.#config.path})?`
+        return `${url} accepted the WebSocket but did not answer the login (${error.message}): is this the PBX App Platform WebSocket (${this.config.path})?`
       case 'CLOSED_DURING_LOGIN':
         return `${error.message}: check appName and appPassword, and that the App object exists`
       case 'UPGRADE_REJECTED':
@@ -262,27 +182,15 @@ export class InnovaphoneAdapter implements PbxAdapter {
         return `${error.message}: set caFile to the CA that signed the PBX certificate, or certificateSha256 to pin the PBX's own certificate`
       case 'CERTIFICATE_MISMATCH':
         return `${error.message}: if the PBX certificate was renewed, update certificateSha256; otherwise something else answers at ${url}`
-      case 'CA_FILE_UNREADABLE':
-        return `${error.message}: fix the path or the file's permissions`
-      case 'CONNECT_REFUSED':
-        return `connection refused by ${url}: check the host and port (443 for wss, 80 for ws) and that the PBX web server is on`
-      case 'CONNECT_TIMEOUT':
-        return `no answer from ${url} within ${this.#config.requestTimeoutMs / 1000} s: check the PBX address and any firewall in between`
-      case 'CONNECT_FAILED': {
-        const errno = error.detail.errno
-        if (errno === 'ENOTFOUND' || errno === 'EAI_AGAIN') return `cannot resolve ${this.#config.host}: check the PBX address`
-        if (errno === 'EHOSTUNREACH' || errno === 'ENETUNREACH') return `${this.#config.host} is unreachable from the gateway: check the address and the network`
-        return error.message
-      }
       default:
-        return `cannot start the link to ${url}: ${error.message}`
+        return undefined
     }
   }
 
   /** Plain words for a request that failed during synchronisation; timeouts usually mean an API is not enabled. */
   #describeSyncFailure(error: unknown, api: string): string {
     if (error instanceof InnoLinkError && error.code === 'REQUEST_TIMEOUT') {
-      return `the PBX did not answer ${error.detail.request ?? api} within ${this.#config.requestTimeoutMs / 1000} s: is the ${api} API enabled for App object "${this.#config.appName}" (tick "${API_TICK[api] ?? api}" under "Grant access to APIs")?`
+      return `the PBX did not answer ${error.detail.request ?? api} within ${this.config.requestTimeoutMs / 1000} s: is the ${api} API enabled for App object "${this.config.appName}" (tick "${API_TICK[api] ?? api}" under "Grant access to APIs")?`
     }
     return `${api}: ${error instanceof Error ? error.message : String(error)}`
   }
@@ -294,33 +202,33 @@ export class InnovaphoneAdapter implements PbxAdapter {
       await this.#syncStep(link, 'RCC', () => link.driver.request({ api: 'RCC', mt: 'Initialize' }, { src: RCC_SRC }))
       await this.#syncStep(link, 'PbxTableUsers', () => this.#replicateUsers(link))
     } catch (error) {
-      if (error instanceof SyncFailure) this.#failLink(link, error.message)
+      if (error instanceof SyncFailure) this.failLink(link, error.message)
       return
     }
-    if (this.#link !== link) return
+    if (this.link !== link) return
     link.live = true
     this.#emitDirectory(link)
     const wanted = [...link.people.values()].filter((person) => this.#wanted(person))
     const elsewhere = [...link.people.values()].filter((person) => person.e164 !== '' && !this.#wanted(person))
     if (elsewhere.length > 0) {
-      this.#deps.logger.info(
-        { count: elsewhere.length, pbxNames: this.#config.pbxNames, examples: elsewhere.slice(0, 5).map((person) => `${person.e164}@${person.pbx ?? '?'}`) },
+      this.deps.logger.info(
+        { count: elsewhere.length, pbxNames: this.config.pbxNames, examples: elsewhere.slice(0, 5).map((person) => `${person.e164}@${person.pbx ?? '?'}`) },
         'people registered on other PBX nodes are not monitored by this connector; add a connector for their node',
       )
     }
     // A pool of maxInFlight monitor starts: paced by the PBX's answers instead of a fixed rate.
     let next = 0
     const worker = async (): Promise<void> => {
-      while (this.#link === link) {
+      while (this.link === link) {
         const person = wanted[next++]
         if (person === undefined) return
         await this.#monitor(link, person)
       }
     }
-    await Promise.all(Array.from({ length: Math.min(this.#config.maxInFlight, wanted.length) }, worker))
-    if (this.#link === link) {
-      this.#lifecycle.markHealthy(link)
-      this.#deps.logger.info({ people: link.byEndpoint.size }, 'PBX state synchronised')
+    await Promise.all(Array.from({ length: Math.min(this.config.maxInFlight, wanted.length) }, worker))
+    if (this.link === link) {
+      this.lifecycle.markHealthy(link)
+      this.deps.logger.info({ people: link.byEndpoint.size }, 'PBX state synchronised')
     }
   }
 
@@ -328,7 +236,7 @@ export class InnovaphoneAdapter implements PbxAdapter {
     try {
       return await step()
     } catch (error) {
-      if (this.#link !== link) throw new SyncFailure('link replaced')
+      if (this.link !== link) throw new SyncFailure('link replaced')
       throw new SyncFailure(this.#describeSyncFailure(error, api))
     }
   }
@@ -337,7 +245,7 @@ export class InnovaphoneAdapter implements PbxAdapter {
   async #replicateUsers(link: Link): Promise<void> {
     await link.driver.request({ api: 'PbxTableUsers', mt: 'ReplicateStart', add: false, del: false, columns: TABLE_COLUMNS }, { src: TABLE_SRC })
     for (;;) {
-      if (this.#link !== link) return
+      if (this.link !== link) return
       const result = await link.driver.request({ api: 'PbxTableUsers', mt: 'ReplicateNext' }, { src: TABLE_SRC })
       const columns = readAs(ReplicateRowMessageSchema, result)
       if (!columns.ok || columns.value.columns === undefined) return
@@ -353,7 +261,7 @@ export class InnovaphoneAdapter implements PbxAdapter {
   /** UserInitialize (calls) and SubscribePresence (DND) for one person; the snapshot follows their first presence. */
   async #monitor(link: Link, person: Person): Promise<void> {
     if (link.byEndpoint.has(person.e164) && link.byEndpoint.get(person.e164) !== person) {
-      this.#deps.logger.warn({ e164: person.e164, cn: person.cn }, 'two people share this number; only the first is monitored')
+      this.deps.logger.warn({ e164: person.e164, cn: person.cn }, 'two people share this number; only the first is monitored')
       return
     }
     const src = `m${link.nextSrc++}`
@@ -369,16 +277,16 @@ export class InnovaphoneAdapter implements PbxAdapter {
       api: 'PbxApi', mt: 'SubscribePresence', ...(person.h323 === undefined ? {} : { sip: person.h323 }), num: person.e164,
     }, { src })
     const [callsResult, presenceResult] = await Promise.allSettled([calls, presence])
-    if (this.#link !== link || person.src !== src) return
+    if (this.link !== link || person.src !== src) return
     for (const [api, result] of [['RCC', callsResult], ['PbxApi', presenceResult]] as const) {
       if (result.status === 'fulfilled') continue
       const error: unknown = result.reason
       if (error instanceof InnoLinkError && error.code === 'REQUEST_TIMEOUT') {
-        this.#failLink(link, this.#describeSyncFailure(error, api))
+        this.failLink(link, this.#describeSyncFailure(error, api))
         return
       }
-      this.#deps.counters.inc('innovaphone.monitors.failed')
-      this.#deps.logger.warn(
+      this.deps.counters.inc('innovaphone.monitors.failed')
+      this.deps.logger.warn(
         { endpointId: person.e164, cn: person.cn, api, err: error instanceof Error ? error.message : String(error) },
         api === 'RCC' ? 'cannot monitor the calls of this person; DND still applies' : 'cannot subscribe to the presence of this person; DND is not seen',
       )
@@ -394,9 +302,9 @@ export class InnovaphoneAdapter implements PbxAdapter {
     }
     // The PresenceUpdate usually follows in the same breath, but a TCP chunk boundary can put it after this
     // continuation: wait for it without holding up the next person's monitor start.
-    void this.#delay(link, PRESENCE_GRACE_MS).then(() => {
-      if (this.#link === link && person.src === src && person.phase === 'syncing') {
-        this.#deps.logger.debug({ endpointId: person.e164 }, 'no PresenceUpdate after SubscribePresence; DND taken as off')
+    void link.timers.delay(PRESENCE_GRACE_MS).then(() => {
+      if (this.link === link && person.src === src && person.phase === 'syncing') {
+        this.deps.logger.debug({ endpointId: person.e164 }, 'no PresenceUpdate after SubscribePresence; DND taken as off')
         this.#goLive(person)
       }
     })
@@ -404,12 +312,12 @@ export class InnovaphoneAdapter implements PbxAdapter {
 
   #goLive(person: Person): void {
     person.phase = 'live'
-    this.#lifecycle.emit({
+    this.emit({
       kind: 'snapshot',
       endpointId: person.e164,
       calls: [...person.calls].map(([callId, state]) => ({ callId, state })),
       dnd: person.dnd,
-      at: this.#deps.clock.now(),
+      at: this.deps.clock.now(),
     })
   }
 
@@ -427,20 +335,10 @@ export class InnovaphoneAdapter implements PbxAdapter {
     person.calls.clear()
   }
 
-  #delay(link: Link, ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = this.#deps.clock.setTimeout(() => {
-        link.timers.delete(timer)
-        resolve()
-      }, ms)
-      link.timers.add(timer)
-    })
-  }
-
   // --- Messages -------------------------------------------------------------------------------------------
 
   #onMessage(link: Link, message: InnoMessage): void {
-    if (this.#link !== link) return
+    if (this.link !== link) return
     switch (message.mt) {
       case 'UserInfo': {
         const info = readAs(UserInfoSchema, message)
@@ -451,25 +349,15 @@ export class InnovaphoneAdapter implements PbxAdapter {
       case 'CallInfo': {
         const info = readAs(CallInfoSchema, message)
         if (!info.ok) return this.#malformed(message, info.reason)
-        const person = message.src === undefined ? undefined : link.bySrc.get(message.src)
-        if (person === undefined) {
-          this.#deps.counters.inc('innovaphone.events.unmatched')
-          this.#deps.logger.debug({ src: message.src, call: info.value.call }, 'CallInfo for nobody we monitor ignored')
-          return
-        }
-        this.#onCallInfo(person, info.value)
+        const person = this.#monitoredBy(link, message, { call: info.value.call })
+        if (person !== undefined) this.#onCallInfo(person, info.value)
         return
       }
       case 'PresenceUpdate': {
         const update = readAs(PresenceUpdateSchema, message)
         if (!update.ok) return this.#malformed(message, update.reason)
-        const person = message.src === undefined ? undefined : link.bySrc.get(message.src)
-        if (person === undefined) {
-          this.#deps.counters.inc('innovaphone.events.unmatched')
-          this.#deps.logger.debug({ src: message.src }, 'PresenceUpdate for nobody we monitor ignored')
-          return
-        }
-        this.#onPresence(person, dndFromPresence(update.value.presence))
+        const person = this.#monitoredBy(link, message, {})
+        if (person !== undefined) this.#onPresence(person, dndFromPresence(update.value.presence))
         return
       }
       case 'ReplicateAdd':
@@ -483,28 +371,38 @@ export class InnovaphoneAdapter implements PbxAdapter {
       default:
         if (KNOWN_INDICATIONS.has(message.mt)) return
         if (message.mt.endsWith('Result')) {
-          this.#deps.counters.inc('innovaphone.responses.unmatched')
-          this.#deps.logger.debug({ mt: message.mt, src: message.src }, 'result without a pending request (late or duplicate)')
+          this.deps.counters.inc('innovaphone.responses.unmatched')
+          this.deps.logger.debug({ mt: message.mt, src: message.src }, 'result without a pending request (late or duplicate)')
           return
         }
-        this.#deps.counters.inc('innovaphone.messages.unknown')
+        this.deps.counters.inc('innovaphone.messages.unknown')
         // One warning per message type and link: a chatty new PBX version must not flood the log.
         if (!link.unknownMts.has(message.mt)) {
           link.unknownMts.add(message.mt)
-          this.#deps.logger.warn({ mt: message.mt, api: message.api }, 'unknown message type from the PBX ignored (newer PBX firmware?); further ones of this type are counted only')
+          this.deps.logger.warn({ mt: message.mt, api: message.api }, 'unknown message type from the PBX ignored (newer PBX firmware?); further ones of this type are counted only')
         }
     }
   }
 
+  /** The person whose monitor (by src) an event belongs to; undefined (counted, logged) for nobody we monitor. */
+  #monitoredBy(link: Link, message: InnoMessage, fields: Record<string, unknown>): Person | undefined {
+    const person = message.src === undefined ? undefined : link.bySrc.get(message.src)
+    if (person === undefined) {
+      this.deps.counters.inc('innovaphone.events.unmatched')
+      this.deps.logger.debug({ mt: message.mt, src: message.src, ...fields }, 'event for nobody we monitor ignored')
+    }
+    return person
+  }
+
   #malformed(message: InnoMessage, reason: string): void {
-    this.#deps.counters.inc('innovaphone.messages.malformed')
-    this.#deps.logger.warn({ mt: message.mt, api: message.api, reason }, 'PBX message with missing or wrong fields dropped')
+    this.deps.counters.inc('innovaphone.messages.malformed')
+    this.deps.logger.warn({ mt: message.mt, api: message.api, reason }, 'PBX message with missing or wrong fields dropped')
   }
 
   #onUserInfo(link: Link, info: UserInfo): void {
     const guid = info.guid
     if (guid === undefined || guid === '') {
-      this.#deps.logger.debug({ cn: info.cn }, 'UserInfo without guid ignored')
+      this.deps.logger.debug({ cn: info.cn }, 'UserInfo without guid ignored')
       return
     }
     const known = link.people.get(guid)
@@ -539,7 +437,7 @@ export class InnovaphoneAdapter implements PbxAdapter {
       if (link.live) {
         this.#scheduleDirectory(link)
         if (this.#wanted(known)) void this.#monitor(link, known)
-        else if (wasWanted) this.#deps.logger.info({ cn: known.cn, pbx: known.pbx }, 'person moved to a PBX node this connector does not monitor')
+        else if (wasWanted) this.deps.logger.info({ cn: known.cn, pbx: known.pbx }, 'person moved to a PBX node this connector does not monitor')
       }
       return
     }
@@ -547,7 +445,7 @@ export class InnovaphoneAdapter implements PbxAdapter {
     if (known.phase === 'live' && info.channel === 0 && (info.alert ?? 0) === 0 && known.calls.size > 0) {
       for (const callId of [...known.calls.keys()]) {
         known.calls.delete(callId)
-        this.#lifecycle.emit({ kind: 'call', endpointId: known.e164, callId, state: 'cleared', at: this.#deps.clock.now(), cause: 'UserInfo shows no calls' })
+        this.emit({ kind: 'call', endpointId: known.e164, callId, state: 'cleared', at: this.deps.clock.now(), cause: 'UserInfo shows no calls' })
       }
     }
   }
@@ -556,19 +454,19 @@ export class InnovaphoneAdapter implements PbxAdapter {
     const callId = String(info.call)
     const outcome = callInfoOutcome(info.state, info.msg)
     if (outcome.action === 'ignore') {
-      this.#deps.logger.debug({ endpointId: person.e164, callId, msg: info.msg, reason: outcome.reason }, 'CallInfo without effect')
+      this.deps.logger.debug({ endpointId: person.e164, callId, msg: info.msg, reason: outcome.reason }, 'CallInfo without effect')
       return
     }
     const live = person.phase === 'live'
     if (outcome.state === 'cleared') {
       if (!person.calls.delete(callId) || !live) return
       const cause = info.info?.find((entry) => entry.type === 'cause')?.vals
-      this.#lifecycle.emit({ kind: 'call', endpointId: person.e164, callId, state: 'cleared', at: this.#deps.clock.now(), ...(cause === undefined ? {} : { cause }) })
+      this.emit({ kind: 'call', endpointId: person.e164, callId, state: 'cleared', at: this.deps.clock.now(), ...(cause === undefined ? {} : { cause }) })
       return
     }
     if (person.calls.get(callId) === outcome.state) return
     person.calls.set(callId, outcome.state)
-    if (live) this.#lifecycle.emit({ kind: 'call', endpointId: person.e164, callId, state: outcome.state, at: this.#deps.clock.now() })
+    if (live) this.emit({ kind: 'call', endpointId: person.e164, callId, state: outcome.state, at: this.deps.clock.now() })
   }
 
   #onPresence(person: Person, dnd: boolean): void {
@@ -579,7 +477,7 @@ export class InnovaphoneAdapter implements PbxAdapter {
     }
     if (person.phase !== 'live' || person.dnd === dnd) return
     person.dnd = dnd
-    this.#lifecycle.emit({ kind: 'dnd', endpointId: person.e164, dnd, at: this.#deps.clock.now(), byCommand: this.#dndCommands.take(person.e164, dnd) })
+    this.emit({ kind: 'dnd', endpointId: person.e164, dnd, at: this.deps.clock.now(), byCommand: this.dndCommands.take(person.e164, dnd) })
   }
 
   #applyRow(link: Link, mt: string, columns: unknown): void {
@@ -600,11 +498,7 @@ export class InnovaphoneAdapter implements PbxAdapter {
   // --- Directory ------------------------------------------------------------------------------------------
 
   #scheduleDirectory(link: Link): void {
-    if (link.directoryTimer !== undefined) return
-    link.directoryTimer = this.#deps.clock.setTimeout(() => {
-      link.directoryTimer = undefined
-      if (this.#link === link) this.#emitDirectory(link)
-    }, DIRECTORY_COALESCE_MS)
+    link.timers.once('directory', DIRECTORY_COALESCE_MS, () => this.#emitDirectory(link))
   }
 
   /** Everyone this connector monitors, with name and e-mail from the user table. */
@@ -619,26 +513,6 @@ export class InnovaphoneAdapter implements PbxAdapter {
       const name = displayName(row ?? { cn: person.cn, ...(person.h323 === undefined ? {} : { h323: person.h323 }) })
       entries.push(email === undefined ? { endpointId: person.e164, name } : { endpointId: person.e164, name, email })
     }
-    this.#lifecycle.emit({ kind: 'directory', entries })
-  }
-
-  // --- Errors ---------------------------------------------------------------------------------------------
-
-  #toAdapterError(error: unknown, endpointId: string): AdapterError {
-    if (!(error instanceof InnoLinkError)) {
-      return new AdapterError('INNOVAPHONE_REFUSED', error instanceof Error ? error.message : String(error), { endpointId })
-    }
-    const detail = { endpointId, linkCode: error.code, ...error.detail }
-    switch (error.code) {
-      case 'REQUEST_FAILED':
-        return new AdapterError('INNOVAPHONE_REFUSED', `the PBX refused SetPresence: ${error.detail.errorText ?? JSON.stringify(error.detail.error)}`, detail)
-      case 'REQUEST_TIMEOUT':
-        return new AdapterError('INNOVAPHONE_TIMEOUT', `the PBX did not answer SetPresence within ${this.#config.requestTimeoutMs} ms: is the PbxApi API enabled for the App object?`, detail)
-      case 'NOT_OPEN':
-      case 'LINK_CLOSED':
-        return new AdapterError('INNOVAPHONE_NOT_CONNECTED', `the link to ${this.#url} went down`, detail)
-      default:
-        return new AdapterError('INNOVAPHONE_REFUSED', error.message, detail)
-    }
+    this.emitDirectory(entries)
   }
 }

@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox'
-import { Value } from '@sinclair/typebox/value'
+import { duplicateEntries, parseConnectorConfig, type ParsedConnectorConfig } from '../kit/config-check.js'
 
 /**
  * Connector config for one innovaphone PBX reached over the App Platform WebSocket (research Part B). The
@@ -42,14 +42,26 @@ export const InnovaphoneConfigSchema = Type.Object({
 
 export type InnovaphoneConfig = Static<typeof InnovaphoneConfigSchema>
 
-export type InnovaphoneConfigResult = { ok: true; config: InnovaphoneConfig } | { ok: false; errors: string[] }
+/**
+ * Rules the schema cannot say, in the installer's words (boot and the setup page both run them). The path
+ * before the colon names the field the setup page highlights.
+ */
+export function checkInnovaphoneConfig(config: InnovaphoneConfig): string[] {
+  const problems: string[] = []
+  if (config.caFile !== undefined && config.certificateSha256 !== undefined) {
+    problems.push('/certificateSha256: set either caFile or certificateSha256, not both: the pin alone decides which certificate the PBX may present (keep the pin for a self-signed PBX certificate, or the CA file when your own CA signed it)')
+  }
+  if (!config.tls) {
+    if (config.caFile !== undefined) problems.push('/caFile: a CA file only applies to wss:// (tls: true); turn TLS on or remove caFile')
+    if (config.certificateSha256 !== undefined) problems.push('/certificateSha256: a certificate pin only applies to wss:// (tls: true); turn TLS on or remove certificateSha256')
+  }
+  problems.push(...duplicateEntries(config.pbxNames ?? [], (name) => name, (index, name) => `/pbxNames/${index}: PBX name "${name}" is listed twice`))
+  return problems
+}
 
-/** Applies defaults, then validates; lists every problem instead of stopping at the first. */
-export function parseInnovaphoneConfig(input: unknown): InnovaphoneConfigResult {
-  const withDefaults = Value.Default(InnovaphoneConfigSchema, Value.Clone(input))
-  const errors = [...Value.Errors(InnovaphoneConfigSchema, withDefaults)].map((error) => `${error.path || '/'}: ${error.message}`)
-  if (errors.length === 0 && Value.Check(InnovaphoneConfigSchema, withDefaults)) return { ok: true, config: withDefaults }
-  return { ok: false, errors }
+/** Applies defaults, then validates (schema and checkInnovaphoneConfig); lists every problem. */
+export function parseInnovaphoneConfig(input: unknown): ParsedConnectorConfig<InnovaphoneConfig> {
+  return parseConnectorConfig({ configSchema: InnovaphoneConfigSchema, check: checkInnovaphoneConfig }, input)
 }
 
 /** The WebSocket URL the connector dials. */

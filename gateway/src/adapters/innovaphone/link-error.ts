@@ -1,3 +1,5 @@
+import { LinkError } from '../kit/link-error.js'
+
 /** Why the WebSocket, the login or one request failed, with a stable code the adapter turns into plain words. */
 export type InnoLinkErrorCode =
   | 'CONNECT_REFUSED'
@@ -32,13 +34,4 @@ export interface InnoLinkErrorDetail {
   errorText?: string
 }
 
-export class InnoLinkError extends Error {
-  constructor(
-    readonly code: InnoLinkErrorCode,
-    message: string,
-    readonly detail: InnoLinkErrorDetail = {},
-  ) {
-    super(message)
-    this.name = 'InnoLinkError'
-  }
-}
+export class InnoLinkError extends LinkError<InnoLinkErrorCode, InnoLinkErrorDetail> {}

@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox'
-import { Value } from '@sinclair/typebox/value'
+import { duplicateEntries, parseConnectorConfig, type ParsedConnectorConfig } from '../kit/config-check.js'
 
 /**
  * Connector config for one OpenScape Business CSTA link. CSTA has no user list with e-mail addresses, so the
@@ -39,19 +39,16 @@ export const OsbizConfigSchema = Type.Object({
 
 export type OsbizConfig = Static<typeof OsbizConfigSchema>
 
-export type OsbizConfigResult = { ok: true; config: OsbizConfig } | { ok: false; errors: string[] }
+/**
+ * Rules the schema cannot say, in the installer's words (boot and the setup page both run them). The path
+ * before the colon names the field the setup page highlights.
+ */
+export function checkOsbizConfig(config: OsbizConfig): string[] {
+  return duplicateEntries(config.users, (user) => user.extension,
+    (index, extension, first) => `/users/${index}/extension: duplicate extension ${extension} (already users/${first}): list each extension once`)
+}
 
-/** Applies defaults, then validates; lists every problem instead of stopping at the first. */
-export function parseOsbizConfig(input: unknown): OsbizConfigResult {
-  const withDefaults = Value.Default(OsbizConfigSchema, Value.Clone(input))
-  const errors = [...Value.Errors(OsbizConfigSchema, withDefaults)].map((error) => `${error.path || '/'}: ${error.message}`)
-  if (errors.length === 0 && Value.Check(OsbizConfigSchema, withDefaults)) {
-    const seen = new Set<string>()
-    for (const [index, user] of withDefaults.users.entries()) {
-      if (seen.has(user.extension)) errors.push(`/users/${index}/extension: duplicate extension ${user.extension}`)
-      seen.add(user.extension)
-    }
-    if (errors.length === 0) return { ok: true, config: withDefaults }
-  }
-  return { ok: false, errors }
+/** Applies defaults, then validates (schema and checkOsbizConfig); lists every problem. */
+export function parseOsbizConfig(input: unknown): ParsedConnectorConfig<OsbizConfig> {
+  return parseConnectorConfig({ configSchema: OsbizConfigSchema, check: checkOsbizConfig }, input)
 }

@@ -1,7 +1,5 @@
 import { createConnection, type Socket } from 'node:net'
-import type { Logger } from 'pino'
-import type { Clock, ClockTimer } from '../../core/clock.js'
-import type { Counters } from '../../core/counters.js'
+import { LinkDriver, releaseSocket, RequestIds, type DriverDeps, type PendingRequest } from '../kit/link-session.js'
 import type { CstaDecodeError, CstaDecoded, CstaFrameDecoder, CstaWireCodec } from './csta/codec.js'
 import {
   isEvent,
@@ -14,7 +12,7 @@ import {
   type CstaRequestKind,
   type CstaResponseMap,
 } from './csta/model.js'
-import { CstaLinkError } from './link-error.js'
+import { CstaLinkError, type CstaLinkErrorDetail } from './link-error.js'
 
 /**
  * One CSTA association over TCP: connect, ECMA-354 session, keepalive, request/response correlation by
@@ -36,11 +34,7 @@ export interface OsbizDriverOptions {
   probeIntervalMs: number
 }
 
-export interface OsbizDriverDeps {
-  logger: Logger
-  clock: Clock
-  counters: Counters
-}
+export type OsbizDriverDeps = DriverDeps
 
 export interface OsbizSession {
   sessionId: string
@@ -62,47 +56,37 @@ const MAX_CLIENT_INVOKE_ID = 8999
 const STOP_TIMEOUT_MS = 1000
 const TCP_KEEPALIVE_MS = 15000
 
-interface PendingRequest {
-  request: CstaRequestKind
-  expected: CstaMessage['kind']
-  resolve: (message: CstaMessage) => void
-  reject: (error: CstaLinkError) => void
-  timer: ClockTimer
+interface OsbizSessionTypes {
+  key: number
+  answer: CstaMessage
+  error: CstaLinkError
+  detail: CstaLinkErrorDetail
+  closed: DriverClosed
+  request: RequestInfo
 }
 
-type DriverState = 'idle' | 'connecting' | 'open' | 'closing' | 'closed'
+type Pending = PendingRequest<OsbizSessionTypes>
 
-export class OsbizDriver {
-  readonly #options: OsbizDriverOptions
-  readonly #deps: OsbizDriverDeps
-  #state: DriverState = 'idle'
+interface RequestInfo {
+  request: CstaRequestKind
+  expected: CstaMessage['kind']
+  detail: CstaLinkErrorDetail
+}
+
+export class OsbizDriver extends LinkDriver<OsbizSessionTypes, OsbizDriverOptions> {
+  readonly #invokeIds = new RequestIds(MAX_CLIENT_INVOKE_ID)
   #socket: Socket | undefined
   #connected = false
   #socketError: NodeJS.ErrnoException | undefined
   #decoder: CstaFrameDecoder | undefined
   #session: OsbizSession | undefined
-  readonly #pending = new Map<number, PendingRequest>()
-  #nextInvokeId = 1
-  #connectTimer: ClockTimer | undefined
-  #resetTimer: ClockTimer | undefined
-  #probeTimer: ClockTimer | undefined
-  #closeFallbackTimer: ClockTimer | undefined
   /** Decoded frames not dispatched yet; see #drain. */
   readonly #inbox: CstaDecoded[] = []
   #drainHandle: NodeJS.Immediate | undefined
-  #rejectOpen: ((error: CstaLinkError) => void) | undefined
-  #closing: Promise<void> | undefined
-  #resolveClosing: (() => void) | undefined
-  readonly #eventListeners = new Set<(event: CstaEvent) => void>()
-  readonly #closeListeners = new Set<(closed: DriverClosed) => void>()
+  readonly #eventListeners = this.link.listeners<CstaEvent>('CSTA event listener threw', (event) => ({ kind: event.kind }))
 
-  constructor(options: OsbizDriverOptions, deps: OsbizDriverDeps) {
-    this.#options = options
-    this.#deps = deps
-  }
-
-  get isOpen(): boolean {
-    return this.#state === 'open'
+  constructor(options: OsbizDriverOptions, deps: DriverDeps) {
+    super(options, deps, { counterPrefix: 'osbiz', label: 'CSTA', error: CstaLinkError })
   }
 
   get session(): OsbizSession | undefined {
@@ -111,35 +95,29 @@ export class OsbizDriver {
 
   /** Events of every monitor on this association, in stream order. */
   onEvent(listener: (event: CstaEvent) => void): () => void {
-    this.#eventListeners.add(listener)
-    return () => this.#eventListeners.delete(listener)
-  }
-
-  /** Fires once when an open session is lost (not after close()). */
-  onClose(listener: (closed: DriverClosed) => void): () => void {
-    this.#closeListeners.add(listener)
-    return () => this.#closeListeners.delete(listener)
+    return this.#eventListeners.add(listener)
   }
 
   /** Connects and starts the application session. Rejects with CstaLinkError; a driver opens at most once. */
   open(): Promise<OsbizSession> {
-    if (this.#state !== 'idle') return Promise.reject(new CstaLinkError('NOT_OPEN', 'a driver opens only once'))
-    this.#state = 'connecting'
-    const { host, port, requestTimeoutMs } = this.#options
-    return new Promise<OsbizSession>((resolve, reject) => {
-      this.#rejectOpen = reject
-      this.#decoder = this.#options.codec.createDecoder()
+    const { host, port, requestTimeoutMs } = this.options
+    const timeout = (): CstaLinkError => new CstaLinkError('CONNECT_TIMEOUT', `no TCP connection to ${host}:${port} within ${requestTimeoutMs} ms`)
+    return this.link.open<OsbizSession>(requestTimeoutMs, timeout, (opened) => {
+      this.#decoder = this.options.codec.createDecoder()
       const socket = createConnection({ host, port })
       this.#socket = socket
       socket.setNoDelay(true)
-      this.#connectTimer = this.#deps.clock.setTimeout(() => {
-        this.#failOpen(new CstaLinkError('CONNECT_TIMEOUT', `no TCP connection to ${host}:${port} within ${requestTimeoutMs} ms`))
-      }, requestTimeoutMs)
       socket.once('connect', () => {
         this.#connected = true
-        this.#deps.clock.clearTimeout(this.#connectTimer)
+        // StartApplicationSession has its own timeout from here.
+        this.link.clearTimer('open')
         socket.setKeepAlive(true, TCP_KEEPALIVE_MS)
-        this.#startSession().then(resolve, (error: unknown) => this.#failOpen(asLinkError(error)))
+        this.#startSession().then((session) => {
+          if (!opened(session)) return
+          this.#scheduleSessionReset()
+          this.#scheduleProbe()
+          this.deps.logger.info({ sessionId: session.sessionId, sessionDurationS: session.sessionDurationS }, 'CSTA session started')
+        }, (error: unknown) => this.link.failOpen(asLinkError(error)))
       })
       socket.on('data', (chunk: Buffer) => this.#onData(chunk))
       socket.on('error', (error: NodeJS.ErrnoException) => {
@@ -151,56 +129,40 @@ export class OsbizDriver {
 
   /** Sends a request and resolves with its positive response. Rejects with CstaLinkError. */
   request<M extends CstaRequest>(message: M): Promise<CstaResponseMap[M['kind']]> {
-    if (this.#state !== 'open') {
+    if (!this.link.isOpen) {
       return Promise.reject(new CstaLinkError('NOT_OPEN', `no open CSTA session for ${message.kind}`, { request: message.kind }))
     }
-    return this.#send(message, this.#options.requestTimeoutMs)
+    return this.#send(message, this.options.requestTimeoutMs)
   }
 
   /** Ends the session politely (StopApplicationSession, best effort) and closes the socket. Idempotent. */
   close(): Promise<void> {
-    switch (this.#state) {
-      case 'idle':
-        this.#state = 'closed'
-        return Promise.resolve()
-      case 'connecting':
-        this.#failOpen(new CstaLinkError('LINK_CLOSED', 'closed by the application before the session started'))
-        return Promise.resolve()
-      case 'closed':
-        return Promise.resolve()
-      case 'closing':
-        return this.#closing ?? Promise.resolve()
-      case 'open':
-        break
-    }
-    this.#state = 'closing'
-    this.#clearSessionTimers()
-    this.#closing = new Promise<void>((resolve) => {
-      this.#resolveClosing = resolve
+    return this.link.close('closed by the application before the session started', () => {
+      this.link.clearTimer('reset')
+      this.link.clearTimer('probe')
+      const session = this.#session
+      const stop = session === undefined
+        ? Promise.resolve()
+        : this.#send({ kind: 'StopApplicationSession', sessionId: session.sessionId, reason: 'normal' }, STOP_TIMEOUT_MS).then(
+          () => undefined,
+          (error: unknown) => this.deps.logger.debug({ err: asLinkError(error).message }, 'StopApplicationSession not confirmed'),
+        )
+      void stop.then(() => {
+        const socket = this.#socket
+        if (socket === undefined || socket.destroyed) {
+          this.link.finishClosing()
+          return
+        }
+        socket.end()
+        this.link.setTimer('close', STOP_TIMEOUT_MS, () => socket.destroy())
+      })
     })
-    const session = this.#session
-    const stop = session === undefined
-      ? Promise.resolve()
-      : this.#send({ kind: 'StopApplicationSession', sessionId: session.sessionId, reason: 'normal' }, STOP_TIMEOUT_MS).then(
-        () => undefined,
-        (error: unknown) => this.#deps.logger.debug({ err: asLinkError(error).message }, 'StopApplicationSession not confirmed'),
-      )
-    void stop.then(() => {
-      const socket = this.#socket
-      if (socket === undefined || socket.destroyed) {
-        this.#finishClosing()
-        return
-      }
-      socket.end()
-      this.#closeFallbackTimer = this.#deps.clock.setTimeout(() => socket.destroy(), STOP_TIMEOUT_MS)
-    })
-    return this.#closing
   }
 
   // --- Session --------------------------------------------------------------------------------------------
 
   async #startSession(): Promise<OsbizSession> {
-    const { applicationId, username, password, sessionDurationS } = this.#options
+    const { applicationId, username, password, sessionDurationS } = this.options
     let response: CstaResponseMap['StartApplicationSession']
     try {
       response = await this.#send({
@@ -209,29 +171,23 @@ export class OsbizDriver {
         ...(username === undefined ? {} : { username }),
         ...(password === undefined ? {} : { password }),
         requestedSessionDurationS: sessionDurationS,
-      }, this.#options.requestTimeoutMs)
+      }, this.options.requestTimeoutMs)
     } catch (error) {
       const linkError = asLinkError(error)
       if (linkError.code === 'REQUEST_TIMEOUT') {
-        throw new CstaLinkError('SESSION_TIMEOUT', `no answer to StartApplicationSession within ${this.#options.requestTimeoutMs} ms`)
+        throw new CstaLinkError('SESSION_TIMEOUT', `no answer to StartApplicationSession within ${this.options.requestTimeoutMs} ms`)
       }
       if (linkError.code === 'CSTA_ERROR') {
         throw new CstaLinkError('SESSION_REJECTED', `session rejected: ${linkError.detail.value ?? 'no reason given'}`, linkError.detail)
       }
       throw linkError
     }
-    if (this.#state !== 'connecting') throw new CstaLinkError('LINK_CLOSED', 'closed while the session started')
     const session: OsbizSession = {
       sessionId: response.sessionId,
       sessionDurationS: response.actualSessionDurationS ?? sessionDurationS,
       ...(response.protocolVersion === undefined ? {} : { protocolVersion: response.protocolVersion }),
     }
     this.#session = session
-    this.#state = 'open'
-    this.#rejectOpen = undefined
-    this.#scheduleSessionReset()
-    this.#scheduleProbe()
-    this.#deps.logger.info({ sessionId: session.sessionId, sessionDurationS: session.sessionDurationS }, 'CSTA session started')
     return session
   }
 
@@ -240,48 +196,48 @@ export class OsbizDriver {
     if (session === undefined) return
     // A third of the duration leaves two more tries before the switch would drop us.
     const delayMs = Math.max(100, (session.sessionDurationS * 1000) / 3)
-    this.#resetTimer = this.#deps.clock.setTimeout(() => void this.#resetSession(), delayMs)
+    this.link.setTimer('reset', delayMs, () => void this.#resetSession())
   }
 
   async #resetSession(): Promise<void> {
     const session = this.#session
-    if (this.#state !== 'open' || session === undefined) return
+    if (!this.link.isOpen || session === undefined) return
     try {
       const response = await this.#send(
-        { kind: 'ResetApplicationSessionTimer', sessionId: session.sessionId, requestedSessionDurationS: this.#options.sessionDurationS },
-        this.#options.requestTimeoutMs,
+        { kind: 'ResetApplicationSessionTimer', sessionId: session.sessionId, requestedSessionDurationS: this.options.sessionDurationS },
+        this.options.requestTimeoutMs,
       )
       if (response.actualSessionDurationS !== undefined && response.actualSessionDurationS > 0) {
         session.sessionDurationS = response.actualSessionDurationS
       }
-      if (this.#state === 'open') this.#scheduleSessionReset()
+      if (this.link.isOpen) this.#scheduleSessionReset()
     } catch (error) {
-      if (this.#state === 'open') {
-        this.#terminate({ code: 'SESSION_RESET_FAILED', reason: `the PBX did not renew the CSTA session (${asLinkError(error).message})` })
+      if (this.link.isOpen) {
+        this.link.terminate({ code: 'SESSION_RESET_FAILED', reason: `the PBX did not renew the CSTA session (${asLinkError(error).message})` })
       }
     }
   }
 
   #scheduleProbe(): void {
-    this.#probeTimer = this.#deps.clock.setTimeout(() => void this.#probe(), this.#options.probeIntervalMs)
+    this.link.setTimer('probe', this.options.probeIntervalMs, () => void this.#probe())
   }
 
   async #probe(): Promise<void> {
-    if (this.#state !== 'open') return
+    if (!this.link.isOpen) return
     try {
-      const response = await this.#send({ kind: 'RequestSystemStatus' }, this.#options.requestTimeoutMs)
+      const response = await this.#send({ kind: 'RequestSystemStatus' }, this.options.requestTimeoutMs)
       if (response.systemStatus !== 'normal') {
-        this.#deps.logger.warn({ systemStatus: response.systemStatus }, 'PBX reports a system status other than normal')
+        this.deps.logger.warn({ systemStatus: response.systemStatus }, 'PBX reports a system status other than normal')
       }
     } catch (error) {
       const linkError = asLinkError(error)
       // A CSTA error is still an answer: the link is alive.
-      if (linkError.code === 'REQUEST_TIMEOUT' && this.#state === 'open') {
-        this.#terminate({ code: 'PROBE_TIMEOUT', reason: `the PBX did not answer RequestSystemStatus within ${this.#options.requestTimeoutMs} ms` })
+      if (linkError.code === 'REQUEST_TIMEOUT' && this.link.isOpen) {
+        this.link.terminate({ code: 'PROBE_TIMEOUT', reason: `the PBX did not answer RequestSystemStatus within ${this.options.requestTimeoutMs} ms` })
         return
       }
     }
-    if (this.#state === 'open') this.#scheduleProbe()
+    if (this.link.isOpen) this.#scheduleProbe()
   }
 
   // --- Requests -------------------------------------------------------------------------------------------
@@ -291,51 +247,26 @@ export class OsbizDriver {
     if (socket === undefined || socket.destroyed) {
       return Promise.reject(new CstaLinkError('NOT_OPEN', `socket closed, cannot send ${message.kind}`, { request: message.kind }))
     }
-    const invokeId = this.#allocateInvokeId()
+    const invokeId = this.#invokeIds.allocate((id) => this.link.isPending(id))
     if (invokeId === undefined) {
       return Promise.reject(new CstaLinkError('TOO_MANY_REQUESTS', `${MAX_CLIENT_INVOKE_ID} requests outstanding`, { request: message.kind }))
     }
     let frame: Buffer
     try {
-      frame = this.#options.codec.encode(invokeId, message)
+      frame = this.options.codec.encode(invokeId, message)
     } catch (error) {
       const reason = error instanceof Error ? error.message : String(error)
       return Promise.reject(new CstaLinkError('ENCODE_FAILED', `cannot encode ${message.kind}: ${reason}`, { request: message.kind }))
     }
     const kind: CstaRequestKind = message.kind
-    return new Promise<CstaResponseMap[M['kind']]>((resolve, reject) => {
-      const timer = this.#deps.clock.setTimeout(() => {
-        if (this.#pending.get(invokeId)?.timer !== timer) return
-        this.#pending.delete(invokeId)
-        this.#deps.counters.inc('osbiz.requests.timeout')
-        reject(new CstaLinkError('REQUEST_TIMEOUT', `no answer to ${kind} within ${timeoutMs} ms`, { invokeId, request: kind }))
-      }, timeoutMs)
-      this.#pending.set(invokeId, {
-        request: kind,
-        expected: RESPONSE_KIND[kind],
-        // The kind was checked against `expected` before resolve is called.
-        resolve: (response) => resolve(response as CstaResponseMap[M['kind']]),
-        reject,
-        timer,
-      })
-      socket.write(frame)
-    })
+    const info = { request: kind, expected: RESPONSE_KIND[kind], detail: { invokeId, request: kind } }
+    // The answer's kind is checked against `expected` before the request is resolved.
+    return this.link.request(invokeId, info, timeoutMs, () => socket.write(frame)) as Promise<CstaResponseMap[M['kind']]>
   }
 
-  #allocateInvokeId(): number | undefined {
-    for (let tries = 0; tries < MAX_CLIENT_INVOKE_ID; tries++) {
-      const id = this.#nextInvokeId
-      this.#nextInvokeId = id >= MAX_CLIENT_INVOKE_ID ? 1 : id + 1
-      if (!this.#pending.has(id)) return id
-    }
-    return undefined
-  }
-
-  #settle(invokeId: number, settle: (pending: PendingRequest) => void): boolean {
-    const pending = this.#pending.get(invokeId)
+  #settle(invokeId: number, settle: (pending: Pending) => void): boolean {
+    const pending = this.link.settle(invokeId)
     if (pending === undefined) return false
-    this.#pending.delete(invokeId)
-    this.#deps.clock.clearTimeout(pending.timer)
     settle(pending)
     return true
   }
@@ -344,7 +275,7 @@ export class OsbizDriver {
 
   #onData(chunk: Buffer): void {
     const decoder = this.#decoder
-    if (decoder === undefined || this.#state === 'closed') return
+    if (decoder === undefined || this.link.state === 'closed') return
     this.#inbox.push(...decoder.push(chunk))
     if (this.#drainHandle === undefined) this.#drain()
   }
@@ -356,7 +287,7 @@ export class OsbizDriver {
    */
   #drain(): void {
     this.#drainHandle = undefined
-    while (this.#state !== 'closed') {
+    while (this.link.state !== 'closed') {
       const item = this.#inbox.shift()
       if (item === undefined) return
       const settled = this.#dispatch(item)
@@ -371,12 +302,12 @@ export class OsbizDriver {
   #dispatch(item: CstaDecoded): boolean {
     if (!item.ok) return this.#onDecodeError(item.error)
     const { invokeId, message } = item
-    this.#deps.counters.inc('osbiz.frames.received')
+    this.deps.counters.inc('osbiz.frames.received')
     if (message.kind === 'Unknown') {
-      this.#deps.counters.inc('osbiz.messages.unknown')
-      this.#deps.logger.warn({ element: message.element, invokeId }, 'unknown CSTA message ignored')
+      this.deps.counters.inc('osbiz.messages.unknown')
+      this.deps.logger.warn({ element: message.element, invokeId }, 'unknown CSTA message ignored')
       return this.#settle(invokeId, (pending) => pending.reject(
-        new CstaLinkError('UNEXPECTED_RESPONSE', `${pending.request} was answered with unknown ${message.element}`, { invokeId, request: pending.request }),
+        new CstaLinkError('UNEXPECTED_RESPONSE', `${pending.info.request} was answered with unknown ${message.element}`, { invokeId, request: pending.info.request }),
       ))
     }
     if (message.kind === 'SystemStatus') {
@@ -384,7 +315,7 @@ export class OsbizDriver {
       return false
     }
     if (isEvent(message)) {
-      if (this.#state === 'open') this.#emitEvent(message)
+      if (this.link.isOpen) this.#eventListeners.emit(message)
       return false
     }
     if (isResponse(message)) {
@@ -393,58 +324,48 @@ export class OsbizDriver {
           const detail = message.kind === 'CSTAErrorCode'
             ? { category: message.category, value: message.value }
             : { category: 'session', value: message.errorCode }
-          pending.reject(new CstaLinkError('CSTA_ERROR', `${pending.request} failed: ${detail.category}/${detail.value}`, { ...detail, invokeId, request: pending.request }))
-        } else if (message.kind === pending.expected) {
+          pending.reject(new CstaLinkError('CSTA_ERROR', `${pending.info.request} failed: ${detail.category}/${detail.value}`, { ...detail, invokeId, request: pending.info.request }))
+        } else if (message.kind === pending.info.expected) {
           pending.resolve(message)
         } else {
-          pending.reject(new CstaLinkError('UNEXPECTED_RESPONSE', `${pending.request} was answered with ${message.kind}`, { invokeId, request: pending.request }))
+          pending.reject(new CstaLinkError('UNEXPECTED_RESPONSE', `${pending.info.request} was answered with ${message.kind}`, { invokeId, request: pending.info.request }))
         }
       })
       if (!settled) {
-        this.#deps.counters.inc('osbiz.responses.unmatched')
-        this.#deps.logger.debug({ kind: message.kind, invokeId }, 'CSTA response without a pending request (late or duplicate)')
+        this.deps.counters.inc('osbiz.responses.unmatched')
+        this.deps.logger.debug({ kind: message.kind, invokeId }, 'CSTA response without a pending request (late or duplicate)')
       }
       return settled
     }
-    this.#deps.counters.inc('osbiz.messages.unexpected')
-    this.#deps.logger.warn({ kind: message.kind, invokeId }, 'CSTA request from the PBX not supported, ignored')
+    this.deps.counters.inc('osbiz.messages.unexpected')
+    this.deps.logger.warn({ kind: message.kind, invokeId }, 'CSTA request from the PBX not supported, ignored')
     return false
   }
 
   #onDecodeError(error: CstaDecodeError): boolean {
-    this.#deps.counters.inc(error.code.startsWith('FRAME_') ? 'osbiz.frames.malformed' : 'osbiz.messages.malformed')
-    this.#deps.logger.warn(
+    this.deps.counters.inc(error.code.startsWith('FRAME_') ? 'osbiz.frames.malformed' : 'osbiz.messages.malformed')
+    this.deps.logger.warn(
       { code: error.code, reason: error.reason, invokeId: error.invokeId, element: error.element, bytes: error.bytes, inSync: error.inSync },
       'malformed CSTA frame dropped',
     )
     if (!error.inSync) {
-      this.#terminate({ code: 'OUT_OF_SYNC', reason: `CSTA stream out of sync (${error.code}: ${error.reason})` })
+      this.link.terminate({ code: 'OUT_OF_SYNC', reason: `CSTA stream out of sync (${error.code}: ${error.reason})` })
       return false
     }
     // A broken answer to one of our requests fails that request now rather than at its timeout.
     return error.invokeId !== undefined && this.#settle(error.invokeId, (pending) => pending.reject(
-      new CstaLinkError('MALFORMED_RESPONSE', `${pending.request} was answered with a malformed message (${error.code})`, { invokeId: error.invokeId, request: pending.request }),
+      new CstaLinkError('MALFORMED_RESPONSE', `${pending.info.request} was answered with a malformed message (${error.code})`, { invokeId: error.invokeId, request: pending.info.request }),
     ))
   }
 
   #answerSystemStatus(invokeId: number, systemStatus: string): void {
-    if (systemStatus !== 'normal') this.#deps.logger.warn({ systemStatus }, 'PBX reports a system status other than normal')
+    if (systemStatus !== 'normal') this.deps.logger.warn({ systemStatus }, 'PBX reports a system status other than normal')
     const socket = this.#socket
     if (socket === undefined || socket.destroyed) return
     try {
-      socket.write(this.#options.codec.encode(invokeId, { kind: 'SystemStatusResponse' }))
+      socket.write(this.options.codec.encode(invokeId, { kind: 'SystemStatusResponse' }))
     } catch (error) {
-      this.#deps.logger.warn({ err: error instanceof Error ? error.message : String(error), invokeId }, 'cannot answer SystemStatus')
-    }
-  }
-
-  #emitEvent(event: CstaEvent): void {
-    for (const listener of this.#eventListeners) {
-      try {
-        listener(event)
-      } catch (error) {
-        this.#deps.logger.error({ err: error, kind: event.kind }, 'CSTA event listener threw')
-      }
+      this.deps.logger.warn({ err: error instanceof Error ? error.message : String(error), invokeId }, 'cannot answer SystemStatus')
     }
   }
 
@@ -452,96 +373,26 @@ export class OsbizDriver {
 
   #onSocketClose(): void {
     const errno = this.#socketError?.code
-    switch (this.#state) {
-      case 'connecting': {
-        const { host, port } = this.#options
-        if (this.#connected) {
-          this.#failOpen(new CstaLinkError('CLOSED_BEFORE_SESSION', `${host}:${port} closed the connection before the session started`, errnoDetail(errno)))
-        } else if (errno === 'ECONNREFUSED') {
-          this.#failOpen(new CstaLinkError('CONNECT_REFUSED', `connection refused by ${host}:${port}`, { errno }))
-        } else {
-          this.#failOpen(new CstaLinkError('CONNECT_FAILED', `cannot connect to ${host}:${port} (${errno ?? 'closed'})`, errnoDetail(errno)))
-        }
-        return
-      }
-      case 'open':
-        this.#terminate(errno === undefined
-          ? { code: 'SOCKET_CLOSED', reason: 'the PBX closed the connection' }
-          : { code: 'SOCKET_ERROR', reason: `connection lost (${errno})` })
-        return
-      case 'closing':
-        this.#finishClosing()
-        return
-      case 'idle':
-      case 'closed':
-        return
-    }
+    const { host, port } = this.options
+    this.link.socketEnded(
+      () => this.#connected
+        ? new CstaLinkError('CLOSED_BEFORE_SESSION', `${host}:${port} closed the connection before the session started`, errnoDetail(errno))
+        : errno === 'ECONNREFUSED'
+          ? new CstaLinkError('CONNECT_REFUSED', `connection refused by ${host}:${port}`, { errno })
+          : new CstaLinkError('CONNECT_FAILED', `cannot connect to ${host}:${port} (${errno ?? 'closed'})`, errnoDetail(errno)),
+      () => errno === undefined
+        ? { code: 'SOCKET_CLOSED', reason: 'the PBX closed the connection' }
+        : { code: 'SOCKET_ERROR', reason: `connection lost (${errno})` },
+    )
   }
 
-  #failOpen(error: CstaLinkError): void {
-    if (this.#state !== 'connecting') return
-    this.#state = 'closed'
-    this.#teardown()
-    const reject = this.#rejectOpen
-    this.#rejectOpen = undefined
-    reject?.(error)
-  }
-
-  /** The open session was lost: tear down and tell the listeners once. */
-  #terminate(closed: DriverClosed): void {
-    if (this.#state !== 'open') return
-    this.#state = 'closed'
-    this.#teardown()
-    this.#deps.logger.warn({ code: closed.code, reason: closed.reason }, 'CSTA link lost')
-    for (const listener of this.#closeListeners) {
-      try {
-        listener(closed)
-      } catch (error) {
-        this.#deps.logger.error({ err: error }, 'CSTA close listener threw')
-      }
-    }
-    this.#closeListeners.clear()
-    this.#eventListeners.clear()
-  }
-
-  #finishClosing(): void {
-    if (this.#state !== 'closing') return
-    this.#state = 'closed'
-    this.#teardown()
-    this.#closeListeners.clear()
-    this.#eventListeners.clear()
-    this.#resolveClosing?.()
-    this.#resolveClosing = undefined
-  }
-
-  #clearSessionTimers(): void {
-    this.#deps.clock.clearTimeout(this.#resetTimer)
-    this.#deps.clock.clearTimeout(this.#probeTimer)
-    this.#resetTimer = undefined
-    this.#probeTimer = undefined
-  }
-
-  #teardown(): void {
-    this.#clearSessionTimers()
-    this.#deps.clock.clearTimeout(this.#connectTimer)
-    this.#deps.clock.clearTimeout(this.#closeFallbackTimer)
+  protected release(): void {
     if (this.#drainHandle !== undefined) clearImmediate(this.#drainHandle)
     this.#drainHandle = undefined
     this.#inbox.length = 0
-    for (const [invokeId, pending] of this.#pending) {
-      this.#deps.clock.clearTimeout(pending.timer)
-      pending.reject(new CstaLinkError('LINK_CLOSED', `the CSTA link closed before ${pending.request} was answered`, { invokeId, request: pending.request }))
-    }
-    this.#pending.clear()
     const socket = this.#socket
-    if (socket !== undefined) {
-      socket.removeAllListeners('data')
-      socket.removeAllListeners('connect')
-      // Keep a no-op error listener: a late socket error must never become an uncaught exception.
-      socket.removeAllListeners('error')
-      socket.on('error', () => undefined)
-      socket.destroy()
-    }
+    if (socket === undefined) return
+    releaseSocket(socket, ['data', 'connect'], () => socket.destroy())
   }
 }
 

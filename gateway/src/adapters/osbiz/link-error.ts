@@ -1,3 +1,5 @@
+import { LinkError } from '../kit/link-error.js'
+
 /** Why a CSTA request or the link itself failed, with a stable code the adapter maps to AdapterError codes. */
 export type CstaLinkErrorCode =
   /** TCP connect refused (nothing listening, link disabled, or no free link). */
@@ -31,13 +33,4 @@ export interface CstaLinkErrorDetail {
   request?: string
 }
 
-export class CstaLinkError extends Error {
-  constructor(
-    readonly code: CstaLinkErrorCode,
-    message: string,
-    readonly detail: CstaLinkErrorDetail = {},
-  ) {
-    super(message)
-    this.name = 'CstaLinkError'
-  }
-}
+export class CstaLinkError extends LinkError<CstaLinkErrorCode, CstaLinkErrorDetail> {}

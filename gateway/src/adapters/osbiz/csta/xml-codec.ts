@@ -225,6 +225,32 @@ function callEventBase(root: XmlElement, fields: FieldReader, connectionName: st
   }
 }
 
+/** The element that names the connection, per call event (ECMA-323). */
+const CONNECTION_ELEMENT: Record<CstaCallEvent['kind'], string> = {
+  DeliveredEvent: 'connection',
+  EstablishedEvent: 'establishedConnection',
+  ConnectionClearedEvent: 'droppedConnection',
+  HeldEvent: 'heldConnection',
+  RetrievedEvent: 'retrievedConnection',
+  OriginatedEvent: 'originatedConnection',
+  ServiceInitiatedEvent: 'initiatedConnection',
+}
+
+/**
+ * The decoder of one call event: its common fields, the connection ECMA-323 names per event, and the devices
+ * it may carry (each optional). The device names are checked against the event's type in the model.
+ */
+function callEventDecoder<K extends CstaCallEvent['kind']>(
+  kind: K,
+  devices: ReadonlyArray<Exclude<keyof Extract<CstaCallEvent, { kind: K }>, 'kind' | keyof ReturnType<typeof callEventBase>>>,
+): [K, Decoder] {
+  return [kind, (root, fields) => omitUndefined({
+    kind,
+    ...callEventBase(root, fields, CONNECTION_ELEMENT[kind]),
+    ...Object.fromEntries(devices.map((name) => [name, fields.device(root, String(name))])),
+  }) as Extract<CstaCallEvent, { kind: K }>]
+}
+
 const DECODER_ENTRIES: Array<[string, Decoder]> = [
   ['StartApplicationSession', (root, fields) => {
     const applicationId = findDescendant(root, 'applicationID')?.text
@@ -307,46 +333,13 @@ const DECODER_ENTRIES: Array<[string, Decoder]> = [
     doNotDisturbOn: fields.boolean(root, 'doNotDisturbOn'),
   })],
   ['SetDoNotDisturbResponse', () => ({ kind: 'SetDoNotDisturbResponse' })],
-  ['DeliveredEvent', (root, fields) => omitUndefined({
-    kind: 'DeliveredEvent',
-    ...callEventBase(root, fields, 'connection'),
-    alertingDevice: fields.device(root, 'alertingDevice'),
-    callingDevice: fields.device(root, 'callingDevice'),
-    calledDevice: fields.device(root, 'calledDevice'),
-  })],
-  ['EstablishedEvent', (root, fields) => omitUndefined({
-    kind: 'EstablishedEvent',
-    ...callEventBase(root, fields, 'establishedConnection'),
-    answeringDevice: fields.device(root, 'answeringDevice'),
-    callingDevice: fields.device(root, 'callingDevice'),
-    calledDevice: fields.device(root, 'calledDevice'),
-  })],
-  ['ConnectionClearedEvent', (root, fields) => omitUndefined({
-    kind: 'ConnectionClearedEvent',
-    ...callEventBase(root, fields, 'droppedConnection'),
-    releasingDevice: fields.device(root, 'releasingDevice'),
-  })],
-  ['HeldEvent', (root, fields) => omitUndefined({
-    kind: 'HeldEvent',
-    ...callEventBase(root, fields, 'heldConnection'),
-    holdingDevice: fields.device(root, 'holdingDevice'),
-  })],
-  ['RetrievedEvent', (root, fields) => omitUndefined({
-    kind: 'RetrievedEvent',
-    ...callEventBase(root, fields, 'retrievedConnection'),
-    retrievingDevice: fields.device(root, 'retrievingDevice'),
-  })],
-  ['OriginatedEvent', (root, fields) => omitUndefined({
-    kind: 'OriginatedEvent',
-    ...callEventBase(root, fields, 'originatedConnection'),
-    callingDevice: fields.device(root, 'callingDevice'),
-    calledDevice: fields.device(root, 'calledDevice'),
-  })],
-  ['ServiceInitiatedEvent', (root, fields) => omitUndefined({
-    kind: 'ServiceInitiatedEvent',
-    ...callEventBase(root, fields, 'initiatedConnection'),
-    initiatingDevice: fields.device(root, 'initiatingDevice'),
-  })],
+  callEventDecoder('DeliveredEvent', ['alertingDevice', 'callingDevice', 'calledDevice']),
+  callEventDecoder('EstablishedEvent', ['answeringDevice', 'callingDevice', 'calledDevice']),
+  callEventDecoder('ConnectionClearedEvent', ['releasingDevice']),
+  callEventDecoder('HeldEvent', ['holdingDevice']),
+  callEventDecoder('RetrievedEvent', ['retrievingDevice']),
+  callEventDecoder('OriginatedEvent', ['callingDevice', 'calledDevice']),
+  callEventDecoder('ServiceInitiatedEvent', ['initiatingDevice']),
   ['DoNotDisturbEvent', (root, fields) => omitUndefined({
     kind: 'DoNotDisturbEvent',
     monitorCrossRefId: fields.requiredText(root, 'monitorCrossRefID'),
@@ -375,16 +368,6 @@ const SESSION_KINDS = new Set<CstaMessage['kind']>([
   'ResetApplicationSessionTimer', 'ResetApplicationSessionTimerPosResponse', 'ResetApplicationSessionTimerNegResponse',
   'StopApplicationSession', 'StopApplicationSessionPosResponse',
 ])
-
-const CONNECTION_ELEMENT: Record<CstaCallEvent['kind'], string> = {
-  DeliveredEvent: 'connection',
-  EstablishedEvent: 'establishedConnection',
-  ConnectionClearedEvent: 'droppedConnection',
-  HeldEvent: 'heldConnection',
-  RetrievedEvent: 'retrievedConnection',
-  OriginatedEvent: 'originatedConnection',
-  ServiceInitiatedEvent: 'initiatedConnection',
-}
 
 function leaf(name: string, value: string | number | boolean | undefined): XmlElement | undefined {
   return value === undefined ? undefined : xmlElement(name, String(value))

@@ -1,6 +1,7 @@
-import type { LinkState } from '../../protocol/schemas.js'
-import { backoffDelay, type ClockTimer } from '../core/clock.js'
-import type { AdapterDeps, PbxObservation, PbxObservationListener } from './types.js'
+import type { LinkState } from '../../../protocol/schemas.js'
+import { backoffDelay, type ClockTimer } from '../../core/clock.js'
+import type { AdapterDeps, PbxObservation, PbxObservationListener } from '../types.js'
+import { Listeners } from './listeners.js'
 
 /** What the lifecycle needs of an adapter's link: a driver it can close when the connector stops. */
 export interface ClosableLink {
@@ -27,7 +28,7 @@ export class LinkLifecycle<Link extends ClosableLink> {
   /** The current link: set by the adapter when it connects, cleared by its drop function. */
   link: Link | undefined
   readonly #options: LinkLifecycleOptions<Link>
-  readonly #listeners = new Set<PbxObservationListener>()
+  readonly #listeners: Listeners<PbxObservation>
   #running = false
   #attempt = 0
   #retryTimer: ClockTimer | undefined
@@ -36,6 +37,7 @@ export class LinkLifecycle<Link extends ClosableLink> {
 
   constructor(options: LinkLifecycleOptions<Link>) {
     this.#options = options
+    this.#listeners = new Listeners(options.deps.logger, 'observation listener threw', (observation) => ({ kind: observation.kind }))
   }
 
   /** True between start() and stop(). */
@@ -70,8 +72,7 @@ export class LinkLifecycle<Link extends ClosableLink> {
   }
 
   onObservation(listener: PbxObservationListener): () => void {
-    this.#listeners.add(listener)
-    return () => this.#listeners.delete(listener)
+    return this.#listeners.add(listener)
   }
 
   /**
@@ -103,13 +104,7 @@ export class LinkLifecycle<Link extends ClosableLink> {
   }
 
   emit(observation: PbxObservation): void {
-    for (const listener of this.#listeners) {
-      try {
-        listener(observation)
-      } catch (error) {
-        this.#options.deps.logger.error({ err: error, kind: observation.kind }, 'observation listener threw')
-      }
-    }
+    this.#listeners.emit(observation)
   }
 
   #connect(): void {
