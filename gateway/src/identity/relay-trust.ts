@@ -1,7 +1,13 @@
-import { request as httpRequest } from 'node:http'
+import type * as Http from 'node:http'
+import { createRequire } from 'node:module'
 import type { Socket } from 'node:net'
 import { checkServerIdentity, connect as tlsConnect, rootCertificates, type DetailedPeerCertificate, type PeerCertificate } from 'node:tls'
 import type { Dispatcher } from 'undici'
+
+// Required, not imported: on Node 24 an ESM import of node:http reads every export of the module, and its lazy
+// WebSocket/MessageEvent getters load Node's internal undici (a 770 KB source): 11 MiB more RSS and 0.2-0.3 s
+// more start-up on this machine (10-20x that under the boot test's emulation; bench/README.md).
+const { request: httpRequest } = createRequire(import.meta.url)('node:http') as typeof Http
 
 /**
  * How the box trusts the relay's HTTPS endpoint: the system CAs, an optional CA file, and an optional pinned
