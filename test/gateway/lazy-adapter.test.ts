@@ -29,7 +29,7 @@ async function until(what: string, check: () => boolean, timeoutMs = 10_000): Pr
   }
 }
 
-t.test('the registry knows every PBX type and each one's config schema', async (t) => {
+t.test('the registry knows every PBX type and the config schema of each', async (t) => {
   t.same([...adapterRegistry.keys()], ['osbiz', 'avaya-ipo', 'innovaphone'])
   t.equal(adapterRegistry.get('osbiz')?.configSchema, OsbizConfigSchema, 'the schema is the adapter\'s own')
 })
