@@ -18,6 +18,13 @@ const targets = [
   { entry: 'cloud-relay/src/main.ts', out: 'dist/cloud-relay.js', forbidden: [] as string[] },
 ]
 
+// The box's software version, as the image build names it (npm run image -- --version), else package.json's.
+const version = process.env['PBXGW_VERSION'] ?? (JSON.parse(await readFile('package.json', 'utf8')) as { version: string }).version
+if (!/^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$/.test(version)) {
+  process.stderr.write(`PBXGW_VERSION "${version}" is not a version: letters, digits and . _ + - only, at most 64\n`)
+  process.exit(2)
+}
+
 let failed = false
 for (const target of targets) {
   // Stale chunks of an earlier build would be copied into the image with the new ones.
@@ -35,6 +42,7 @@ for (const target of targets) {
     sourcemap: true,
     metafile: true,
     logLevel: 'warning',
+    define: { __PBXGW_VERSION__: JSON.stringify(version) },
   })
   const metafile: Metafile = result.metafile
   const inputs = Object.keys(metafile.inputs)
@@ -53,7 +61,7 @@ for (const target of targets) {
   const chunks = outputs.filter((file) => file !== target.out)
   const chunkBytes = (await Promise.all(chunks.map((file) => stat(file)))).reduce((sum, s) => sum + s.size, 0)
   const external = new Set(imports.filter((i) => !i.startsWith('dist/')))
-  process.stdout.write(`${target.out}: ${(size / 1024).toFixed(1)} KiB, ${inputs.length} source files, ${external.size} external imports${chunks.length ? `; ${chunks.length} chunks in ${target.chunks}/ ${(chunkBytes / 1024).toFixed(1)} KiB` : ''}\n`)
+  process.stdout.write(`${target.out}: version ${version}, ${(size / 1024).toFixed(1)} KiB, ${inputs.length} source files, ${external.size} external imports${chunks.length ? `; ${chunks.length} chunks in ${target.chunks}/ ${(chunkBytes / 1024).toFixed(1)} KiB` : ''}\n`)
   if (hits.length) {
     failed = true
     process.stderr.write(`${target.out} must not contain ${hits.join(', ')}\n`)

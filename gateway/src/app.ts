@@ -20,7 +20,9 @@ import { EnrollmentClient } from './identity/enrollment-client.js'
 import { IdentityStore, loadUplinkIdentity, toUplinkIdentity } from './identity/identity-store.js'
 import { CertificateRenewal } from './identity/renewal.js'
 
-export const GATEWAY_VERSION = '0.1.0'
+declare const __PBXGW_VERSION__: string | undefined
+/** The box's software version: the bundle's build sets it (scripts/build.ts, from the image build's --version); 0.1.0 when run from source. */
+export const GATEWAY_VERSION: string = typeof __PBXGW_VERSION__ === 'string' ? __PBXGW_VERSION__ : '0.1.0'
 
 /** How many endpoint changes the box's status page can show. */
 export const RECENT_EVENTS = 50

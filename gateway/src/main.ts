@@ -94,7 +94,7 @@ async function main(): Promise<void> {
       let updates: UpdateAgent | undefined
       let bootedSlot: string | undefined
       if (config.updates.raucKeyring) {
-        const installer = new RaucSlotInstaller({ keyring: config.updates.raucKeyring })
+        const installer = new RaucSlotInstaller({ keyring: config.updates.raucKeyring, ...(config.updates.rebootRequestFile ? { rebootRequestFile: config.updates.rebootRequestFile } : {}) })
         bootedSlot = await installer.bootedSlot().catch((err: unknown) => {
           logger.warn({ err: (err as Error).message }, 'booted slot unknown')
           return undefined

@@ -3,7 +3,7 @@ import { systemClock } from '../../gateway/src/core/clock.js'
 import { Counters } from '../../gateway/src/core/counters.js'
 import { AvayaIpoAdapter } from '../../gateway/src/adapters/avaya-ipo/adapter.js'
 import { AvayaIpoSimulator } from '../../gateway/src/adapters/avaya-ipo/simulator/avaya-ipo-simulator.js'
-import { runAdapterContract } from '../contract/pbx-adapter.contract.js'
+import { runSimulatorContract } from '../contract/pbx-adapter.contract.js'
 import { captureLogger } from '../helpers/capture-logger.js'
 import { avayaConfig, CREDENTIALS, tlsMaterial } from './fixtures/harness.js'
 
@@ -12,34 +12,12 @@ const users = [
   { extension: '202', name: 'Bob', email: 'bob@contoso.example' },
 ]
 
-runAdapterContract(t, {
-  name: 'avaya-ipo',
-  async start() {
-    const tls = await tlsMaterial()
-    const simulator = new AvayaIpoSimulator({ users, credentials: CREDENTIALS, tls: { certPem: tls.certPem, keyPem: tls.keyPem } })
-    const { port } = await simulator.start()
-    // The contract sets DND through the adapter, which needs the experimental Send All Calls option on.
-    const config = avayaConfig({ id: 'ipo-contract', port, tls: { caFile: tls.caFile }, experimentalSetDnd: true })
-    const adapter = new AvayaIpoAdapter(config, { logger: captureLogger('debug').logger, clock: systemClock, counters: new Counters() })
-    return {
-      adapter,
-      extensions: users.map((user) => user.extension),
-      pbx: {
-        incomingCall: async (extension) => simulator.incomingCall(extension),
-        answer: async (callId) => simulator.answer(callId),
-        hangup: async (callId) => simulator.hangup(callId),
-        hold: async (callId, extension) => simulator.hold(callId, extension),
-        retrieve: async (callId, extension) => simulator.retrieve(callId, extension),
-        setDndAtPhone: async (extension, on) => simulator.setDndAtPhone(extension, on),
-        getDnd: async (extension) => simulator.getDnd(extension),
-        dropConnection: async () => {
-          simulator.dropAllConnections()
-        },
-      },
-      async stop() {
-        await adapter.stop()
-        await simulator.stop()
-      },
-    }
-  },
+runSimulatorContract(t, 'avaya-ipo', async () => {
+  const tls = await tlsMaterial()
+  const simulator = new AvayaIpoSimulator({ users, credentials: CREDENTIALS, tls: { certPem: tls.certPem, keyPem: tls.keyPem } })
+  const { port } = await simulator.start()
+  // The contract sets DND through the adapter, which needs the experimental Send All Calls option on.
+  const config = avayaConfig({ id: 'ipo-contract', port, tls: { caFile: tls.caFile }, experimentalSetDnd: true })
+  const adapter = new AvayaIpoAdapter(config, { logger: captureLogger('debug').logger, clock: systemClock, counters: new Counters() })
+  return { simulator, adapter, extensions: users.map((user) => user.extension) }
 })

@@ -7,19 +7,23 @@ import type { TapTest } from '../helpers/tap-types.js'
  * PBX-neutral: it speaks only PbxAdapter and a small "person at the phone" driver for the PBX.
  */
 
-/** What people (and the network) do to the PBX, through the PBX's simulator. */
+/**
+ * What people (and the network) do to the PBX, through the PBX's simulator. The sim-kit phone-system model
+ * (`gateway/src/adapters/sim-kit/`) that every simulator is built on is one, as it is; results may come
+ * synchronously or as promises.
+ */
 export interface ContractPbx {
-  /** An external call rings at the extension; resolves with the PBX's call id. */
-  incomingCall(extension: string): Promise<string>
-  answer(callId: string): Promise<void>
-  hangup(callId: string): Promise<void>
-  hold(callId: string, extension: string): Promise<void>
-  retrieve(callId: string, extension: string): Promise<void>
+  /** An external call rings at the extension; gives the PBX's call id. */
+  incomingCall(extension: string): string | Promise<string>
+  answer(callId: string): void | Promise<void>
+  hangup(callId: string): void | Promise<void>
+  hold(callId: string, extension: string): void | Promise<void>
+  retrieve(callId: string, extension: string): void | Promise<void>
   /** The person presses the DND key. */
-  setDndAtPhone(extension: string, on: boolean): Promise<void>
-  getDnd(extension: string): Promise<boolean>
+  setDndAtPhone(extension: string, on: boolean): void | Promise<void>
+  getDnd(extension: string): boolean | Promise<boolean>
   /** Cuts the adapter's connection(s) as a PBX restart would; the PBX keeps running. */
-  dropConnection(): Promise<void>
+  dropAllConnections(): unknown
 }
 
 export interface ContractSetup {
@@ -35,6 +39,35 @@ export interface ContractSetup {
 export interface AdapterContractHarness {
   name: string
   start(): Promise<ContractSetup>
+}
+
+/** A simulator as the suite needs it: the person-at-the-phone driver and a stop. */
+export type ContractSimulator = ContractPbx & { stop(): Promise<void> }
+
+/**
+ * Runs the suite against an adapter and its simulator: `start` starts a fresh simulator and builds the
+ * (unstarted) adapter for it; teardown stops the adapter, then the simulator.
+ */
+export function runSimulatorContract(
+  t: TapTest,
+  name: string,
+  start: () => Promise<{ simulator: ContractSimulator; adapter: PbxAdapter; extensions: string[] }>,
+): void {
+  runAdapterContract(t, {
+    name,
+    async start() {
+      const { simulator, adapter, extensions } = await start()
+      return {
+        adapter,
+        pbx: simulator,
+        extensions,
+        async stop() {
+          await adapter.stop()
+          await simulator.stop()
+        },
+      }
+    },
+  })
 }
 
 type Observation<K extends PbxObservation['kind']> = Extract<PbxObservation, { kind: K }>
@@ -179,7 +212,7 @@ export function runAdapterContract(t: TapTest, harness: AdapterContractHarness):
     const session = await connected(t)
     const { pbx } = session.setup
     const from = session.observations.mark()
-    await pbx.dropConnection()
+    await pbx.dropAllConnections()
     await session.observations.waitFor((o) => o.kind === 'link' && o.state === 'offline', { from, what: 'offline' })
     // This call starts while the adapter is disconnected (its first retry waits at least half the initial
     // backoff, 500 ms with the 1 s base): only a fresh read after reconnecting can reveal it.

@@ -12,7 +12,8 @@ import { unitNodeLaunch } from '../../firmware/image/compile-cache.js'
 import { runTsCli } from '../helpers/ts-cli.js'
 import { adapterRegistry } from '../../gateway/src/adapters/registry.js'
 import { parseGatewayConfig } from '../../gateway/src/config/load.js'
-import { diskSizeMiB, KERNEL_CONSOLES, LOADER_CONF, loaderEntry, PARTITION_TYPES, recoveryEntry, recoveryEntryFile, partitionOffsets, sfdiskScript, VM_PARTITIONS } from '../../firmware/image/layout.js'
+import { bundleManifest, VM_COMPATIBLE } from '../../firmware/image/bundle.js'
+import { diskSizeMiB, entryTemplates, KERNEL_CONSOLES, LOADER_CONF, loaderEntry, PARTITION_TYPES, recoveryEntry, recoveryEntryFile, partitionOffsets, sfdiskScript, VM_PARTITIONS } from '../../firmware/image/layout.js'
 import { BASE_PACKAGES, DISABLE_UNITS, ENABLE_UNITS, MASK_UNITS, runtimePackages } from '../../firmware/image/recipe.js'
 
 const exec = promisify(execFile)
@@ -201,4 +202,32 @@ t.test('the first boot\'s compile cache is made with the unit\'s own Node option
   t.equal(launch.env.MALLOC_ARENA_MAX, '2', 'and the unit\'s environment, which the warm-up run and bench:memory use too')
   t.throws(() => unitNodeLaunch('[Service]\nExecStart=/usr/bin/env true\n'), /no ExecStart=/, 'a unit the build cannot match is an error in words')
   t.throws(() => unitNodeLaunch('[Service]\nExecStart=/opt/pbx-gateway/node/bin/node dist/gateway.js\n'), /NODE_COMPILE_CACHE/, 'so is one without a cache folder')
+})
+
+t.test('A/B updates: RAUC names both slots, trusts the keyring the gateway checks with, switches through boot-slot', async (t) => {
+  const conf = await readFile(join(ROOTFS, 'etc/rauc/system.conf'), 'utf8')
+  const value = (key: string) => new RegExp(`^${key}=(.*)$`, 'm').exec(conf)?.[1]
+  t.equal(value('compatible'), VM_COMPATIBLE, 'the compatible string the bundles carry')
+  t.equal(value('bootloader'), 'custom')
+  t.equal(value('bundle-formats'), '-plain', 'verity bundles only')
+  t.equal(value('mountprefix'), '/run/rauc', 'the read-only root has no writable /mnt')
+  const backend = value('bootloader-custom-backend') ?? ''
+  t.ok(((await stat(join(ROOTFS, backend.slice(1)))).mode & 0o111) !== 0, `${backend} is in the root and executable`)
+  await exec('sh', ['-n', join(ROOTFS, backend.slice(1))])
+  await exec('sh', ['-n', join(ROOTFS, 'usr/libexec/pbxgw/trial-check')])
+  t.match(conf, /device=\/dev\/disk\/by-partlabel\/root-a\ntype=ext4\nbootname=A/)
+  t.match(conf, /device=\/dev\/disk\/by-partlabel\/root-b\ntype=ext4\nbootname=B/)
+  const gateway = JSON.parse(await readFile(join(ROOTFS, 'etc/pbx-gateway/gateway.json'), 'utf8')) as { updates?: { raucKeyring?: string } }
+  t.equal(gateway.updates?.raucKeyring, /^path=(.*)$/m.exec(conf)?.[1], 'the gateway checks bundles against RAUC\'s keyring')
+  t.ok(BASE_PACKAGES.includes('rauc'))
+  t.ok(MASK_UNITS.includes('systemd-bless-boot.service'), 'nothing marks a new slot good before the gateway is healthy')
+  t.ok(ENABLE_UNITS.includes('pbxgw-trial-check.service'))
+  const entry = loaderEntry('b', '22222222-2222-4222-8222-222222222222', '7')
+  t.match(entry, /^sort-key pbxgw$/m, 'sort-key: systemd-boot orders by version')
+  t.match(entry, /^version 7$/m)
+  t.match(entry, / rauc\.slot=B( |$)/m, 'RAUC learns the booted slot from the command line')
+  const templates = entryTemplates()
+  t.match(templates['slot.conf.in'], /^linux \/@slot@\/vmlinuz$/m)
+  t.match(templates['slot.conf.in'], /rauc\.slot=@SLOT@/)
+  t.match(bundleManifest({ compatible: VM_COMPATIBLE, version: '2.0.0', build: 'x' }), /^\[bundle\]\nformat=verity$/m)
 })

@@ -56,6 +56,23 @@ t.test('RaucSlotInstaller passes arguments without a shell and reads progress an
   await t.rejects(noStatus.bootedSlot(), { code: 'UPDATE_STATUS' })
 })
 
+t.test('on the appliance the reboot is asked for through a file a root unit watches; no privileges needed', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'reboot-request-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const { run, calls } = recordingRunner({})
+  const request = join(dir, 'reboot-request')
+  await new RaucSlotInstaller({ keyring: '/k.pem', rebootRequestFile: request }, { run }).reboot()
+  t.match(await readFile(request, 'utf8'), /^\d{4}-\d{2}-\d{2}T/, 'the request file is written')
+  t.same(calls, [], 'no systemctl: the gateway may not reboot the box itself')
+  const unit = await readFile('firmware/systemd/pbxgw-update-reboot.path', 'utf8')
+  t.match(unit, /^PathExists=\/var\/lib\/pbx-gateway\/update\/reboot-request$/m, 'the unit watches the file the image config names')
+  const config = JSON.parse(await readFile('firmware/image/rootfs/etc/pbx-gateway/gateway.json', 'utf8')) as { updates: { rebootRequestFile: string } }
+  t.equal(config.updates.rebootRequestFile, '/var/lib/pbx-gateway/update/reboot-request')
+  const service = await readFile('firmware/systemd/pbxgw-update-reboot.service', 'utf8')
+  t.ok(service.indexOf('rm -f /var/lib/pbx-gateway/update/reboot-request') < service.indexOf('reboot\n'), 'the request is removed before the reboot: no reboot loop after a power cut')
+  await t.rejects(new RaucSlotInstaller({ keyring: '/k.pem', rebootRequestFile: join(dir, 'missing', 'reboot-request') }, { run }).reboot(), { code: 'UPDATE_REBOOT', message: /could not ask for the reboot/ })
+})
+
 t.test('the real rauc refuses a file that is not a bundle signed by the keyring', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'rauc-'))
   t.teardown(() => rm(dir, { recursive: true, force: true }))

@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process'
+import { existsSync } from 'node:fs'
 import { createHash, randomBytes } from 'node:crypto'
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -21,7 +22,7 @@ import { UpdateStore } from '../../cloud-relay/src/updates/update-store.js'
 import type { StatusData, UpdateCommandData, UpdateProgressData } from '../../gateway/protocol/schemas.js'
 import { systemClock, type Clock } from '../../gateway/src/core/clock.js'
 import { Counters } from '../../gateway/src/core/counters.js'
-import { UpdateAgent } from '../../gateway/src/update/update-agent.js'
+import { TRIAL_FAILURE_FILE, UpdateAgent } from '../../gateway/src/update/update-agent.js'
 import { captureLogger } from '../helpers/capture-logger.js'
 import { eventually } from '../helpers/eventually.js'
 import { FaultProxy } from '../helpers/fault-proxy.js'
@@ -182,6 +183,22 @@ t.test('a wrong hash, a refused signature, a refused token and a rollback are re
   t.same(await back.agent.accept(setup.command({ updateId: 'r-00000006', version: '1.0.0' })), { ok: true }, 'an update to the running version is healthy at once')
   t.match(back.agent.latest(), { state: 'healthy' })
   await back.agent.stop()
+
+  // The image's trial check left why it gave the new slot up: that is the reason the admin reads.
+  const again = agentOn(setup, slots)
+  await again.agent.start()
+  await again.agent.accept(setup.command({ updateId: 'r-00000007' }))
+  await again.agent.idle()
+  await eventually(() => slots.calls.filter((c) => c === 'reboot').length === 2, 'the second reboot')
+  await again.agent.stop()
+  const updateDir = join(setup.dir, 'data', 'update')
+  await writeFile(join(updateDir, TRIAL_FAILURE_FILE), 'version 2.0.0 in slot B: the gateway stopped at start 3 times (last exit status 1)\n')
+  const told = agentOn(setup, slots, '1.0.0')
+  await told.agent.start()
+  await told.agent.idle()
+  t.match(told.agent.latest(), { state: 'rolled-back', reason: 'the box came back on 1.0.0 in slot A: version 2.0.0 in slot B: the gateway stopped at start 3 times (last exit status 1)' })
+  t.notOk(existsSync(join(updateDir, TRIAL_FAILURE_FILE)), 'read once: a later rollback is not blamed on it')
+  await told.agent.stop()
 })
 
 t.test('a real gateway takes cmd/update from the relay link, reports its slot in its status and progress on its update topic', async (t) => {

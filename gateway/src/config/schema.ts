@@ -30,6 +30,7 @@ export const GatewayConfigSchema = Type.Object({
   /** Image updates (gateway/src/update): on only where the image has RAUC and its keyring. */
   updates: Type.Object({
     raucKeyring: Type.Optional(Type.String({ minLength: 1, description: 'PEM keyring of the release keys in the image (e.g. /etc/rauc/keyring.pem): with it the box takes cmd/update and bundle uploads; without it it refuses them' })),
+    rebootRequestFile: Type.Optional(Type.String({ minLength: 1, description: 'reboot by writing this file, which a root unit watches (the appliance: /var/lib/pbx-gateway/update/reboot-request), instead of systemctl reboot' })),
     healthTimeoutS: Type.Integer({ minimum: 30, maximum: 3600, default: 300, description: 'after a reboot into a new version: how long it has to become healthy before the box gives up on it' }),
   }, { additionalProperties: false, default: {} }),
   logLevel: Type.Union([Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug'), Type.Literal('trace'), Type.Literal('silent')], { default: 'info' }),

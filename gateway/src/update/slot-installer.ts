@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process'
+import { writeFile } from 'node:fs/promises'
 
 /**
  * The install and boot-slot side of an update, behind one small interface: the update agent knows nothing of RAUC,
@@ -77,10 +78,17 @@ export class RaucSlotInstaller implements SlotInstaller {
   readonly #run: CommandRunner
   readonly #rauc: string
 
-  constructor(options: { keyring: string; rauc?: string }, deps: { run?: CommandRunner } = {}) {
+  readonly #rebootRequestFile: string | undefined
+
+  /**
+   * `rebootRequestFile`: on the appliance the gateway runs without privileges, so it reboots by writing this file,
+   * which a root unit watches (firmware/systemd/pbxgw-update-reboot.path); without it, `systemctl reboot`.
+   */
+  constructor(options: { keyring: string; rauc?: string; rebootRequestFile?: string }, deps: { run?: CommandRunner } = {}) {
     this.#keyring = options.keyring
     this.#rauc = options.rauc ?? 'rauc'
     this.#run = deps.run ?? spawnRunner
+    this.#rebootRequestFile = options.rebootRequestFile
   }
 
   async verify(bundlePath: string): Promise<{ version: string | undefined }> {
@@ -115,6 +123,14 @@ export class RaucSlotInstaller implements SlotInstaller {
   }
 
   async reboot(): Promise<void> {
+    if (this.#rebootRequestFile) {
+      try {
+        await writeFile(this.#rebootRequestFile, `${new Date().toISOString()}\n`)
+      } catch (err) {
+        throw new SlotInstallerError('UPDATE_REBOOT', `could not ask for the reboot (${this.#rebootRequestFile}): ${(err as Error).message}`)
+      }
+      return
+    }
     const result = await this.#run('systemctl', ['reboot'])
     if (result.code !== 0) throw new SlotInstallerError('UPDATE_REBOOT', `systemctl reboot failed: ${raucReason(result)}`)
   }

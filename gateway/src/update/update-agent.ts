@@ -53,6 +53,8 @@ export interface UpdateAgentDeps {
 class UpdateFailure extends Error {}
 
 const FINAL = new Set<UpdateState>(FINAL_UPDATE_STATES)
+/** Where the image's trial check (firmware/image/rootfs/usr/libexec/pbxgw/trial-check) says why a new slot was given up. */
+export const TRIAL_FAILURE_FILE = 'trial-failure'
 
 /**
  * The box's update agent: takes cmd/update (or an uploaded bundle), downloads with resume into the data partition,
@@ -258,7 +260,12 @@ export class UpdateAgent implements UpdateCommandSink {
       await this.#enter(state, 'healthy')
       return
     }
-    state.reason = state.reason ?? `the box came back on ${this.#options.runningVersion} in slot ${this.#slot}: version ${target} did not start within the boot attempts`
+    // The image's trial check writes why the new slot was given up (e.g. "the gateway stopped at start 3 times").
+    const trial = await readFile(join(this.#options.dir, TRIAL_FAILURE_FILE), 'utf8').then((text) => text.trim().slice(0, 300)).catch(() => '')
+    await rm(join(this.#options.dir, TRIAL_FAILURE_FILE), { force: true })
+    state.reason = trial
+      ? `the box came back on ${this.#options.runningVersion} in slot ${this.#slot}: ${trial}`
+      : state.reason ?? `the box came back on ${this.#options.runningVersion} in slot ${this.#slot}: version ${target} did not start within the boot attempts`
     this.#deps.counters.inc('update.rolled_back')
     await this.#enter(state, 'rolled-back')
   }

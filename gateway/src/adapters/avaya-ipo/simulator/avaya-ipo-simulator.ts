@@ -1,21 +1,24 @@
 import { createHash } from 'node:crypto'
-import { createServer, type Server } from 'node:https'
+import { createServer } from 'node:https'
+import type { Server } from 'node:net'
 import type { IncomingMessage } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
 import { WebSocketServer, type WebSocket, type RawData } from 'ws'
 import { decodeFrame, encodeFrame, formatGuid, parseGuid, type MtctiDecodeErrorCode } from '../mtcti3/codec.js'
-import { CallDirection, CallState, type CallInfo, type MtctiOutgoing, type Notify, type Subscribe, type SubscribeCmd } from '../mtcti3/model.js'
+import { CALL_STATE_NAMES, CallDirection, CallState, type CallInfo, type LinesUser, type MtctiOutgoing, type Notify, type Subscribe, type SubscribeCmd } from '../mtcti3/model.js'
+import { PhoneSystem, type Call, type Leg, type LegState, type Person, type PersonFields, type PhoneEvent } from '../../sim-kit/phone-system.js'
+import { SimListener } from '../../sim-kit/listener.js'
 
 /**
  * The server side of IP Office MTCTI-3 as far as the public facts go (research A.2-A.6, A.10): HTTPS with
  * the WebSocket upgrade at /tpkt/openapi, HTTP Basic (401 on bad credentials), subprotocol "openapi", binary
  * frames with the 00 00 00 01 prefix, RequestResponse per request, Lines and User subscriptions with a
  * lifetime (SubscribeTerminated at expiry, renewed by SubscribeCmd{timeout}), a monotonic notify_id per
- * subscription, NotifyAck accepted but not required, scripted users and calls, and Send All Calls toggling DND.
- * Choices where the facts end are marked [I]; result codes other than 0 are ours.
+ * subscription, NotifyAck accepted but not required, and Send All Calls toggling DND. People and calls are
+ * the shared phone-system model (sim-kit); this file is the wire side: it encodes each model event as
+ * MTCTI-3 Notify messages. Choices where the facts end are marked [I]; result codes other than 0 are ours.
  */
 
 export interface AvayaSimUser {
@@ -68,12 +71,14 @@ export interface AvayaSimCall {
   legs: Array<{ extension: string; state: number; direction: number }>
 }
 
-interface SimUser {
-  user: AvayaSimUser
+/** The IP Office fields of a person beside the model's extension, name, e-mail and DND. */
+interface AvayaPersonData {
   guid: Buffer
   guidText: string
-  dnd: boolean
+  fullName: string | undefined
 }
+
+type AvayaPerson = Person<AvayaPersonData>
 
 interface SimSub {
   id: number
@@ -88,18 +93,18 @@ interface SimLink {
   subs: Map<number, SimSub>
 }
 
-interface SimLeg { state: number; direction: number }
-
 /** Result codes other than 0 are [U]; these are the simulator's own, with text in `additional`. */
 export const SIM_RESULT = { DUPLICATE_ID: 1, UNKNOWN_USER: 2, UNSUPPORTED: 3, UNKNOWN_SUBSCRIPTION: 4, NOT_A_USER_SUBSCRIPTION: 5 } as const
 
 export const OPENAPI_PATH = '/tpkt/openapi'
-const DEFAULT_EXTERNAL = '+4989123456'
 
-export class AvayaIpoSimulator {
+const WIRE_STATE: Record<LegState, number> = {
+  dialing: CallState.DIALLING, ringback: CallState.RINGBACK, ringing: CallState.RINGING, connected: CallState.CONNECTED,
+}
+
+export class AvayaIpoSimulator extends PhoneSystem<AvayaPersonData> {
   readonly #options: AvayaIpoSimulatorOptions
-  readonly #users = new Map<string, SimUser>()
-  readonly #calls = new Map<number, Map<string, SimLeg>>()
+  readonly #listener: SimListener
   readonly #links = new Set<SimLink>()
   readonly #rejections: MtctiDecodeErrorCode[] = []
   readonly #subscribeTimes: number[] = []
@@ -107,58 +112,35 @@ export class AvayaIpoSimulator {
     upgrades: 0, authFailures: 0, subprotocolRejects: 0, linksRefused: 0, subscribes: 0, renewals: 0,
     subscribeEnds: 0, terminations: 0, acks: 0, sacUpdates: 0, framesRejected: 0,
   }
-  #server: Server | undefined
   #wss: WebSocketServer | undefined
-  #nextCallId = 1
 
   constructor(options: AvayaIpoSimulatorOptions) {
+    super()
     this.#options = options
-    for (const user of options.users ?? []) this.#addUserRecord(user)
+    this.#listener = new SimListener({ host: options.host, port: options.port, create: () => this.#createServer() })
+    for (const user of options.users ?? []) this.addPerson(user, personData(user), true)
   }
 
   // --- Lifecycle ----------------------------------------------------------------------------------------
 
   async start(): Promise<{ host: string; port: number }> {
-    if (this.#server !== undefined) return { host: this.host, port: this.port }
-    const answer = this.#options.subprotocolAnswer
-    this.#wss = new WebSocketServer({
-      noServer: true,
-      perMessageDeflate: false,
-      maxPayload: this.#options.maxPayload ?? 1024 * 1024,
-      handleProtocols: () => (answer === undefined ? 'openapi' : answer === null ? false : answer),
-    })
-    const server = createServer({ cert: this.#options.tls.certPem, key: this.#options.tls.keyPem }, (_request, response) => {
-      response.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n')
-    })
-    server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => this.#upgrade(request, socket, head))
-    server.on('tlsClientError', () => undefined)
-    this.#server = server
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject)
-      server.listen(this.#options.port ?? 0, this.#options.host ?? '127.0.0.1', () => {
-        server.off('error', reject)
-        resolve()
-      })
-    })
+    await this.#listener.start()
     return { host: this.host, port: this.port }
   }
 
-  async stop(): Promise<void> {
-    const server = this.#server
-    if (server === undefined) return
-    this.#server = undefined
-    this.dropAllConnections()
-    this.#wss?.close()
-    server.closeAllConnections()
-    await new Promise<void>((resolve) => server.close(() => resolve()))
+  stop(): Promise<void> {
+    return this.#listener.stop(() => {
+      this.dropAllConnections()
+      this.#wss?.close()
+    })
   }
 
   get host(): string {
-    return this.#options.host ?? '127.0.0.1'
+    return this.#listener.host
   }
 
   get port(): number {
-    return (this.#server?.address() as AddressInfo | null)?.port ?? 0
+    return this.#listener.port
   }
 
   get stats(): Readonly<AvayaSimStats> {
@@ -193,102 +175,27 @@ export class AvayaIpoSimulator {
     return peak
   }
 
-  // --- Scripting: people and the network ----------------------------------------------------------------
+  // --- Scripting beyond the shared model ----------------------------------------------------------------
 
   guidOf(extension: string): string {
-    return this.#byExtension(extension).guidText
-  }
-
-  /** An external caller rings the extension; returns the call id. */
-  incomingCall(extension: string): string {
-    this.#byExtension(extension)
-    const callId = this.#nextCallId++
-    this.#calls.set(callId, new Map([[extension, { state: CallState.RINGING, direction: CallDirection.INBOUND }]]))
-    this.#sendCallInfo(extension, callId)
-    return String(callId)
-  }
-
-  /** The extension dials `to`; an internal `to` rings there. Returns the call id. */
-  outgoingCall(extension: string, to: string = DEFAULT_EXTERNAL): string {
-    this.#byExtension(extension)
-    const callId = this.#nextCallId++
-    const legs = new Map<string, SimLeg>([[extension, { state: CallState.RINGBACK, direction: CallDirection.OUTBOUND }]])
-    if (this.#findByExtension(to) !== undefined && to !== extension) legs.set(to, { state: CallState.RINGING, direction: CallDirection.INBOUND })
-    this.#calls.set(callId, legs)
-    for (const leg of legs.keys()) this.#sendCallInfo(leg, callId)
-    return String(callId)
-  }
-
-  /** Every ringing leg answers; the caller's ringback becomes connected too. */
-  answer(callId: string): void {
-    const legs = this.#call(callId)
-    for (const [extension, leg] of legs) {
-      if (leg.state === CallState.RINGING || leg.state === CallState.RINGBACK || leg.state === CallState.RINGINGDIVERT) {
-        leg.state = CallState.CONNECTED
-        this.#sendCallInfo(extension, Number(callId))
-      }
-    }
-  }
-
-  hold(callId: string, extension: string): void {
-    this.setCallState(callId, extension, CallState.ONHOLD)
-  }
-
-  retrieve(callId: string, extension: string): void {
-    this.setCallState(callId, extension, CallState.CONNECTED)
+    return this.person(extension).data.guidText
   }
 
   /** Sets one leg to any CallInfo state number (known or not), creating the call or leg as needed. */
   setCallState(callId: string, extension: string, state: number, direction: number = CallDirection.INBOUND): void {
-    this.#byExtension(extension)
-    const id = Number(callId)
-    if (!Number.isInteger(id) || id <= 0) throw new Error(`bad call id ${callId}`)
-    const legs = this.#calls.get(id) ?? new Map<string, SimLeg>()
-    this.#calls.set(id, legs)
-    if (id >= this.#nextCallId) this.#nextCallId = id + 1
-    const leg = legs.get(extension)
-    if (leg === undefined) legs.set(extension, { state, direction })
-    else leg.state = state
-    this.#sendCallInfo(extension, id)
-  }
-
-  /** The call ends for everyone: CallLost on each leg. */
-  hangup(callId: string, description = 'normal clearing'): void {
-    const legs = this.#call(callId)
-    this.#calls.delete(Number(callId))
-    for (const extension of legs.keys()) {
-      this.#notifyUser(extension, { callcontrol: { calllost: [{ callid: Number(callId), reason: 1, thisenddropped: false, description }] } })
-    }
-  }
-
-  /** The person presses the DND key (IP Office: Send All Calls). */
-  setDndAtPhone(extension: string, on: boolean): void {
-    this.#setDnd(this.#byExtension(extension), on)
-  }
-
-  getDnd(extension: string): boolean {
-    return this.#byExtension(extension).dnd
+    this.setLeg(callId, extension, { ...legStateOf(state), direction: direction === CallDirection.OUTBOUND ? 'out' : 'in', wire: state })
   }
 
   setEmail(extension: string, email: string | undefined): void {
-    const user = this.#byExtension(extension)
-    if (email === undefined) delete user.user.email
-    else user.user.email = email
-    this.#notifyUser(extension, { user: this.#notifyUserBody(user) })
+    this.updatePerson(extension, { email })
   }
 
   addUser(user: AvayaSimUser): void {
-    const record = this.#addUserRecord(user)
-    this.#notifyLines({ adduser: [{ guid: record.guid, extn: user.extension, name: user.name }] })
+    this.addPerson(user, personData(user))
   }
 
   removeUser(extension: string): void {
-    const user = this.#byExtension(extension)
-    this.#users.delete(user.guidText)
-    for (const link of this.#links) {
-      for (const sub of [...link.subs.values()]) if (sub.guidText === user.guidText) this.#terminate(link, sub, 'user deleted')
-    }
-    this.#notifyLines({ deleteuser: [{ guid: user.guid, extn: user.user.extension, name: user.user.name }] })
+    this.removePerson(extension)
   }
 
   /** Ends subscriptions as the PBX would (e.g. after a configuration merge); returns how many. */
@@ -321,10 +228,71 @@ export class AvayaIpoSimulator {
   }
 
   calls(): AvayaSimCall[] {
-    return [...this.#calls].map(([callId, legs]) => ({
-      callId: String(callId),
-      legs: [...legs].map(([extension, leg]) => ({ extension, state: leg.state, direction: leg.direction })),
+    return this.liveCalls().map((call) => ({
+      callId: call.id,
+      legs: call.legs.filter((leg) => leg.internal).map((leg) => {
+        const info = callInfo(call, leg)
+        return { extension: leg.party, state: info.state ?? 0, direction: info.direction ?? 0 }
+      }),
     }))
+  }
+
+  override legLabel(call: Call, leg: Leg): string {
+    const state = callInfo(call, leg).state ?? 0
+    return CALL_STATE_NAMES.get(state) ?? String(state)
+  }
+
+  protected defaultData(fields: PersonFields): AvayaPersonData {
+    return personData(fields)
+  }
+
+  // --- The model's events on the wire -------------------------------------------------------------------
+
+  protected announce(event: PhoneEvent<AvayaPersonData>): void {
+    switch (event.kind) {
+      case 'placed':
+        for (const leg of event.call.legs) this.#sendCallInfo(event.call, leg)
+        return
+      case 'answered':
+        for (const leg of event.changed) this.#sendCallInfo(event.call, leg)
+        return
+      case 'held':
+      case 'retrieved':
+      case 'leg':
+        return this.#sendCallInfo(event.call, event.leg)
+      case 'cleared':
+        for (const leg of event.call.legs) {
+          if (leg.internal) this.#notifyUser(leg.party, { callcontrol: { calllost: [{ callid: Number(event.call.id), reason: 1, thisenddropped: false, description: 'normal clearing' }] } })
+        }
+        return
+      case 'dnd':
+      case 'person-changed':
+        // [I] a NotifyUser on every change of the user record (DND included).
+        return this.#notifyUser(event.person.extension, { user: notifyUserBody(event.person) })
+      case 'person-added':
+        return this.#notifyLines({ adduser: [linesUser(event.person)] })
+      case 'person-removed':
+        for (const link of this.#links) {
+          for (const sub of [...link.subs.values()]) if (sub.guidText === event.person.data.guidText) this.#terminate(link, sub, 'user deleted')
+        }
+        return this.#notifyLines({ deleteuser: [linesUser(event.person)] })
+    }
+  }
+
+  #createServer(): Server {
+    const answer = this.#options.subprotocolAnswer
+    this.#wss = new WebSocketServer({
+      noServer: true,
+      perMessageDeflate: false,
+      maxPayload: this.#options.maxPayload ?? 1024 * 1024,
+      handleProtocols: () => (answer === undefined ? 'openapi' : answer === null ? false : answer),
+    })
+    const server = createServer({ cert: this.#options.tls.certPem, key: this.#options.tls.keyPem }, (_request, response) => {
+      response.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n')
+    })
+    server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => this.#upgrade(request, socket, head))
+    server.on('tlsClientError', () => undefined)
+    return server
   }
 
   // --- Upgrade ------------------------------------------------------------------------------------------
@@ -431,7 +399,7 @@ export class AvayaIpoSimulator {
       sub = { id, kind: 'lines', timer: undefined, nextNotifyId: 1 }
     } else if (request.payload === 'user') {
       const guidText = formatGuid(request.user?.guid)
-      if (guidText === undefined || !this.#users.has(guidText)) return this.#respond(link, request.requestid, SIM_RESULT.UNKNOWN_USER, 'unknown user guid')
+      if (guidText === undefined || this.#byGuid(guidText) === undefined) return this.#respond(link, request.requestid, SIM_RESULT.UNKNOWN_USER, 'unknown user guid')
       sub = { id, kind: 'user', guidText, timer: undefined, nextNotifyId: 1 }
     } else {
       return this.#respond(link, request.requestid, SIM_RESULT.UNSUPPORTED, `subscription type ${request.payload ?? 'none'} not supported by the simulator`)
@@ -441,14 +409,14 @@ export class AvayaIpoSimulator {
     this.#respond(link, request.requestid, 0)
     // The initial state follows the answer (A.10 [I]).
     if (sub.kind === 'lines') {
-      this.#notify(link, sub, { lines: { flags: request.lines?.flags ?? 0, adduser: [...this.#users.values()].map((u) => ({ guid: u.guid, extn: u.user.extension, name: u.user.name })) } })
+      this.#notify(link, sub, { lines: { flags: request.lines?.flags ?? 0, adduser: this.people().map((person) => linesUser(person)) } })
       return
     }
-    const user = this.#users.get(sub.guidText ?? '')
-    if (user === undefined) return
-    this.#notify(link, sub, { user: this.#notifyUserBody(user) })
+    const person = this.#byGuid(sub.guidText ?? '')
+    if (person === undefined) return
+    this.#notify(link, sub, { user: notifyUserBody(person) })
     // [I] the current calls follow as one call-control Notify, empty when idle.
-    this.#notify(link, sub, { callcontrol: { callinfo: this.#callInfosOf(user.user.extension) } })
+    this.#notify(link, sub, { callcontrol: { callinfo: this.legsOf(person.extension).map(({ call, leg }) => callInfo(call, leg)) } })
   }
 
   #subscribeCmd(link: SimLink, command: SubscribeCmd): void {
@@ -462,10 +430,10 @@ export class AvayaIpoSimulator {
     if (command.payload === 'user' && command.user?.sac !== undefined) {
       if (sub.kind !== 'user') return this.#respond(link, command.requestid, SIM_RESULT.NOT_A_USER_SUBSCRIPTION, 'not a user subscription')
       this.#stats.sacUpdates++
-      const user = this.#users.get(sub.guidText ?? '')
-      if (user === undefined) return this.#respond(link, command.requestid, SIM_RESULT.UNKNOWN_USER, 'user deleted')
+      const person = this.#byGuid(sub.guidText ?? '')
+      if (person === undefined) return this.#respond(link, command.requestid, SIM_RESULT.UNKNOWN_USER, 'user deleted')
       this.#respond(link, command.requestid, 0)
-      if (this.#options.sacTogglesDnd !== false) this.#setDnd(user, (command.user.sac.set ?? 0) !== 0)
+      if (this.#options.sacTogglesDnd !== false) this.setDnd(person.extension, (command.user.sac.set ?? 0) !== 0)
       return
     }
     this.#respond(link, command.requestid, SIM_RESULT.UNSUPPORTED, 'unsupported SubscribeCmd')
@@ -488,44 +456,16 @@ export class AvayaIpoSimulator {
 
   // --- Notifications ------------------------------------------------------------------------------------
 
-  #setDnd(user: SimUser, on: boolean): void {
-    // [I] no NotifyUser when nothing changed.
-    if (user.dnd === on) return
-    user.dnd = on
-    this.#notifyUser(user.user.extension, { user: this.#notifyUserBody(user) })
-  }
-
-  #notifyUserBody(user: SimUser): NonNullable<Notify['user']> {
-    return {
-      extn: user.user.extension,
-      name: user.user.name,
-      ...(user.user.fullName === undefined ? {} : { fullname: user.user.fullName }),
-      ...(user.user.email === undefined ? {} : { email: user.user.email }),
-      dnd: user.dnd,
-    }
-  }
-
-  #sendCallInfo(extension: string, callId: number): void {
-    const leg = this.#calls.get(callId)?.get(extension)
-    if (leg === undefined) return
-    this.#notifyUser(extension, { callcontrol: { callinfo: [{ callid: callId, state: leg.state, direction: leg.direction }] } })
-  }
-
-  #callInfosOf(extension: string): CallInfo[] {
-    const infos: CallInfo[] = []
-    for (const [callId, legs] of this.#calls) {
-      const leg = legs.get(extension)
-      if (leg !== undefined) infos.push({ callid: callId, state: leg.state, direction: leg.direction })
-    }
-    return infos
+  #sendCallInfo(call: Call, leg: Leg): void {
+    if (leg.internal) this.#notifyUser(leg.party, { callcontrol: { callinfo: [callInfo(call, leg)] } })
   }
 
   /** Sends a Notify on every user subscription of this extension, on every link. */
   #notifyUser(extension: string, body: Pick<Notify, 'user' | 'callcontrol'>): void {
-    const user = this.#findByExtension(extension)
-    if (user === undefined) return
+    const person = this.findPerson(extension)
+    if (person === undefined) return
     for (const link of this.#links) {
-      for (const sub of link.subs.values()) if (sub.kind === 'user' && sub.guidText === user.guidText) this.#notify(link, sub, body)
+      for (const sub of link.subs.values()) if (sub.kind === 'user' && sub.guidText === person.data.guidText) this.#notify(link, sub, body)
     }
   }
 
@@ -545,33 +485,14 @@ export class AvayaIpoSimulator {
     if (link.ws.readyState === link.ws.OPEN) link.ws.send(encodeFrame(message), { binary: true })
   }
 
-  // --- Users --------------------------------------------------------------------------------------------
-
-  #addUserRecord(user: AvayaSimUser): SimUser {
-    if (this.#findByExtension(user.extension) !== undefined) throw new Error(`extension ${user.extension} exists`)
-    const guid = user.guid === undefined ? guidFor(user.extension) : parseGuid(user.guid)
-    const guidText = formatGuid(guid) ?? ''
-    const record: SimUser = { user: { ...user }, guid, guidText, dnd: false }
-    this.#users.set(guidText, record)
-    return record
+  #byGuid(guidText: string): AvayaPerson | undefined {
+    return this.people().find((person) => person.data.guidText === guidText)
   }
+}
 
-  #findByExtension(extension: string): SimUser | undefined {
-    for (const user of this.#users.values()) if (user.user.extension === extension) return user
-    return undefined
-  }
-
-  #byExtension(extension: string): SimUser {
-    const user = this.#findByExtension(extension)
-    if (user === undefined) throw new Error(`no user with extension ${extension}`)
-    return user
-  }
-
-  #call(callId: string): Map<string, SimLeg> {
-    const legs = this.#calls.get(Number(callId))
-    if (legs === undefined) throw new Error(`no call ${callId}`)
-    return legs
-  }
+function personData(user: AvayaSimUser | PersonFields): AvayaPersonData {
+  const guid = 'guid' in user && user.guid !== undefined ? parseGuid(user.guid) : guidFor(user.extension)
+  return { guid, guidText: formatGuid(guid) ?? '', fullName: 'fullName' in user ? user.fullName : undefined }
 }
 
 /** A stable GUID per extension, so restarts of the simulator keep user identities. */
@@ -579,8 +500,40 @@ function guidFor(extension: string): Buffer {
   return createHash('sha256').update(`ipo-user:${extension}`).digest().subarray(0, 16)
 }
 
+/** The model's neutral view of a CallInfo state a script sets; the number itself goes on the wire. */
+function legStateOf(state: number): { state: LegState; held: boolean } {
+  switch (state) {
+    case CallState.RINGING:
+    case CallState.RINGINGDIVERT: return { state: 'ringing', held: false }
+    case CallState.RINGBACK: return { state: 'ringback', held: false }
+    case CallState.ONHOLD: return { state: 'connected', held: true }
+    case CallState.DIALTONE:
+    case CallState.DIALLING:
+    case CallState.DIALLED: return { state: 'dialing', held: false }
+    default: return { state: 'connected', held: false }
+  }
+}
+
+function callInfo(call: Call, leg: Leg): CallInfo {
+  const state = leg.wire ?? (leg.held ? CallState.ONHOLD : WIRE_STATE[leg.state])
+  return { callid: Number(call.id), state, direction: leg.direction === 'out' ? CallDirection.OUTBOUND : CallDirection.INBOUND }
+}
+
+function linesUser(person: AvayaPerson): LinesUser {
+  return { guid: person.data.guid, extn: person.extension, name: person.name }
+}
+
+function notifyUserBody(person: AvayaPerson): NonNullable<Notify['user']> {
+  return {
+    extn: person.extension,
+    name: person.name,
+    ...(person.data.fullName === undefined ? {} : { fullname: person.data.fullName }),
+    ...(person.email === undefined ? {} : { email: person.email }),
+    dnd: person.dnd,
+  }
+}
+
 function reject(socket: Duplex, status: number, text: string, headers = ''): void {
   socket.end(`HTTP/1.1 ${status} ${text}\r\n${headers}Connection: close\r\nContent-Length: 0\r\n\r\n`)
   setTimeout(() => socket.destroy(), 100).unref()
 }
-

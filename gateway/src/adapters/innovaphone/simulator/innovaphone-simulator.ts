@@ -1,10 +1,12 @@
 import { randomBytes, randomInt } from 'node:crypto'
-import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer } from 'node:http'
+import { createServer as createHttpServer, type IncomingMessage } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
-import type { AddressInfo, Socket } from 'node:net'
+import type { Server, Socket } from 'node:net'
 import type { Logger } from 'pino'
 import { WebSocket, WebSocketServer } from 'ws'
 import { appLoginDigest } from '../login.js'
+import { PhoneSystem, type Call, type Leg, type LegState, type Person, type PersonFields, type PersonPatch, type PhoneEvent } from '../../sim-kit/phone-system.js'
+import { SimListener } from '../../sim-kit/listener.js'
 
 /**
  * An innovaphone PBX's App Platform WebSocket as far as the public facts go (research Part B): the App-object
@@ -12,7 +14,10 @@ import { appLoginDigest } from '../login.js'
  * result and indication, RCC (Initialize with UserInfo alert/channel counts, 50 users per 20 ms tick;
  * UserInitialize with PBX-centric CallInfo), PbxApi presence (SubscribePresence, SetPresence) and
  * PbxTableUsers replication with live add/update/delete. An API not enabled on the App object is silently
- * ignored, as the research expects of the PBX [I].
+ * ignored, as the research expects of the PBX [I]. People and calls are the shared phone-system model
+ * (sim-kit); this file is the wire side and the innovaphone extras (presence per contact, frozen PBX).
+ * Over 500 lines because three APIs share one session's state (monitors, presence subscriptions,
+ * replication cursor); split it by API if one of them grows.
  */
 
 export type SimApi = 'RCC' | 'PbxApi' | 'PbxTableUsers'
@@ -68,10 +73,9 @@ export interface SimulatorStats {
   ignoredWhileFrozen: number
 }
 
-interface User {
+/** The innovaphone fields of a person beside the model's extension (e164), name (cn), e-mail and DND. */
+interface InnoPersonData {
   guid: string
-  cn: string
-  e164: string
   h323: string
   dn: string
   emails: string[]
@@ -81,19 +85,7 @@ interface User {
   presence: Map<string, { contact: string; status: string; activity: string; note: string; at: number }>
 }
 
-interface Leg {
-  guid: string
-  /** CallInfo.state: low nibble plus 0x80 (towards the phone), 0x100 (held by this side), 0x200 (held by the peer). */
-  state: number
-  msg: string
-}
-
-interface Call {
-  id: number
-  legs: Leg[]
-  /** The outside party of an external call. */
-  external: string | undefined
-}
+type InnoPerson = Person<InnoPersonData>
 
 interface Session {
   socket: WebSocket
@@ -114,78 +106,46 @@ interface Session {
 type Json = Record<string, unknown>
 
 const DEFAULT_PATH = '/PBX0/APPS/websocket'
-const DEFAULT_EXTERNAL = '+4989123456'
 
-export class InnovaphoneSimulator {
+/** CallInfo.state: the low nibble per model state; 0x80 (towards the phone), 0x100 (held here), 0x200 (held by the peer) added. */
+const STATE_NIBBLE: Record<LegState, number> = { dialing: 0x03, ringback: 0x04, ringing: 0x04, connected: 0x05 }
+
+export class InnovaphoneSimulator extends PhoneSystem<InnoPersonData> {
   readonly #options: InnovaphoneSimulatorOptions
-  readonly #users = new Map<string, User>()
-  readonly #calls = new Map<number, Call>()
+  readonly #listener: SimListener
   readonly #sessions = new Set<Session>()
   readonly #apis: ReadonlySet<SimApi>
   readonly #stats: SimulatorStats = { connections: 0, loginsAccepted: 0, loginsRefused: 0, keepAlives: 0, ignoredDisabledApi: 0, ignoredUnknown: 0, setPresence: 0, ignoredWhileFrozen: 0 }
-  #server: HttpServer | undefined
-  #wss: WebSocketServer | undefined
-  #stopping: Promise<void> | undefined
-  #nextCallId = 1
   #nextHandle = 1
   #frozen = false
 
   constructor(options: InnovaphoneSimulatorOptions) {
+    super()
     this.#options = options
     this.#apis = new Set(options.apis ?? ['RCC', 'PbxApi', 'PbxTableUsers'])
-    for (const user of options.users ?? []) this.#addUser(user)
+    this.#listener = new SimListener({ host: options.host, port: options.port, create: () => this.#createServer() })
+    for (const user of options.users ?? []) this.addPerson(...this.#person(user), true)
   }
 
   // --- Lifecycle ------------------------------------------------------------------------------------------
 
   async start(): Promise<{ host: string; port: number; url: string }> {
-    if (this.#server === undefined) {
-      const tls = this.#options.tls
-      const server = tls === undefined ? createHttpServer() : createHttpsServer({ cert: tls.cert, key: tls.key })
-      // autoPong off: a frozen PBX must not answer pings either (the silent-peer case).
-      const wss = new WebSocketServer({ noServer: true, autoPong: false, perMessageDeflate: false })
-      server.on('request', (_request, response) => {
-        response.writeHead(404).end()
-      })
-      server.on('upgrade', (request: IncomingMessage, socket: Socket, head: Buffer) => {
-        if ((request.url ?? '').split('?')[0] !== (this.#options.path ?? DEFAULT_PATH)) {
-          socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n')
-          return
-        }
-        wss.handleUpgrade(request, socket, head, (ws) => this.#accept(ws))
-      })
-      this.#server = server
-      this.#wss = wss
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject)
-        server.listen(this.#options.port ?? 0, this.#options.host ?? '127.0.0.1', () => {
-          server.off('error', reject)
-          resolve()
-        })
-      })
-    }
+    await this.#listener.start()
     return { host: this.host, port: this.port, url: this.url }
   }
 
   stop(): Promise<void> {
-    if (this.#stopping !== undefined) return this.#stopping
-    for (const session of this.#sessions) this.#end(session)
-    const server = this.#server
-    this.#wss?.close()
-    this.#stopping = server === undefined ? Promise.resolve() : new Promise<void>((resolve) => {
-      server.closeAllConnections()
-      server.close(() => resolve())
+    return this.#listener.stop(() => {
+      for (const session of this.#sessions) this.#end(session)
     })
-    return this.#stopping
   }
 
   get host(): string {
-    return this.#options.host ?? '127.0.0.1'
+    return this.#listener.host
   }
 
   get port(): number {
-    const address = this.#server?.address()
-    return address !== null && typeof address === 'object' ? (address as AddressInfo).port : 0
+    return this.#listener.port
   }
 
   get url(): string {
@@ -202,9 +162,10 @@ export class InnovaphoneSimulator {
 
   /** Sessions that have UserInitialize'd this extension (a test's "is it monitored?"). */
   monitorCount(e164?: string): number {
+    const guid = e164 === undefined ? undefined : this.findPerson(e164)?.data.guid
     let count = 0
     for (const session of this.#sessions) {
-      for (const monitor of session.monitors.values()) if (e164 === undefined || this.#users.get(monitor.guid)?.e164 === e164) count++
+      for (const monitor of session.monitors.values()) if (e164 === undefined || monitor.guid === guid) count++
     }
     return count
   }
@@ -215,20 +176,20 @@ export class InnovaphoneSimulator {
     return count
   }
 
-  getDnd(e164: string): boolean {
-    return this.#user(e164).presence.get('tel:')?.activity === 'dnd'
-  }
-
   /** The tel: presence item of a person (activity and note), as colleagues would see it. */
   getPresence(e164: string): { activity: string; note: string } | undefined {
-    const item = this.#user(e164).presence.get('tel:')
+    const item = this.person(e164).data.presence.get('tel:')
     return item === undefined ? undefined : { activity: item.activity, note: item.note }
   }
 
   calls(): Array<{ callId: string; legs: Array<{ e164: string; state: number }> }> {
-    return [...this.#calls.values()].map((call) => ({
-      callId: String(call.id), legs: call.legs.map((leg) => ({ e164: this.#users.get(leg.guid)?.e164 ?? '?', state: leg.state })),
+    return this.liveCalls().map((call) => ({
+      callId: call.id, legs: call.legs.filter((leg) => leg.internal).map((leg) => ({ e164: leg.party, state: wireState(call, leg) })),
     }))
+  }
+
+  override legLabel(call: Call, leg: Leg): string {
+    return `0x${wireState(call, leg).toString(16)}`
   }
 
   // --- Faults ---------------------------------------------------------------------------------------------
@@ -257,139 +218,133 @@ export class InnovaphoneSimulator {
     return sent
   }
 
-  // --- Scripting: people --------------------------------------------------------------------------------
+  // --- Scripting beyond the shared model ------------------------------------------------------------------
 
   /** A new person: a table row (ReplicateAdd) and an RCC UserInfo. */
   addUser(user: SimUser): void {
-    const added = this.#addUser(user)
-    for (const session of this.#sessions) {
-      this.#replicate(session, 'ReplicateAdd', added)
-      this.#sendUserInfo(session, added)
-    }
+    this.addPerson(...this.#person(user))
   }
 
   /** Changes a person's name, e-mails, number or node. */
   updateUser(e164: string, patch: Partial<Omit<SimUser, 'guid'>>): void {
-    const user = this.#user(e164)
-    if (patch.cn !== undefined) user.cn = patch.cn
-    if (patch.e164 !== undefined) user.e164 = patch.e164
-    if (patch.h323 !== undefined) user.h323 = patch.h323
-    if (patch.dn !== undefined) user.dn = patch.dn
-    if (patch.emails !== undefined) user.emails = [...patch.emails]
-    if (patch.h323Email !== undefined) user.h323Email = patch.h323Email
-    if (patch.pbx !== undefined) user.pbx = patch.pbx
-    for (const session of this.#sessions) {
-      this.#replicate(session, 'ReplicateUpdate', user)
-      this.#sendUserInfo(session, user)
-    }
+    const data: Partial<InnoPersonData> = {}
+    if (patch.h323 !== undefined) data.h323 = patch.h323
+    if (patch.dn !== undefined) data.dn = patch.dn
+    if (patch.emails !== undefined) data.emails = [...patch.emails]
+    if (patch.h323Email !== undefined) data.h323Email = patch.h323Email
+    if (patch.pbx !== undefined) data.pbx = patch.pbx
+    this.updatePerson(e164, {
+      ...(patch.e164 === undefined ? {} : { extension: patch.e164 }),
+      ...(patch.cn === undefined ? {} : { name: patch.cn }),
+      ...(patch.emails === undefined ? {} : { email: patch.emails[0] }),
+      data,
+    })
+  }
+
+  /** The model's e-mail is the first of the person's e-mails here: setting it alone replaces the list. */
+  override updatePerson(e164: string, patch: PersonPatch<InnoPersonData>): void {
+    const emails = patch.data?.emails ?? ('email' in patch ? (patch.email === undefined ? [] : [patch.email]) : undefined)
+    super.updatePerson(e164, { ...patch, data: { ...patch.data, ...(emails === undefined ? {} : { emails }) } })
   }
 
   removeUser(e164: string): void {
-    const user = this.#user(e164)
-    this.#users.delete(user.guid)
-    for (const session of this.#sessions) {
-      this.#replicate(session, 'ReplicateDel', user)
-      if (session.rcc) this.#send(session, { api: 'RCC', mt: 'UserInfo', src: session.rccSrc, guid: user.guid, cn: user.cn, update: 'del' })
-      for (const [handle, monitor] of session.monitors) if (monitor.guid === user.guid) session.monitors.delete(handle)
-      for (const [src, guid] of session.presence) if (guid === user.guid) session.presence.delete(src)
-    }
-  }
-
-  // --- Scripting: calls ---------------------------------------------------------------------------------
-
-  /** A call from outside (or from extension `from`) rings at `e164`; returns the call id. */
-  incomingCall(e164: string, from: string = DEFAULT_EXTERNAL): string {
-    const callee = this.#user(e164)
-    const caller = [...this.#users.values()].find((user) => user.e164 === from)
-    const call: Call = { id: this.#nextCallId++, legs: [], external: caller === undefined ? from : undefined }
-    this.#calls.set(call.id, call)
-    if (caller !== undefined) {
-      // The caller's phone sent a setup to the PBX (no 0x80), then hears ringback.
-      const out: Leg = { guid: caller.guid, state: 0x01, msg: 'r-setup' }
-      call.legs.push(out)
-      this.#callInfo(call, out)
-      this.#setLeg(call, out, 0x03, 'x-call-proc')
-    }
-    // PBX-centric: a call from the PBX to the phone is outbound, so ringing here is 0x84 [C].
-    const leg: Leg = { guid: callee.guid, state: 0x81, msg: 'x-setup' }
-    call.legs.push(leg)
-    this.#callInfo(call, leg)
-    this.#setLeg(call, leg, 0x84, 'r-alert')
-    if (caller !== undefined) this.#setLeg(call, call.legs[0]!, 0x04, 'x-alert')
-    this.#userInfoUpdate(call)
-    return String(call.id)
-  }
-
-  /** `e164` dials `to`: an internal number rings there; an external one rings at once far away. */
-  outgoingCall(e164: string, to: string): string {
-    if ([...this.#users.values()].some((user) => user.e164 === to)) return this.incomingCall(to, e164)
-    const caller = this.#user(e164)
-    const call: Call = { id: this.#nextCallId++, legs: [], external: to }
-    this.#calls.set(call.id, call)
-    const leg: Leg = { guid: caller.guid, state: 0x01, msg: 'r-setup' }
-    call.legs.push(leg)
-    this.#callInfo(call, leg)
-    this.#setLeg(call, leg, 0x03, 'x-call-proc')
-    this.#setLeg(call, leg, 0x04, 'x-alert')
-    this.#userInfoUpdate(call)
-    return String(call.id)
-  }
-
-  /** The ringing side answers (an outgoing external call: the far end answers). */
-  answer(callId: string): void {
-    const call = this.#call(callId)
-    for (const leg of call.legs) {
-      const towardsPhone = (leg.state & 0x80) !== 0
-      this.#setLeg(call, leg, (leg.state & 0x380) | 0x05, towardsPhone ? 'r-conn' : 'x-conn')
-    }
-    this.#userInfoUpdate(call)
-  }
-
-  /** `e164` puts the call on hold; the other side is held by its peer. */
-  hold(callId: string, e164: string): void {
-    const call = this.#call(callId)
-    const holder = this.#user(e164)
-    for (const leg of call.legs) {
-      if (leg.guid === holder.guid) this.#setLeg(call, leg, leg.state | 0x100, 'r-hold')
-      else this.#setLeg(call, leg, leg.state | 0x200, 'x-hold')
-    }
-  }
-
-  retrieve(callId: string, e164: string): void {
-    const call = this.#call(callId)
-    const holder = this.#user(e164)
-    for (const leg of call.legs) {
-      if (leg.guid === holder.guid) this.#setLeg(call, leg, leg.state & ~0x100, 'r-retrieve')
-      else this.#setLeg(call, leg, leg.state & ~0x200, 'x-retrieve')
-    }
-  }
-
-  /** Someone hangs up (default: whoever is first); every leg gets disc, rel and the final del [C]. */
-  hangup(callId: string, e164?: string): void {
-    const call = this.#call(callId)
-    const by = e164 === undefined ? call.legs[0]?.guid : this.#user(e164).guid
-    for (const leg of call.legs) {
-      const direction = leg.state & 0x80
-      if (leg.guid === by) this.#setLeg(call, leg, direction | 0x07, 'r-disc')
-      else this.#setLeg(call, leg, direction | 0x06, 'x-disc')
-      this.#setLeg(call, leg, direction | 0x07, leg.guid === by ? 'x-rel' : 'r-rel')
-    }
-    this.#calls.delete(call.id)
-    for (const leg of call.legs) this.#callInfo(call, { ...leg, msg: 'del' })
-    this.#userInfoUpdate(call)
-  }
-
-  // --- Scripting: presence ------------------------------------------------------------------------------
-
-  /** The person sets or clears DND at the phone or in myApps (presence contact tel:, activity dnd). */
-  setDndAtPhone(e164: string, on: boolean): void {
-    const user = this.#user(e164)
-    this.#setPresence(user, 'tel:', on ? 'dnd' : '', on ? 'do not disturb' : '')
+    this.removePerson(e164)
   }
 
   /** Any other presence activity the person chooses ("away", "busy", ...). */
   setActivity(e164: string, activity: string, contact = 'tel:'): void {
-    this.#setPresence(this.#user(e164), contact, activity, '')
+    this.#setPresence(this.person(e164), contact, activity, '')
+  }
+
+  protected defaultData(fields: PersonFields): InnoPersonData {
+    return this.#person({ cn: fields.name, e164: fields.extension, ...(fields.email === undefined ? {} : { emails: [fields.email] }) })[1]
+  }
+
+  // --- The model's events on the wire ---------------------------------------------------------------------
+
+  protected announce(event: PhoneEvent<InnoPersonData>): void {
+    switch (event.kind) {
+      case 'placed': {
+        const { call } = event
+        const [caller, callee] = call.legs
+        // The caller's phone sends a setup (no 0x80) and hears ringback; a call from the PBX to the
+        // callee's phone is outbound from the PBX's view, so ringing there is 0x84 [C].
+        if (caller?.internal === true) {
+          this.#callInfo(call, caller, 0x01, 'r-setup')
+          this.#callInfo(call, caller, 0x03, 'x-call-proc')
+        }
+        if (callee?.internal === true) {
+          this.#callInfo(call, callee, 0x81, 'x-setup')
+          this.#callInfo(call, callee, 0x84, 'r-alert')
+        }
+        if (caller?.internal === true) this.#callInfo(call, caller, 0x04, 'x-alert')
+        return this.#userInfoUpdate(call)
+      }
+      case 'answered':
+        for (const leg of event.changed) this.#callInfo(event.call, leg, wireState(event.call, leg), leg.direction === 'in' ? 'r-conn' : 'x-conn')
+        return this.#userInfoUpdate(event.call)
+      case 'held':
+      case 'retrieved': {
+        const suffix = event.kind === 'held' ? 'hold' : 'retrieve'
+        for (const leg of event.call.legs) this.#callInfo(event.call, leg, wireState(event.call, leg), `${leg === event.leg ? 'r' : 'x'}-${suffix}`)
+        return
+      }
+      case 'leg':
+        return this.#callInfo(event.call, event.leg, wireState(event.call, event.leg), msgOf(event.call, event.leg))
+      case 'cleared': {
+        // Every leg gets disc and rel, then the final del [C].
+        const { call, releasing } = event
+        for (const leg of call.legs) {
+          const direction = leg.direction === 'in' ? 0x80 : 0
+          const first = leg === releasing
+          this.#callInfo(call, leg, direction | (first ? 0x07 : 0x06), first ? 'r-disc' : 'x-disc')
+          this.#callInfo(call, leg, direction | 0x07, first ? 'x-rel' : 'r-rel')
+        }
+        for (const leg of call.legs) this.#callInfo(call, leg, (leg.direction === 'in' ? 0x80 : 0) | 0x07, 'del')
+        return this.#userInfoUpdate(call)
+      }
+      case 'dnd': {
+        const { person } = event
+        if ((person.data.presence.get('tel:')?.activity === 'dnd') === person.dnd) return
+        return this.#setPresence(person, 'tel:', person.dnd ? 'dnd' : '', person.dnd ? 'do not disturb' : '')
+      }
+      case 'person-added':
+      case 'person-changed':
+        for (const session of this.#sessions) {
+          this.#replicate(session, event.kind === 'person-added' ? 'ReplicateAdd' : 'ReplicateUpdate', event.person)
+          this.#sendUserInfo(session, event.person)
+        }
+        return
+      case 'person-removed': {
+        const { guid } = event.person.data
+        for (const session of this.#sessions) {
+          this.#replicate(session, 'ReplicateDel', event.person)
+          if (session.rcc) this.#send(session, { api: 'RCC', mt: 'UserInfo', src: session.rccSrc, guid, cn: event.person.name, update: 'del' })
+          for (const [handle, monitor] of session.monitors) if (monitor.guid === guid) session.monitors.delete(handle)
+          for (const [src, monitored] of session.presence) if (monitored === guid) session.presence.delete(src)
+        }
+        return
+      }
+    }
+  }
+
+  #createServer(): Server {
+    const tls = this.#options.tls
+    const server = tls === undefined ? createHttpServer() : createHttpsServer({ cert: tls.cert, key: tls.key })
+    // autoPong off: a frozen PBX must not answer pings either (the silent-peer case).
+    const wss = new WebSocketServer({ noServer: true, autoPong: false, perMessageDeflate: false })
+    server.on('request', (_request, response) => {
+      response.writeHead(404).end()
+    })
+    server.on('upgrade', (request: IncomingMessage, socket: Socket, head: Buffer) => {
+      if ((request.url ?? '').split('?')[0] !== (this.#options.path ?? DEFAULT_PATH)) {
+        socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n')
+        return
+      }
+      wss.handleUpgrade(request, socket, head, (ws) => this.#accept(ws))
+    })
+    server.on('close', () => wss.close())
+    return server
   }
 
   // --- Connections ----------------------------------------------------------------------------------------
@@ -513,7 +468,7 @@ export class InnovaphoneSimulator {
   /** UserInfo for everyone, at most usersPerTick every 20 ms [C], then InitializeResult; updates from then on. */
   #rccInitialize(session: Session, src: string | undefined): void {
     session.rccSrc = src
-    const queue = [...this.#users.values()]
+    const queue = this.people()
     const perTick = this.#options.usersPerTick ?? 50
     const tick = (): void => {
       for (const user of queue.splice(0, perTick)) this.#send(session, this.#userInfoMessage(session, user))
@@ -531,96 +486,86 @@ export class InnovaphoneSimulator {
     tick()
   }
 
-  #userInfoMessage(session: Session, user: User): Json {
-    let channel = 0
-    let alert = 0
-    for (const call of this.#calls.values()) {
-      for (const leg of call.legs) {
-        if (leg.guid !== user.guid) continue
-        channel++
-        if ((leg.state & 0x0f) === 4 && (leg.state & 0x80) !== 0) alert++
-      }
-    }
+  #userInfoMessage(session: Session, user: InnoPerson): Json {
+    const legs = this.legsOf(user.extension)
+    const alert = legs.filter(({ leg }) => leg.state === 'ringing').length
+    const { guid, dn, h323, pbx } = user.data
     return {
-      api: 'RCC', mt: 'UserInfo', src: session.rccSrc, guid: user.guid, cn: user.cn, dn: user.dn, h323: user.h323, e164: user.e164,
-      node: 'root', pbx: user.pbx, alert, channel, regs: [{ hw: `IP222-${user.e164}`, soap: false }],
+      api: 'RCC', mt: 'UserInfo', src: session.rccSrc, guid, cn: user.name, dn, h323, e164: user.extension,
+      node: 'root', pbx, alert, channel: legs.length, regs: [{ hw: `IP222-${user.extension}`, soap: false }],
     }
   }
 
-  #sendUserInfo(session: Session, user: User): void {
+  #sendUserInfo(session: Session, user: InnoPerson): void {
     if (session.rcc) this.#send(session, this.#userInfoMessage(session, user))
   }
 
   #userInfoUpdate(call: Call): void {
     for (const leg of call.legs) {
-      const user = this.#users.get(leg.guid)
+      const user = leg.internal ? this.findPerson(leg.party) : undefined
       if (user === undefined) continue
       for (const session of this.#sessions) this.#sendUserInfo(session, user)
     }
   }
 
   #userInitialize(session: Session, message: Json, src: string | undefined): void {
-    const user = [...this.#users.values()].find((candidate) => candidate.cn === message.cn)
+    const user = this.people().find((candidate) => candidate.name === message.cn)
     if (user === undefined) {
       // What the PBX answers for an unknown cn is [U]: a result without a user handle, with an error.
       this.#send(session, { api: 'RCC', mt: 'UserInitializeResult', src, error: 'unknown user', errorText: `no user with cn ${String(message.cn)}` })
       return
     }
     const handle = this.#nextHandle++
-    session.monitors.set(handle, { guid: user.guid, src })
+    session.monitors.set(handle, { guid: user.data.guid, src })
     this.#send(session, { api: 'RCC', mt: 'UserInitializeResult', src, user: handle })
     // The calls the person is in right now [I: the PBX reports existing calls after UserInitialize].
-    for (const call of this.#calls.values()) {
-      for (const leg of call.legs) if (leg.guid === user.guid) this.#send(session, this.#callInfoMessage(call, leg, handle, src))
-    }
+    for (const { call, leg } of this.legsOf(user.extension)) this.#send(session, this.#callInfoMessage(call, leg, handle, src, wireState(call, leg), msgOf(call, leg)))
   }
 
-  #callInfoMessage(call: Call, leg: Leg, handle: number, src: string | undefined): Json {
-    const other = call.legs.find((candidate) => candidate.guid !== leg.guid)
-    const peer = other === undefined ? { e164: call.external ?? '', h323: '' } : { e164: this.#users.get(other.guid)?.e164 ?? '', h323: this.#users.get(other.guid)?.h323 ?? '' }
-    const message: Json = { api: 'RCC', mt: 'CallInfo', src, user: handle, call: call.id, state: leg.state, peer, msg: leg.msg }
-    if (leg.msg === 'del' || leg.msg.endsWith('-rel')) message.info = [{ type: 'cause', vali: 16, vals: 'Normal call clearing' }]
+  #callInfoMessage(call: Call, leg: Leg, handle: number, src: string | undefined, state: number, msg: string): Json {
+    const other = call.legs.find((candidate) => candidate !== leg)
+    const peerUser = other?.internal === true ? this.findPerson(other.party) : undefined
+    const peer = peerUser === undefined ? { e164: other?.party ?? '', h323: '' } : { e164: peerUser.extension, h323: peerUser.data.h323 }
+    const message: Json = { api: 'RCC', mt: 'CallInfo', src, user: handle, call: Number(call.id), state, peer, msg }
+    if (msg === 'del' || msg.endsWith('-rel')) message.info = [{ type: 'cause', vali: 16, vals: 'Normal call clearing' }]
     return message
   }
 
-  #callInfo(call: Call, leg: Leg): void {
+  /** A CallInfo with this state and msg to every monitor of the leg's person. */
+  #callInfo(call: Call, leg: Leg, state: number, msg: string): void {
+    const guid = leg.internal ? this.findPerson(leg.party)?.data.guid : undefined
+    if (guid === undefined) return
     for (const session of this.#sessions) {
       for (const [handle, monitor] of session.monitors) {
-        if (monitor.guid === leg.guid) this.#send(session, this.#callInfoMessage(call, leg, handle, monitor.src))
+        if (monitor.guid === guid) this.#send(session, this.#callInfoMessage(call, leg, handle, monitor.src, state, msg))
       }
     }
-  }
-
-  #setLeg(call: Call, leg: Leg, state: number, msg: string): void {
-    leg.state = state
-    leg.msg = msg
-    this.#callInfo(call, leg)
   }
 
   // --- PbxApi ---------------------------------------------------------------------------------------------
 
   #subscribePresence(session: Session, message: Json, src: string | undefined): void {
-    const user = [...this.#users.values()].find((candidate) => (typeof message.sip === 'string' && message.sip !== '' && candidate.h323 === message.sip)
-      || (typeof message.num === 'string' && message.num !== '' && candidate.e164 === message.num))
+    const user = this.people().find((candidate) => (typeof message.sip === 'string' && message.sip !== '' && candidate.data.h323 === message.sip)
+      || (typeof message.num === 'string' && message.num !== '' && candidate.extension === message.num))
     if (user === undefined) {
       this.#send(session, { api: 'PbxApi', mt: 'SubscribePresenceResult', src, error: 1, errorText: 'unknown user' })
       return
     }
-    session.presence.set(src, user.guid)
+    session.presence.set(src, user.data.guid)
     this.#send(session, { api: 'PbxApi', mt: 'SubscribePresenceResult', src })
-    this.#send(session, { api: 'PbxApi', mt: 'PresenceState', src, up: true, sip: user.h323, num: user.e164, dn: user.dn, email: user.emails[0] ?? '' })
+    this.#send(session, { api: 'PbxApi', mt: 'PresenceState', src, up: true, sip: user.data.h323, num: user.extension, dn: user.data.dn, email: user.data.emails[0] ?? '' })
     this.#send(session, this.#presenceUpdate(user, src))
   }
 
-  #presenceUpdate(user: User, src: string | undefined): Json {
-    const presence = [...user.presence.values()].sort((a, b) => b.at - a.at).map(({ contact, status, activity, note }) => ({ contact, status, activity, note }))
+  #presenceUpdate(user: InnoPerson, src: string | undefined): Json {
+    const presence = [...user.data.presence.values()].sort((a, b) => b.at - a.at).map(({ contact, status, activity, note }) => ({ contact, status, activity, note }))
     return { api: 'PbxApi', mt: 'PresenceUpdate', src, presence }
   }
 
   #setPresenceRequest(session: Session, message: Json, src: string | undefined): void {
     this.#stats.setPresence++
-    const user = [...this.#users.values()].find((candidate) => (typeof message.sip === 'string' && message.sip !== '' && candidate.h323 === message.sip)
-      || (typeof message.guid === 'string' && candidate.guid === message.guid))
+    const user = this.people().find((candidate) => (typeof message.sip === 'string' && message.sip !== '' && candidate.data.h323 === message.sip)
+      || (typeof message.guid === 'string' && candidate.data.guid === message.guid))
     if (user === undefined) {
       this.#send(session, { api: 'PbxApi', mt: 'SetPresenceResult', src, error: 1, errorText: 'no such user' })
       return
@@ -630,11 +575,13 @@ export class InnovaphoneSimulator {
     this.#setPresence(user, contact, typeof message.activity === 'string' ? message.activity : '', typeof message.note === 'string' ? message.note : '')
   }
 
-  #setPresence(user: User, contact: string, activity: string, note: string): void {
-    user.presence.set(contact, { contact, status: 'open', activity, note, at: performance.now() })
+  /** Presence is the source of DND here: the tel: contact's activity "dnd" is the phone's DND [C]. */
+  #setPresence(user: InnoPerson, contact: string, activity: string, note: string): void {
+    user.data.presence.set(contact, { contact, status: 'open', activity, note, at: performance.now() })
     for (const session of this.#sessions) {
-      for (const [src, guid] of session.presence) if (guid === user.guid) this.#send(session, this.#presenceUpdate(user, src))
+      for (const [src, guid] of session.presence) if (guid === user.data.guid) this.#send(session, this.#presenceUpdate(user, src))
     }
+    if (contact === 'tel:') this.setDnd(user.extension, activity === 'dnd')
   }
 
   // --- PbxTableUsers --------------------------------------------------------------------------------------
@@ -642,7 +589,7 @@ export class InnovaphoneSimulator {
   #replicateStart(session: Session, message: Json, src: string | undefined): void {
     const requested = typeof message.columns === 'object' && message.columns !== null ? Object.keys(message.columns) : []
     const columns = requested.length > 0 ? requested : ['guid', 'h323', 'cn', 'dn', 'e164', 'h323-email', 'emails']
-    session.replication = { src, queue: [...this.#users.keys()], columns, live: false }
+    session.replication = { src, queue: this.people().map((user) => user.data.guid), columns, live: false }
     this.#send(session, { api: 'PbxTableUsers', mt: 'ReplicateStartResult', src, columns: Object.fromEntries(columns.map((column) => [column, {}])) })
   }
 
@@ -660,54 +607,60 @@ export class InnovaphoneSimulator {
         this.#send(session, { api: 'PbxTableUsers', mt: 'ReplicateNextResult', src })
         return
       }
-      const user = this.#users.get(guid)
+      const user = this.#byGuid(guid)
       if (user === undefined) continue
       this.#send(session, { api: 'PbxTableUsers', mt: 'ReplicateNextResult', src, columns: this.#row(user, replication.columns) })
       return
     }
   }
 
-  #row(user: User, columns: string[]): Json {
-    const all: Json = {
-      guid: user.guid, h323: user.h323, cn: user.cn, dn: user.dn, e164: user.e164, 'h323-email': user.h323Email,
-      emails: user.emails.map((email) => ({ email })),
-    }
+  #row(user: InnoPerson, columns: string[]): Json {
+    const { guid, h323, dn, h323Email, emails } = user.data
+    const all: Json = { guid, h323, cn: user.name, dn, e164: user.extension, 'h323-email': h323Email, emails: emails.map((email) => ({ email })) }
     return Object.fromEntries(columns.filter((column) => column in all).map((column) => [column, all[column]]))
   }
 
-  #replicate(session: Session, mt: 'ReplicateAdd' | 'ReplicateUpdate' | 'ReplicateDel', user: User): void {
+  #replicate(session: Session, mt: 'ReplicateAdd' | 'ReplicateUpdate' | 'ReplicateDel', user: InnoPerson): void {
     const replication = session.replication
     if (replication === undefined) return
     if (!replication.live) {
       // Still reading the table: a new row joins the queue, the others show when read.
-      if (mt === 'ReplicateAdd') replication.queue.push(user.guid)
+      if (mt === 'ReplicateAdd') replication.queue.push(user.data.guid)
       return
     }
-    const columns = mt === 'ReplicateDel' ? { guid: user.guid } : this.#row(user, replication.columns)
+    const columns = mt === 'ReplicateDel' ? { guid: user.data.guid } : this.#row(user, replication.columns)
     this.#send(session, { api: 'PbxTableUsers', mt, src: replication.src, columns })
   }
 
   // --- Helpers --------------------------------------------------------------------------------------------
 
-  #addUser(user: SimUser): User {
-    const guid = user.guid ?? randomBytes(16).toString('hex')
-    const added: User = {
-      guid, cn: user.cn, e164: user.e164, h323: user.h323 ?? user.cn.toLowerCase().replace(/\s+/g, '.'), dn: user.dn ?? user.cn,
+  #person(user: SimUser): [PersonFields, InnoPersonData] {
+    const data: InnoPersonData = {
+      guid: user.guid ?? randomBytes(16).toString('hex'), h323: user.h323 ?? user.cn.toLowerCase().replace(/\s+/g, '.'), dn: user.dn ?? user.cn,
       emails: [...(user.emails ?? [])], h323Email: user.h323Email ?? false, pbx: user.pbx ?? this.#options.pbxName ?? 'master',
       presence: new Map([['im:', { contact: 'im:', status: 'open', activity: '', note: '', at: 0 }]]),
     }
-    this.#users.set(guid, added)
-    return added
+    return [{ extension: user.e164, name: user.cn, email: data.emails[0] }, data]
   }
 
-  #user(e164: string): User {
-    for (const user of this.#users.values()) if (user.e164 === e164) return user
-    throw new Error(`no user with extension ${e164}`)
+  #byGuid(guid: string): InnoPerson | undefined {
+    return this.people().find((user) => user.data.guid === guid)
   }
+}
 
-  #call(callId: string): Call {
-    const call = this.#calls.get(Number(callId))
-    if (call === undefined) throw new Error(`no call ${callId}`)
-    return call
+function wireState(call: Call, leg: Leg): number {
+  if (leg.wire !== undefined) return leg.wire
+  return (leg.direction === 'in' ? 0x80 : 0) | STATE_NIBBLE[leg.state] | (leg.held ? 0x100 : 0) | (call.legs.some((other) => other !== leg && other.held) ? 0x200 : 0)
+}
+
+/** The last message a leg in this state has had, for calls reported after UserInitialize. */
+function msgOf(call: Call, leg: Leg): string {
+  if (leg.held) return 'r-hold'
+  if (call.legs.some((other) => other !== leg && other.held)) return 'x-hold'
+  switch (leg.state) {
+    case 'connected': return leg.direction === 'in' ? 'r-conn' : 'x-conn'
+    case 'ringing': return 'r-alert'
+    case 'ringback': return 'x-alert'
+    case 'dialing': return 'x-call-proc'
   }
 }

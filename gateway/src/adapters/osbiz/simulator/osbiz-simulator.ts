@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { createServer, type AddressInfo, type Server, type Socket } from 'node:net'
+import { createServer, type Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import type { Logger } from 'pino'
 import type { CstaDecoded, CstaFrameDecoder } from '../csta/codec.js'
@@ -11,12 +11,16 @@ import type {
 } from '../csta/model.js'
 import { CSTA_ED3_NAMESPACE, XmlCstaCodec } from '../csta/xml-codec.js'
 import { EVENT_INVOKE_ID } from '../csta/xml-framing.js'
+import { PhoneSystem, type Leg, type PhoneEvent } from '../../sim-kit/phone-system.js'
+import { SimListener } from '../../sim-kit/listener.js'
 
 /**
  * An OpenScape Business CSTA link as far as the public facts go (research §1.2-1.12): ECMA-323 XML in the
  * 8-byte framing, ECMA-354 sessions that die at 2× their duration without a reset, SystemStatus heartbeats,
  * at most 4 links, device monitors with limits, SnapshotDevice, DND with the "same value, no event" rule.
- * Responses carry xmlns, events do not (as some switches do), so clients must parse tolerantly.
+ * Responses carry xmlns, events do not (as some switches do), so clients must parse tolerantly. People and
+ * calls are the shared phone-system model (sim-kit); this file is the wire side: sessions, monitor points and
+ * each model event as CSTA events to the monitors of the devices in the call.
  */
 
 export interface SimulatorUser {
@@ -73,23 +77,6 @@ export interface SimulatorStats {
   linksRefused: number
 }
 
-interface SimDevice {
-  user: SimulatorUser
-  dnd: boolean
-}
-
-interface SimLeg {
-  device: string
-  state: LocalConnectionState
-}
-
-interface SimCall {
-  id: string
-  calling: string
-  called: string
-  legs: SimLeg[]
-}
-
 interface SimLink {
   socket: Socket
   decoder: CstaFrameDecoder
@@ -106,23 +93,21 @@ interface SimLink {
 /** A call event before the per-recipient fields are filled in (Omit applied to each member of the union). */
 type CallEventBody = CstaCallEvent extends infer E ? E extends CstaCallEvent ? Omit<E, 'monitorCrossRefId' | 'localConnectionInfo'> : never : never
 
-const DEFAULT_EXTERNAL_CALLER = '+4989123456'
 /** The switch's own invoke ids; clients use 1..8999 and 9999 marks events. */
 const FIRST_SWITCH_INVOKE_ID = 9000
 const LAST_SWITCH_INVOKE_ID = 9998
 
-export class OsbizSimulator {
+/** CSTA has no user list: a device is a person with no data beyond the model's. */
+type NoData = Record<never, never>
+
+export class OsbizSimulator extends PhoneSystem<NoData> {
   readonly #options: OsbizSimulatorOptions
-  readonly #devices = new Map<string, SimDevice>()
-  readonly #calls = new Map<string, SimCall>()
+  readonly #listener: SimListener
   readonly #links = new Set<SimLink>()
   readonly #eventListeners = new Set<(record: SimulatorEventRecord) => void>()
   readonly #stats: SimulatorStats = {
     sessionsStarted: 0, sessionsRejected: 0, sessionResets: 0, systemStatusSent: 0, systemStatusAnswered: 0, linksRefused: 0,
   }
-  #server: Server | undefined
-  #stopping: Promise<void> | undefined
-  #nextCallId = 1
   #nextCrossRefId = 1
   #nextSwitchInvokeId = FIRST_SWITCH_INVOKE_ID
   readonly #responseCodec: XmlCstaCodec
@@ -130,49 +115,36 @@ export class OsbizSimulator {
   readonly #eventCodec: XmlCstaCodec
 
   constructor(options: OsbizSimulatorOptions = {}) {
+    super()
     this.#options = options
+    this.#listener = new SimListener({ host: options.host, port: options.port, create: () => createServer((socket) => this.#accept(socket)) })
     const prefix = options.devicePrefix === undefined ? {} : { devicePrefix: options.devicePrefix }
     this.#responseCodec = new XmlCstaCodec(prefix)
     this.#eventCodec = new XmlCstaCodec({ ...prefix, includeNamespace: false })
-    for (const user of options.users ?? []) this.#devices.set(user.extension, { user: { ...user }, dnd: false })
+    for (const user of options.users ?? []) this.addPerson(user, {}, true)
   }
 
   // --- Lifecycle ------------------------------------------------------------------------------------------
 
   /** Listens and resolves with the bound address. Idempotent. */
   async start(): Promise<{ host: string; port: number }> {
-    if (this.#server === undefined) {
-      const server = createServer((socket) => this.#accept(socket))
-      this.#server = server
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject)
-        server.listen(this.#options.port ?? 0, this.#options.host ?? '127.0.0.1', () => {
-          server.off('error', reject)
-          resolve()
-        })
-      })
-    }
+    await this.#listener.start()
     return { host: this.host, port: this.port }
   }
 
   /** Closes every link and the listener, and clears every timer. Idempotent. */
   stop(): Promise<void> {
-    if (this.#stopping !== undefined) return this.#stopping
-    const server = this.#server
-    for (const link of this.#links) link.socket.destroy()
-    this.#stopping = server === undefined
-      ? Promise.resolve()
-      : new Promise<void>((resolve) => server.close(() => resolve()))
-    return this.#stopping
+    return this.#listener.stop(() => {
+      for (const link of this.#links) link.socket.destroy()
+    })
   }
 
   get host(): string {
-    return this.#options.host ?? '127.0.0.1'
+    return this.#listener.host
   }
 
   get port(): number {
-    const address = this.#server?.address()
-    return address !== null && typeof address === 'object' ? (address as AddressInfo).port : 0
+    return this.#listener.port
   }
 
   get connectionCount(): number {
@@ -189,14 +161,14 @@ export class OsbizSimulator {
     return { ...this.#stats }
   }
 
-  getDnd(extension: string): boolean {
-    return this.#device(extension).dnd
+  calls(): SimulatorCall[] {
+    return this.liveCalls().map((call) => ({
+      callId: call.id, calling: call.calling, called: call.called, legs: call.legs.map((leg) => ({ device: leg.party, state: localState(leg) })),
+    }))
   }
 
-  calls(): SimulatorCall[] {
-    return [...this.#calls.values()].map((call) => ({
-      callId: call.id, calling: call.calling, called: call.called, legs: call.legs.map((leg) => ({ ...leg })),
-    }))
+  override legLabel(_call: unknown, leg: Leg): string {
+    return localState(leg)
   }
 
   /** Called for every CSTA event written to a client, e.g. to measure latency. */
@@ -221,106 +193,90 @@ export class OsbizSimulator {
     return count
   }
 
-  // --- Scripting: what people do at their phones -----------------------------------------------------------
-
-  /** An external (or, if `from` is an extension, internal) call rings at `extension`. */
-  incomingCall(extension: string, from: string = DEFAULT_EXTERNAL_CALLER): string {
-    this.#device(extension)
-    if (this.#devices.has(from)) return this.outgoingCall(from, extension)
-    const call = this.#newCall(from, extension, [{ device: from, state: 'connected' }, { device: extension, state: 'alerting' }])
-    this.#sendCallEvent(call, {
-      kind: 'DeliveredEvent',
-      connection: { callId: call.id, deviceId: extension },
-      alertingDevice: extension,
-      callingDevice: from,
-      calledDevice: extension,
-      cause: 'newCall',
-    })
-    return call.id
+  protected defaultData(): NoData {
+    return {}
   }
 
-  /** `extension` lifts the handset and dials `to`; an internal `to` starts ringing. */
-  outgoingCall(extension: string, to: string): string {
-    this.#device(extension)
-    const call = this.#newCall(extension, to, [{ device: extension, state: 'initiated' }])
-    const caller = { callId: call.id, deviceId: extension }
-    this.#sendCallEvent(call, { kind: 'ServiceInitiatedEvent', connection: caller, initiatingDevice: extension, cause: 'newCall' })
-    this.#setLeg(call, extension, 'connected')
-    this.#sendCallEvent(call, { kind: 'OriginatedEvent', connection: caller, callingDevice: extension, calledDevice: to, cause: 'newCall' })
-    call.legs.push({ device: to, state: 'alerting' })
-    this.#sendCallEvent(call, {
-      kind: 'DeliveredEvent',
-      connection: { callId: call.id, deviceId: to },
-      alertingDevice: to,
-      callingDevice: extension,
-      calledDevice: to,
-      cause: 'newCall',
-    })
-    return call.id
-  }
+  // --- The model's events on the wire ---------------------------------------------------------------------
 
-  /** The ringing party answers. */
-  answer(callId: string): void {
-    const call = this.#call(callId)
-    const leg = call.legs.find((candidate) => candidate.state === 'alerting')
-    if (leg === undefined) throw new Error(`call ${callId} is not ringing`)
-    leg.state = 'connected'
-    this.#sendCallEvent(call, {
-      kind: 'EstablishedEvent',
-      connection: { callId, deviceId: leg.device },
-      answeringDevice: leg.device,
-      callingDevice: call.calling,
-      calledDevice: call.called,
-      cause: 'newCall',
-    })
-  }
-
-  hold(callId: string, extension: string): void {
-    const call = this.#call(callId)
-    const leg = this.#leg(call, extension)
-    if (leg.state !== 'connected') throw new Error(`${extension} is not connected in call ${callId}`)
-    leg.state = 'hold'
-    this.#sendCallEvent(call, { kind: 'HeldEvent', connection: { callId, deviceId: extension }, holdingDevice: extension })
-  }
-
-  retrieve(callId: string, extension: string): void {
-    const call = this.#call(callId)
-    const leg = this.#leg(call, extension)
-    if (leg.state !== 'hold') throw new Error(`${extension} does not hold call ${callId}`)
-    leg.state = 'connected'
-    this.#sendCallEvent(call, { kind: 'RetrievedEvent', connection: { callId, deviceId: extension }, retrievingDevice: extension })
-  }
-
-  /**
-   * Ends the call: `releasing` (default: the caller) hangs up first, then the switch clears every other
-   * connection, one ConnectionClearedEvent per leg, as a two-party call ends.
-   */
-  hangup(callId: string, releasing?: string): void {
-    const call = this.#call(callId)
-    const first = releasing === undefined ? call.legs[0] : this.#leg(call, releasing)
-    const order = [...call.legs].sort((a, b) => (a === first ? -1 : b === first ? 1 : 0))
-    for (const leg of order) {
-      const recipients = call.legs.map((candidate) => candidate.device)
-      call.legs = call.legs.filter((candidate) => candidate !== leg)
-      this.#sendCallEvent(call, {
-        kind: 'ConnectionClearedEvent',
-        connection: { callId, deviceId: leg.device },
-        releasingDevice: leg.device,
-        cause: 'normalClearing',
-      }, recipients)
+  /** Each event goes to every monitor of every device in the call, with that device's own connection state. */
+  protected announce(event: PhoneEvent<NoData>): void {
+    switch (event.kind) {
+      case 'placed': {
+        const { call } = event
+        const [caller, callee] = call.legs
+        if (caller === undefined || callee === undefined) return
+        if (caller.internal) {
+          // The caller lifts the handset (initiated), then dials (connected) before the callee is reached.
+          const connection = { callId: call.id, deviceId: caller.party }
+          this.#sendCallEvent({ kind: 'ServiceInitiatedEvent', connection, initiatingDevice: caller.party, cause: 'newCall' }, [caller], () => 'initiated')
+          this.#sendCallEvent({ kind: 'OriginatedEvent', connection, callingDevice: caller.party, calledDevice: callee.party, cause: 'newCall' }, [caller])
+        }
+        this.#sendCallEvent({
+          kind: 'DeliveredEvent',
+          connection: { callId: call.id, deviceId: callee.party },
+          alertingDevice: callee.party,
+          callingDevice: call.calling,
+          calledDevice: call.called,
+          cause: 'newCall',
+        }, call.legs)
+        return
+      }
+      case 'answered': {
+        const { call, answering } = event
+        this.#sendCallEvent({
+          kind: 'EstablishedEvent',
+          connection: { callId: call.id, deviceId: answering.party },
+          answeringDevice: answering.party,
+          callingDevice: call.calling,
+          calledDevice: call.called,
+          cause: 'newCall',
+        }, call.legs)
+        return
+      }
+      case 'held':
+      case 'retrieved': {
+        const { call, leg } = event
+        const connection = { callId: call.id, deviceId: leg.party }
+        this.#sendCallEvent(event.kind === 'held'
+          ? { kind: 'HeldEvent', connection, holdingDevice: leg.party }
+          : { kind: 'RetrievedEvent', connection, retrievingDevice: leg.party }, call.legs)
+        return
+      }
+      case 'cleared': {
+        // The releasing party first, then the switch clears every other connection, one event per leg.
+        const { call, releasing } = event
+        let remaining = [...call.legs]
+        for (const leg of [releasing, ...call.legs.filter((other) => other !== releasing)]) {
+          const recipients = remaining
+          remaining = remaining.filter((other) => other !== leg)
+          this.#sendCallEvent({
+            kind: 'ConnectionClearedEvent',
+            connection: { callId: call.id, deviceId: leg.party },
+            releasingDevice: leg.party,
+            cause: 'normalClearing',
+          }, recipients, (recipient) => (recipient === leg ? 'null' : localState(recipient)))
+        }
+        return
+      }
+      case 'dnd': {
+        const { extension } = event.person
+        for (const link of this.#links) {
+          for (const [monitorCrossRefId, monitored] of link.monitors) {
+            if (monitored === extension) this.#sendEvent(link, extension, { kind: 'DoNotDisturbEvent', monitorCrossRefId, device: extension, doNotDisturbOn: event.person.dnd })
+          }
+        }
+        return
+      }
+      default:
+        // A scripted leg state, and changes to the people: CSTA has no event for them.
     }
-    this.#calls.delete(callId)
-  }
-
-  /** The person presses the DND key. No event when it is already in that state. */
-  setDndAtPhone(extension: string, on: boolean): void {
-    this.#setDnd(extension, on)
   }
 
   // --- Connections ----------------------------------------------------------------------------------------
 
   #accept(socket: Socket): void {
-    if (this.#stopping !== undefined || this.#links.size >= (this.#options.maxLinks ?? 4)) {
+    if (this.#listener.stopping || this.#links.size >= (this.#options.maxLinks ?? 4)) {
       this.#stats.linksRefused++
       socket.destroy()
       return
@@ -396,7 +352,7 @@ export class OsbizSimulator {
         this.#respond(link, invokeId, { kind: 'RequestSystemStatusResponse', systemStatus: 'normal' })
         return
       case 'MonitorStart': {
-        if (!this.#devices.has(message.device)) {
+        if (this.findPerson(message.device) === undefined) {
           this.#respond(link, invokeId, { kind: 'CSTAErrorCode', category: 'operation', value: 'invalidDeviceID' })
           return
         }
@@ -417,20 +373,17 @@ export class OsbizSimulator {
         this.#respond(link, invokeId, { kind: 'MonitorStopResponse' })
         return
       case 'SnapshotDevice': {
-        if (!this.#devices.has(message.device)) {
+        if (this.findPerson(message.device) === undefined) {
           this.#respond(link, invokeId, { kind: 'CSTAErrorCode', category: 'operation', value: 'invalidDeviceID' })
           return
         }
-        const calls: SnapshotCall[] = []
-        for (const call of this.#calls.values()) {
-          const leg = call.legs.find((candidate) => candidate.device === message.device)
-          if (leg !== undefined) calls.push({ callId: call.id, deviceId: message.device, localConnectionState: leg.state })
-        }
+        const calls: SnapshotCall[] = this.legsOf(message.device)
+          .map(({ call, leg }) => ({ callId: call.id, deviceId: message.device, localConnectionState: localState(leg) }))
         this.#respond(link, invokeId, { kind: 'SnapshotDeviceResponse', calls })
         return
       }
       case 'GetDoNotDisturb': {
-        const device = this.#devices.get(message.device)
+        const device = this.findPerson(message.device)
         if (device === undefined) {
           this.#respond(link, invokeId, { kind: 'CSTAErrorCode', category: 'operation', value: 'invalidDeviceID' })
           return
@@ -439,13 +392,13 @@ export class OsbizSimulator {
         return
       }
       case 'SetDoNotDisturb': {
-        if (!this.#devices.has(message.device)) {
+        if (this.findPerson(message.device) === undefined) {
           this.#respond(link, invokeId, { kind: 'CSTAErrorCode', category: 'operation', value: 'invalidDeviceID' })
           return
         }
         // ECMA-269 §9.5.1: the positive answer comes first; an event follows only on a real change.
         this.#respond(link, invokeId, { kind: 'SetDoNotDisturbResponse' })
-        this.#setDnd(message.device, message.doNotDisturbOn)
+        this.setDnd(message.device, message.doNotDisturbOn)
         return
       }
       default:
@@ -525,28 +478,11 @@ export class OsbizSimulator {
 
   // --- State and events -----------------------------------------------------------------------------------
 
-  #setDnd(extension: string, on: boolean): void {
-    const device = this.#device(extension)
-    if (device.dnd === on) return
-    device.dnd = on
+  #sendCallEvent(body: CallEventBody, legs: readonly Leg[], local: (leg: Leg) => LocalConnectionState = localState): void {
     for (const link of this.#links) {
       for (const [monitorCrossRefId, monitored] of link.monitors) {
-        if (monitored !== extension) continue
-        this.#sendEvent(link, extension, { kind: 'DoNotDisturbEvent', monitorCrossRefId, device: extension, doNotDisturbOn: on })
-      }
-    }
-  }
-
-  /**
-   * Sends the event to every monitor of every device in the call (or in `recipients`), each with its own
-   * cross reference and its own device's connection state.
-   */
-  #sendCallEvent(call: SimCall, body: CallEventBody, recipients: string[] = call.legs.map((leg) => leg.device)): void {
-    for (const link of this.#links) {
-      for (const [monitorCrossRefId, monitored] of link.monitors) {
-        if (!recipients.includes(monitored)) continue
-        const localConnectionInfo = call.legs.find((leg) => leg.device === monitored)?.state ?? 'null'
-        this.#sendEvent(link, monitored, { ...body, monitorCrossRefId, localConnectionInfo })
+        const leg = legs.find((candidate) => candidate.party === monitored)
+        if (leg !== undefined) this.#sendEvent(link, monitored, { ...body, monitorCrossRefId, localConnectionInfo: local(leg) })
       }
     }
   }
@@ -573,31 +509,15 @@ export class OsbizSimulator {
     return true
   }
 
-  #newCall(calling: string, called: string, legs: SimLeg[]): SimCall {
-    const call: SimCall = { id: String(this.#nextCallId++), calling, called, legs }
-    this.#calls.set(call.id, call)
-    return call
-  }
+}
 
-  #setLeg(call: SimCall, device: string, state: LocalConnectionState): void {
-    this.#leg(call, device).state = state
-  }
-
-  #device(extension: string): SimDevice {
-    const device = this.#devices.get(extension)
-    if (device === undefined) throw new Error(`unknown extension ${extension}`)
-    return device
-  }
-
-  #call(callId: string): SimCall {
-    const call = this.#calls.get(callId)
-    if (call === undefined) throw new Error(`unknown call ${callId}`)
-    return call
-  }
-
-  #leg(call: SimCall, device: string): SimLeg {
-    const leg = call.legs.find((candidate) => candidate.device === device)
-    if (leg === undefined) throw new Error(`${device} is not in call ${call.id}`)
-    return leg
+/** The model's leg as CSTA's LocalConnectionState: the caller is connected while the callee is alerted. */
+function localState(leg: Leg): LocalConnectionState {
+  if (leg.held) return 'hold'
+  switch (leg.state) {
+    case 'dialing': return 'initiated'
+    case 'ringing': return 'alerting'
+    case 'ringback':
+    case 'connected': return 'connected'
   }
 }
