@@ -5,8 +5,8 @@ import { checkServerIdentity, connect as tlsConnect, rootCertificates, type Deta
 import type { Dispatcher } from 'undici'
 
 // Required, not imported: on Node 24 an ESM import of node:http reads every export of the module, and its lazy
-// WebSocket/MessageEvent getters load Node's internal undici (a 770 KB source): 11 MiB more RSS and 0.2-0.3 s
-// more start-up on this machine (10-20x that under the boot test's emulation; bench/README.md).
+// WebSocket/MessageEvent getters load Node's internal undici (a 770 KB source): 11 MiB more RSS and 0.1-0.15 s
+// more start-up on a dev machine (10-20x that under the boot test's emulation; bench/README.md).
 const { request: httpRequest } = createRequire(import.meta.url)('node:http') as typeof Http
 
 /**
