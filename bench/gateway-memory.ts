@@ -31,8 +31,9 @@ const HELP = `npm run bench:memory -- [options]
                     (firmware/systemd/pbx-gateway.service) and with none)
   --calls N         calls made on the simulator after the monitors are up (default 2000)
   --settle S        seconds to wait before each reading (default 5)
-  --gateway FILE    the gateway bundle to run (default dist/gateway.js; a copy of an older build
-                    beside it, e.g. dist-old/gateway.js, compares two builds on one machine)
+  --gateway FILE    the gateway bundle to run (default dist/gateway.js); an older build copied
+                    with its gateway-chunks/ to dist/old/ compares two builds on one machine
+                    (with --options, set the unit's MALLOC_ARENA_MAX=2 in this environment)
 
 Start-up: from spawning Node to the setup page's first HTTPS answer, and to the simulator's
 first monitor request. Without Node's compile cache (the box has one from its image).
