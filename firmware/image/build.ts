@@ -8,7 +8,7 @@
  * the cache directory, keyed by what they are made from, so a second build redoes only the app and the disk.
  */
 import { createHash, randomUUID } from 'node:crypto'
-import { createReadStream, existsSync, readFileSync } from 'node:fs'
+import { createReadStream, existsSync, readdirSync, readFileSync } from 'node:fs'
 import { chmod, copyFile, cp, mkdir, readdir, readFile, rename, rm, stat, symlink, writeFile, lstat, readlink } from 'node:fs/promises'
 import { homedir } from 'node:os'
 import { basename, dirname, join, resolve } from 'node:path'
@@ -154,10 +154,17 @@ async function buildApp(opts: Options, work: string): Promise<{ bundleBytes: num
   return { bundleBytes: (await stat(join(REPO, 'dist', 'gateway.js'))).size }
 }
 
-/** Only the packages dist/gateway.js leaves external, at the versions of this checkout, installed once per set. */
+/** dist/gateway.js and the chunks it imports on demand (scripts/build.ts), relative to dist/. */
+function gatewayBundleFiles(): string[] {
+  const chunks = existsSync(join(REPO, 'dist', 'gateway-chunks')) ? readdirSync(join(REPO, 'dist', 'gateway-chunks')).filter((f) => f.endsWith('.js')) : []
+  return ['gateway.js', ...chunks.sort().map((f) => join('gateway-chunks', f))]
+}
+
+/** Only the packages dist/gateway.js and its chunks leave external, at the versions of this checkout, installed once per set. */
 async function runtimeModules(opts: Options, work: string): Promise<{ dir: string; packages: string[]; cached: boolean }> {
   const pkg = JSON.parse(await readFile(join(REPO, 'package.json'), 'utf8')) as { dependencies?: Record<string, string> }
-  const bundle = await readFile(join(REPO, 'dist', 'gateway.js'), 'utf8')
+  // The entry and its chunks (each PBX adapter's code, with its own packages: dist/gateway-chunks/).
+  const bundle = (await Promise.all(gatewayBundleFiles().map((file) => readFile(join(REPO, 'dist', file), 'utf8')))).join('\n')
   const packages = runtimePackages(bundle, Object.keys(pkg.dependencies ?? {}))
   const pinned: Record<string, string> = {}
   for (const name of packages) {
@@ -261,6 +268,7 @@ async function assembleRootfs(base: string, node: string, modules: string, recip
   await mkdir(join(opt, 'dist'), { recursive: true })
   await mkdir(join(opt, 'node', 'bin'), { recursive: true })
   for (const file of ['gateway.js', 'gateway.js.map']) if (existsSync(join(REPO, 'dist', file))) await copyFile(join(REPO, 'dist', file), join(opt, 'dist', file))
+  if (existsSync(join(REPO, 'dist', 'gateway-chunks'))) await cp(join(REPO, 'dist', 'gateway-chunks'), join(opt, 'dist', 'gateway-chunks'), { recursive: true })
   await cp(join(REPO, 'dist', 'web', 'box'), join(opt, 'dist', 'web', 'box'), { recursive: true })
   await run('cp', ['-R', join(modules, 'node_modules'), join(opt, 'node_modules')])
   await copyFile(node, join(opt, 'node', 'bin', 'node'))

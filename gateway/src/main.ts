@@ -100,7 +100,10 @@ async function main(): Promise<void> {
           return undefined
         })
         const identity = await loadUplinkIdentity(config.dataDir)
-        const dispatcher = await createRelayDispatcher({ caPems: [...(relayCaPem ? [relayCaPem] : []), ...(identity ? [identity.tls.caPem] : [])], proxyUrl: config.relay.proxyUrl })
+        // Made at the first download: undici loads only when an update comes.
+        let relayDispatcher: ReturnType<typeof createRelayDispatcher> | undefined
+        const dispatcher = () => (relayDispatcher ??= createRelayDispatcher({ caPems: [...(relayCaPem ? [relayCaPem] : []), ...(identity ? [identity.tls.caPem] : [])], proxyUrl: config.relay.proxyUrl })
+          .catch((err: unknown) => { relayDispatcher = undefined; throw err }))
         updates = new UpdateAgent({ dir: join(config.dataDir, 'update'), runningVersion: GATEWAY_VERSION, healthTimeoutMs: config.updates.healthTimeoutS * 1000 }, {
           installer, clock: systemClock, logger, counters, dispatcher,
           // Healthy: the service runs, the setup page answers (it is up once start returned) and the tunnel is connected if enrolled.

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process'
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
@@ -27,6 +27,23 @@ t.test('the build bundles two services and the gateway never reaches Microsoft c
     t.notOk(gateway.includes(name), `dist/gateway.js does not contain ${name}`)
   }
   t.ok(relay.includes('@azure/msal-node'), 'the relay bundle does use MSAL (so the check above can fail)')
+
+  // Each PBX adapter is a chunk the gateway imports when a connector of its type runs: its wire packages are not
+  // loaded at start, and a box loads only its own PBX's.
+  const staticImports = (text: string) => new Set([...text.matchAll(/^import\b[^;]*?from\s*"([^"]+)"/gm)].map((m) => m[1]!))
+  const entry = staticImports(gateway)
+  for (const name of ['fast-xml-parser', 'protobufjs', 'ws']) t.notOk(entry.has(name), `dist/gateway.js does not import ${name} at start`)
+  const chunks = await readdir('dist/gateway-chunks')
+  t.notOk(/[^\x00-\x7f]/.test(gateway), 'dist/gateway.js is ASCII: V8 keeps its source at one byte a character, not two')
+  // On Node 24 an ESM import of node:http loads Node's internal undici through its lazy WebSocket export (11 MiB).
+  for (const file of ['dist/gateway.js', ...chunks.filter((f) => f.endsWith('.js')).map((f) => join('dist/gateway-chunks', f))]) {
+    t.notOk(staticImports(await readFile(file, 'utf8')).has('node:http'), `${file} does not import node:http (it requires it)`)
+  }
+  for (const [pbx, name] of [['osbiz', 'fast-xml-parser'], ['avaya-ipo', 'protobufjs'], ['innovaphone', 'ws']] as const) {
+    const chunk = chunks.find((file) => file.startsWith(`${pbx}-`) && file.endsWith('.js'))
+    t.ok(chunk, `dist/gateway-chunks/ has the ${pbx} adapter`)
+    if (chunk) t.ok(staticImports(await readFile(join('dist/gateway-chunks', chunk), 'utf8')).has(name), `and it imports ${name}`)
+  }
 })
 
 t.test('production entry points', async (t) => {

@@ -50,7 +50,7 @@ t.test('the gateway unit is hardened and runs the shipped Node on the box config
   const one = (key: string) => service?.get(key)?.at(-1)
   t.equal(one('User'), 'pbxgw', 'not root')
   // The memory settings measured by npm run bench:memory (the 100 MB target with 500 extensions) ship with the unit.
-  t.equal(one('ExecStart'), '/opt/pbx-gateway/node/bin/node --max-semi-space-size=1 --optimize-for-size dist/gateway.js --config /etc/pbx-gateway/gateway.json')
+  t.equal(one('ExecStart'), '/opt/pbx-gateway/node/bin/node --max-semi-space-size=1 --optimize-for-size --no-turbofan --no-maglev dist/gateway.js --config /etc/pbx-gateway/gateway.json')
   t.ok(service?.get('Environment')?.includes('MALLOC_ARENA_MAX=2'), 'glibc keeps two malloc arenas')
   t.equal(one('WorkingDirectory'), '/opt/pbx-gateway')
   for (const [key, value] of Object.entries({
@@ -197,7 +197,7 @@ t.test('the build and the boot test explain themselves and refuse what they cann
 
 t.test('the first boot\'s compile cache is made with the unit\'s own Node options and cache folder', async (t) => {
   const launch = unitNodeLaunch(await readFile('firmware/systemd/pbx-gateway.service', 'utf8'))
-  t.same(launch.nodeArgs, ['--max-semi-space-size=1', '--optimize-for-size'], 'the V8 flags of ExecStart (a cache made with other flags is refused)')
+  t.same(launch.nodeArgs, ['--max-semi-space-size=1', '--optimize-for-size', '--no-turbofan', '--no-maglev'], 'the V8 flags of ExecStart (a cache made with other flags is refused)')
   t.equal(launch.cacheDir, '/var/cache/pbx-gateway/compile-cache', 'the cache folder the unit points Node at, under its CacheDirectory')
   t.equal(launch.env.MALLOC_ARENA_MAX, '2', 'and the unit\'s environment, which the warm-up run and bench:memory use too')
   t.throws(() => unitNodeLaunch('[Service]\nExecStart=/usr/bin/env true\n'), /no ExecStart=/, 'a unit the build cannot match is an error in words')

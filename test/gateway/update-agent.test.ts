@@ -226,7 +226,11 @@ t.test('a real gateway takes cmd/update from the relay link, reports its slot in
 
   const slots = new FakeSlots('A')
   const dataDir = join(setup.dir, 'gw-data')
-  const agent = new UpdateAgent({ dir: join(dataDir, 'update'), runningVersion: GATEWAY_VERSION, retryBaseMs: 20 }, { installer: slots, clock: systemClock, logger: setup.logger, counters, dispatcher: setup.dispatcher })
+  // As the box passes it: a dispatcher made at the first download (undici loads only then).
+  let made = 0
+  const dispatcher = async () => { made++; return setup.dispatcher }
+  const agent = new UpdateAgent({ dir: join(dataDir, 'update'), runningVersion: GATEWAY_VERSION, retryBaseMs: 20 }, { installer: slots, clock: systemClock, logger: setup.logger, counters, dispatcher })
+  t.equal(made, 0, 'no dispatcher before an update comes')
   const gateway = new Gateway(parseGatewayConfig({
     gatewayId: 'gw1', relay: { url, username: 'gw1', password: 'gw1-password' }, dataDir, logLevel: 'info', telemetryIntervalS: 60, ownedDndGraceS: 600, connectors: [],
   }, new Map()), { logger: setup.logger, clock: systemClock, counters, registry: new Map(), updates: agent, bootedSlot: 'A' })
@@ -242,6 +246,7 @@ t.test('a real gateway takes cmd/update from the relay link, reports its slot in
   await eventually(() => progress.some((p) => p.state === 'rebooting'), 'progress up to rebooting at the relay', 20_000)
   t.same([...new Set(progress.map((p) => p.state))], ['queued', 'downloading', 'verifying', 'installing', 'rebooting'])
   t.match(progress.at(-1), { updateId: 'r-0000abcd', version: '2.0.0', runningVersion: GATEWAY_VERSION, slot: 'A' })
+  t.ok(made >= 1, 'the download made the dispatcher')
   const busy = await link.sendUpdate('gw1', setup.command({ updateId: 'r-0000eeee', version: '3.0.0' }))
   t.match(busy, { ok: false, error: { code: 'GW_UPDATE_BUSY' } }, 'a second update is refused in words while one runs')
 })

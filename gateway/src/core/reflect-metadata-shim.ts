@@ -2,9 +2,9 @@
  * @peculiar/x509 2.x loads tsyringe, which throws at load time unless `Reflect.getMetadata` exists
  * ("tsyringe requires a reflect polyfill"). We have no `reflect-metadata` package, and x509 only needs the
  * three functions below (tsyringe's `@injectable()` bookkeeping), so this installs just those, only when
- * missing, and only when called: each user (the relay CA, the Graph simulator, the box's CSR) calls it right
- * before it dynamically imports @peculiar/x509, so merely importing a module changes no global. It lives in the
- * gateway's core because the box needs it too and the relay may import gateway/src/core, not the reverse.
+ * missing, and only when called: each user (the relay CA, the Graph simulator) calls it right before it
+ * dynamically imports @peculiar/x509, so merely importing a module changes no global. It lives in the gateway's
+ * core, which the relay may import; the box itself no longer loads x509 (identity/x509-writer.ts).
  */
 
 type MetadataStore = WeakMap<object, Map<unknown, unknown>>

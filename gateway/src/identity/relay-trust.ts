@@ -1,8 +1,14 @@
-import { request as httpRequest } from 'node:http'
+import type * as Http from 'node:http'
+import { createRequire } from 'node:module'
 import type { Socket } from 'node:net'
 import { certificateChain, fingerprintOf, matchesPin, normaliseFingerprint } from '../adapters/kit/tls-pinning.js'
 import { checkServerIdentity, connect as tlsConnect, rootCertificates, type DetailedPeerCertificate, type PeerCertificate } from 'node:tls'
 import type { Dispatcher } from 'undici'
+
+// Required, not imported: on Node 24 an ESM import of node:http reads every export of the module, and its lazy
+// WebSocket/MessageEvent getters load Node's internal undici (a 770 KB source): 11 MiB more RSS and 0.1-0.15 s
+// more start-up on a dev machine (10-20x that under the boot test's emulation; bench/README.md).
+const { request: httpRequest } = createRequire(import.meta.url)('node:http') as typeof Http
 
 /**
  * How the box trusts the relay's HTTPS endpoint: the system CAs, an optional CA file, and an optional pinned

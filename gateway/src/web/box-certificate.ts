@@ -1,9 +1,9 @@
-import { randomBytes, webcrypto, X509Certificate } from 'node:crypto'
+import { generateKeyPairSync, randomBytes, X509Certificate } from 'node:crypto'
 import { mkdir, readFile } from 'node:fs/promises'
 import { hostname, networkInterfaces } from 'node:os'
 import { join } from 'node:path'
-import { ensureReflectMetadata } from '../core/reflect-metadata-shim.js'
 import { writeFileAtomic } from '../identity/atomic-file.js'
+import { selfSignedServerCertificate } from '../identity/x509-writer.js'
 
 /** The setup page's TLS certificate: self-signed, made at first boot, kept in `<dataDir>/web/`. */
 export interface BoxWebCertificate {
@@ -14,7 +14,6 @@ export interface BoxWebCertificate {
   names: string[]
 }
 
-const EC_KEY = { name: 'ECDSA', namedCurve: 'P-256' } as const
 const DAY_MS = 86_400_000
 
 /** hostname, localhost and every LAN address of the box (loopback included), for the certificate's SAN. */
@@ -32,28 +31,20 @@ export async function ensureBoxCertificate(dataDir: string): Promise<BoxWebCerti
   const keyFile = join(dir, 'tls-key.pem')
   const existing = await Promise.all([readFile(certFile, 'utf8'), readFile(keyFile, 'utf8')]).catch(() => undefined)
   if (existing) return describe(existing[0], existing[1])
-  ensureReflectMetadata()
-  const x = await import('@peculiar/x509')
   const { dns, ips } = boxNames()
-  const keys = (await webcrypto.subtle.generateKey(EC_KEY, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair
+  const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' })
   const now = Date.now()
-  const cert = await x.X509CertificateGenerator.createSelfSigned({
-    serialNumber: randomBytes(16).toString('hex').replace(/^[89a-f]/, '7'),
-    name: `CN=${dns[0] ?? 'pbx-gateway'}, O=PBX presence gateway (setup page)`,
+  const serial = randomBytes(16)
+  serial[0] = (serial[0]! & 0x7f) | 0x40 // positive, and 16 bytes long
+  const certPem = selfSignedServerCertificate({
+    privateKey, serial,
+    commonName: dns[0] ?? 'pbx-gateway',
+    organization: 'PBX presence gateway (setup page)',
     notBefore: new Date(now - DAY_MS),
     notAfter: new Date(now + 3650 * DAY_MS),
-    keys,
-    signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
-    extensions: [
-      new x.BasicConstraintsExtension(false, undefined, true),
-      new x.KeyUsagesExtension(x.KeyUsageFlags.digitalSignature, true),
-      new x.ExtendedKeyUsageExtension([x.ExtendedKeyUsage.serverAuth]),
-      new x.SubjectAlternativeNameExtension([...dns.map((value) => ({ type: 'dns' as const, value })), ...ips.map((value) => ({ type: 'ip' as const, value }))]),
-    ],
-  }, webcrypto)
-  const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey))
-  const keyPem = `-----BEGIN PRIVATE KEY-----\n${pkcs8.toString('base64').replace(/(.{64})/g, '$1\n').trim()}\n-----END PRIVATE KEY-----\n`
-  const certPem = cert.toString('pem')
+    dns, ips,
+  })
+  const keyPem = privateKey.export({ type: 'pkcs8', format: 'pem' }) as string
   await mkdir(dir, { recursive: true, mode: 0o700 })
   await writeFileAtomic(keyFile, keyPem, 0o600)
   await writeFileAtomic(certFile, certPem, 0o644)
