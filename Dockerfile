@@ -67,4 +67,4 @@ LABEL org.opencontainers.image.title="pbx-presence-gateway" \
       org.opencontainers.image.licenses="Apache-2.0"
 ENTRYPOINT ["/usr/bin/tini", "--"]
 # The gateway with the memory settings of the appliance's unit (firmware/systemd/pbx-gateway.service, npm run bench:memory).
-CMD ["node", "--max-semi-space-size=1", "--optimize-for-size", "dist/gateway.js", "--config", "/config/gateway.json"]
+CMD ["node", "--max-semi-space-size=1", "--optimize-for-size", "--no-turbofan", "--no-maglev", "dist/gateway.js", "--config", "/config/gateway.json"]
