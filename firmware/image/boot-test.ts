@@ -19,7 +19,7 @@ import { DEMO_PEOPLE, Stack, type DemoPerson } from '../../scripts/stack.js'
 import { FaultProxy } from '../../test/helpers/fault-proxy.js'
 import { PI_IMAGE_BASENAME, VM_IMAGE_BASENAME } from './layout.js'
 import { piMachine } from './boot-test-pi.js'
-import { api, CheckFailure, freePort, guestJournal, HOST_IN_GUEST, monitorCommand, OVMF_CODE, OVMF_VARS, peerFingerprint, powerDown, SETUP_CODE, sleep, startVm, until, vmMachine, waitForSerial, waitForSetupPage, type GuestForwards, type Vm } from './qemu-harness.js'
+import { api, CheckFailure, CheckList, freePort, guestJournal, HOST_IN_GUEST, monitorCommand, OVMF_CODE, OVMF_VARS, peerFingerprint, powerDown, SETUP_CODE, sleep, startVm, until, vmMachine, waitForSerial, waitForSetupPage, type GuestForwards, type Vm } from './qemu-harness.js'
 import { mib, missingPackages, Progress, run, StepFailure } from './steps.js'
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..')
@@ -144,22 +144,8 @@ async function main(): Promise<void> {
 
   let vm: Vm | undefined
   let failed = false
-  const results: string[] = []
-  const check = async <T>(name: string, work: () => Promise<T>): Promise<T> => {
-    const began = performance.now()
-    try {
-      const value = await work()
-      const line = `PASS ${name} (${((performance.now() - began) / 1000).toFixed(1)} s; at ${progress.elapsedS().toFixed(1)} s)`
-      results.push(line)
-      progress.line(line)
-      return value
-    } catch (err) {
-      const line = `FAIL ${name}: ${(err as Error).message}; serial log ${vm?.serialLog ?? 'not started'}`
-      results.push(line)
-      progress.line(line)
-      throw new CheckFailure(line)
-    }
-  }
+  const checks = new CheckList(progress, () => vm?.serialLog)
+  const check = <T>(name: string, work: () => Promise<T>): Promise<T> => checks.check(name, work)
   try {
     const bootStart = performance.now()
     vm = startVm(work, overlay, machine, port, 1, forwards)
@@ -363,7 +349,7 @@ async function main(): Promise<void> {
     for (const line of startup.split('\n').filter(Boolean)) progress.line(`  guest: ${line.slice(0, 160)}`)
   }
   progress.line(`host load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}`)
-  process.stdout.write(`\nBoot test of ${image}\n${results.map((r) => `  ${r}`).join('\n')}\n  total ${progress.elapsedS().toFixed(1)} s; serial logs in ${work}${values.keep || failed ? '' : ' (removed)'}\n`)
+  process.stdout.write(`\nBoot test of ${image}\n${checks.results.map((r) => `  ${r}`).join('\n')}\n  total ${progress.elapsedS().toFixed(1)} s; serial logs in ${work}${values.keep || failed ? '' : ' (removed)'}\n`)
   if (!values.keep && !failed) await rm(work, { recursive: true, force: true })
   if (failed) process.exit(1)
 }

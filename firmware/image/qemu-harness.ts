@@ -13,7 +13,7 @@ import { connect as tlsConnect } from 'node:tls'
 import { Agent, fetch } from 'undici'
 import { partitionOffsets } from './layout.js'
 import type { QemuMachine } from './boot-test-pi.js'
-import { run } from './steps.js'
+import { run, type Progress } from './steps.js'
 
 export const OVMF_CODE = '/usr/share/OVMF/OVMF_CODE_4M.fd'
 export const OVMF_VARS = '/usr/share/OVMF/OVMF_VARS_4M.fd'
@@ -198,3 +198,36 @@ export async function until<T>(what: string, timeoutS: number, probe: () => Prom
   throw new CheckFailure(`${what} did not happen within ${timeoutS} s${last}`)
 }
 
+
+/**
+ * The named checks of an image test: each prints PASS with its time or FAIL with the reason and the serial log to
+ * read, and a failure stops the test (CheckFailure).
+ */
+export class CheckList {
+  readonly results: string[] = []
+  readonly #progress: Progress
+  readonly #serialLog: () => string | undefined
+
+  constructor(progress: Progress, serialLog: () => string | undefined) {
+    this.#progress = progress
+    this.#serialLog = serialLog
+  }
+
+  async check<T>(name: string, work: () => Promise<T>): Promise<T> {
+    const began = performance.now()
+    try {
+      const value = await work()
+      this.#record(`PASS ${name} (${((performance.now() - began) / 1000).toFixed(1)} s; at ${this.#progress.elapsedS().toFixed(1)} s)`)
+      return value
+    } catch (err) {
+      const line = `FAIL ${name}: ${(err as Error).message}; serial log ${this.#serialLog() ?? 'not started'}`
+      this.#record(line)
+      throw new CheckFailure(line)
+    }
+  }
+
+  #record(line: string): void {
+    this.results.push(line)
+    this.#progress.line(line)
+  }
+}

@@ -19,7 +19,7 @@ import { parseArgs } from 'node:util'
 import { Agent, fetch } from 'undici'
 import { bundleManifest, releaseKeys, VM_COMPATIBLE, type ReleaseKeys } from './bundle.js'
 import { VM_IMAGE_BASENAME } from './layout.js'
-import { api, CheckFailure, freePort, monitorCommand, OVMF_VARS, SETUP_CODE, sleep, startVm, until, vmMachine, waitForSerial, waitForSetupPage, type Vm } from './qemu-harness.js'
+import { api, CheckFailure, CheckList, freePort, monitorCommand, OVMF_VARS, SETUP_CODE, sleep, startVm, until, vmMachine, waitForSerial, waitForSetupPage, type Vm } from './qemu-harness.js'
 import { missingPackages, Progress, run, StepFailure } from './steps.js'
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..')
@@ -137,23 +137,9 @@ async function main(): Promise<void> {
   const port = await freePort()
   let vm: Vm | undefined
   let boot = 0
-  const results: string[] = []
   let failed = false
-  const check = async <T>(name: string, step: () => Promise<T>): Promise<T> => {
-    const began = performance.now()
-    try {
-      const value = await step()
-      const line = `PASS ${name} (${((performance.now() - began) / 1000).toFixed(1)} s; at ${progress.elapsedS().toFixed(1)} s)`
-      results.push(line)
-      progress.line(line)
-      return value
-    } catch (err) {
-      const line = `FAIL ${name}: ${(err as Error).message}; serial log ${vm?.serialLog ?? 'not started'}`
-      results.push(line)
-      progress.line(line)
-      throw new CheckFailure(line)
-    }
-  }
+  const checks = new CheckList(progress, () => vm?.serialLog)
+  const check = <T>(name: string, work: () => Promise<T>): Promise<T> => checks.check(name, work)
   const serial = async () => (vm ? await readFile(vm.serialLog, 'utf8').catch(() => '') : '')
   /** The setup page after a (re)boot: signed in, on `version` in `slot`. */
   const backOn = async (version: string, slot: string): Promise<{ admin: Admin; view: UpdateView }> => {
@@ -258,7 +244,7 @@ async function main(): Promise<void> {
     }
   }
   progress.line(`host load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}`)
-  process.stdout.write(`\nUpdate test of ${image} with ${basename(v2)}\n${results.map((r) => `  ${r}`).join('\n')}\n  total ${progress.elapsedS().toFixed(1)} s; serial logs in ${work}${values.keep || failed ? '' : ' (removed)'}\n`)
+  process.stdout.write(`\nUpdate test of ${image} with ${basename(v2)}\n${checks.results.map((r) => `  ${r}`).join('\n')}\n  total ${progress.elapsedS().toFixed(1)} s; serial logs in ${work}${values.keep || failed ? '' : ' (removed)'}\n`)
   if (!values.keep && !failed) await rm(work, { recursive: true, force: true })
   if (failed) process.exit(1)
 }
