@@ -91,7 +91,10 @@ t.test('identity survives restart; interrupted saves roll back or forward; facto
   await mkdir(join(dir, 'web'))
   await writeFile(join(dir, 'web', 'admin.json'), '{}')
   await writeFile(join(dir, 'connectors.json.tmp-1'), '{}')
-  t.same((await factoryReset(dir)).removed.sort(), ['connectors.json.tmp-1', 'identity', 'web'], 'a home holding only the gateway\'s files is wiped')
+  // The update agent's folder, which the appliance's config turns on (the booted image answered 500 again without it).
+  await mkdir(join(dir, 'update'))
+  await writeFile(join(dir, 'update', 'update-state.json'), '{}')
+  t.same((await factoryReset(dir)).removed.sort(), ['connectors.json.tmp-1', 'identity', 'update', 'web'], 'a home holding only the gateway\'s files is wiped')
   t.same(await readdir(dir), [])
   await writeFile(join(dir, 'state.json'), '{}')
   await writeFile(join(dir, '.bashrc'), '# a person\'s home')

@@ -186,7 +186,7 @@ export function toUplinkIdentity(identity: BoxIdentity): UplinkIdentity {
  * current folder). Returns the names removed.
  */
 /** What the gateway keeps in its data folder (and the temporary names its atomic writes use next to them). */
-const GATEWAY_ENTRIES = ['identity', 'web', 'connectors.json', 'outbox', 'state.json', 'network', 'ssh', 'lost+found']
+const GATEWAY_ENTRIES = ['identity', 'web', 'connectors.json', 'outbox', 'state.json', 'network', 'ssh', 'update', 'lost+found']
 function isGatewayEntry(name: string): boolean {
   return GATEWAY_ENTRIES.some((entry) => name === entry || name.startsWith(`${entry}.`))
 }
