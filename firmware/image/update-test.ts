@@ -19,7 +19,7 @@ import { parseArgs } from 'node:util'
 import { Agent, fetch } from 'undici'
 import { bundleManifest, releaseKeys, VM_COMPATIBLE, type ReleaseKeys } from './bundle.js'
 import { VM_IMAGE_BASENAME } from './layout.js'
-import { api, CheckFailure, CheckList, freePort, monitorCommand, OVMF_VARS, SETUP_CODE, sleep, startVm, until, vmMachine, waitForSerial, waitForSetupPage, type Vm } from './qemu-harness.js'
+import { api, CheckFailure, CheckList, freePort, guestJournal, monitorCommand, powerDown, OVMF_VARS, SETUP_CODE, sleep, startVm, until, vmMachine, waitForSerial, waitForSetupPage, type Vm } from './qemu-harness.js'
 import { missingPackages, Progress, run, StepFailure } from './steps.js'
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..')
@@ -238,10 +238,14 @@ async function main(): Promise<void> {
     failed = true
     if (!(err instanceof CheckFailure)) throw err
   } finally {
-    if (vm && vm.child.exitCode === null) {
-      await monitorCommand(vm.monitor, 'quit').catch(() => vm?.child.kill('SIGTERM'))
-      await vm.exited
-    }
+    // A clean power-down writes the guest's journal to the data partition, for the diagnosis below.
+    if (vm && vm.child.exitCode === null) await powerDown(vm, 90).catch(() => { vm?.child.kill('SIGTERM') })
+    if (vm) await vm.exited
+  }
+  if (failed) {
+    const journal = await guestJournal(work, overlay, machine.dataOffsetBytes).catch((err: unknown) => { progress.line(`  guest journal not read: ${(err as Error).message}`); return undefined })
+    const lines = journal ? await run('journalctl', ['-D', journal, '--no-pager', '-o', 'short-monotonic', '--grep', 'update-agent|booted slot|rauc|boot-slot|trial-check|level":[45]0']).catch(() => '') : ''
+    process.stdout.write(`\nGuest journal, update lines (all of it: journalctl -D ${journal ?? '?'}):\n${lines.split('\n').slice(-60).map((l) => l.slice(0, 300)).join('\n')}\n`)
   }
   progress.line(`host load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}`)
   process.stdout.write(`\nUpdate test of ${image} with ${basename(v2)}\n${checks.results.map((r) => `  ${r}`).join('\n')}\n  total ${progress.elapsedS().toFixed(1)} s; serial logs in ${work}${values.keep || failed ? '' : ' (removed)'}\n`)

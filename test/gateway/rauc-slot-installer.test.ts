@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import t from 'tap'
-import { parseBootedSlot, RaucSlotInstaller, type CommandRunner } from '../../gateway/src/update/slot-installer.js'
+import { parseBootedSlot, RaucSlotInstaller, slotFromCmdline, type CommandRunner } from '../../gateway/src/update/slot-installer.js'
 
 const fixture = (name: string) => readFile(new URL(`./fixtures/${name}`, import.meta.url), 'utf8')
 
@@ -109,4 +109,18 @@ t.test('a real RAUC bundle: accepted with the release key in the keyring, refuse
   const box = new RaucSlotInstaller({ keyring: release.cert })
   t.same(await box.verify(good), { version: '2.0.0' }, 'signed with the release key: accepted, its version read from the manifest')
   await t.rejects(box.verify(other), { code: 'UPDATE_SIGNATURE', message: /not signed by a key this box trusts \(rauc info: .*signature verification failed/ }, 'signed with another key: refused')
+})
+
+t.test('the booted slot comes from rauc.slot= on the kernel command line when the boot loader put it there', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'cmdline-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const cmdline = join(dir, 'cmdline')
+  await writeFile(cmdline, 'initrd=\\b\\initrd.img root=PARTUUID=x ro rauc.slot=B\n')
+  const { run, calls } = recordingRunner({ 'rauc status': { code: 1, stderr: 'Failed to obtain status: timeout' } })
+  t.equal(await new RaucSlotInstaller({ keyring: '/k.pem', cmdline }, { run }).bootedSlot(), 'B', 'no D-Bus round trip at start')
+  t.same(calls, [])
+  t.equal(slotFromCmdline('ro rauc.slot=A quiet rauc.slot=B'), 'B', 'the last one counts, as for the kernel')
+  t.equal(slotFromCmdline('rauc.slot=$(reboot)'), undefined, 'only a slot name')
+  await writeFile(cmdline, 'root=/dev/vda2 ro\n')
+  await t.rejects(new RaucSlotInstaller({ keyring: '/k.pem', cmdline }, { run }).bootedSlot(), { code: 'UPDATE_STATUS' }, 'without it, rauc status answers (here: it fails)')
 })

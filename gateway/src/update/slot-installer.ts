@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process'
-import { writeFile } from 'node:fs/promises'
+import { readFile, writeFile } from 'node:fs/promises'
 
 /**
  * The install and boot-slot side of an update, behind one small interface: the update agent knows nothing of RAUC,
@@ -79,16 +79,18 @@ export class RaucSlotInstaller implements SlotInstaller {
   readonly #rauc: string
 
   readonly #rebootRequestFile: string | undefined
+  readonly #cmdline: string
 
   /**
    * `rebootRequestFile`: on the appliance the gateway runs without privileges, so it reboots by writing this file,
    * which a root unit watches (firmware/systemd/pbxgw-update-reboot.path); without it, `systemctl reboot`.
    */
-  constructor(options: { keyring: string; rauc?: string; rebootRequestFile?: string }, deps: { run?: CommandRunner } = {}) {
+  constructor(options: { keyring: string; rauc?: string; rebootRequestFile?: string; cmdline?: string }, deps: { run?: CommandRunner } = {}) {
     this.#keyring = options.keyring
     this.#rauc = options.rauc ?? 'rauc'
     this.#run = deps.run ?? spawnRunner
     this.#rebootRequestFile = options.rebootRequestFile
+    this.#cmdline = options.cmdline ?? '/proc/cmdline'
   }
 
   async verify(bundlePath: string): Promise<{ version: string | undefined }> {
@@ -112,6 +114,10 @@ export class RaucSlotInstaller implements SlotInstaller {
   }
 
   async bootedSlot(): Promise<string> {
+    // The boot loader names the slot on the kernel command line (rauc.slot=A), which is where RAUC itself reads it:
+    // no D-Bus round trip at start, when RAUC's service may still be starting on a slow box.
+    const fromCmdline = slotFromCmdline(await readFile(this.#cmdline, 'utf8').catch(() => ''))
+    if (fromCmdline) return fromCmdline
     const result = await this.#run(this.#rauc, ['status', '--output-format=json'])
     if (result.code !== 0) throw new SlotInstallerError('UPDATE_STATUS', `rauc status failed: ${raucReason(result)}`)
     return parseBootedSlot(result.stdout)
@@ -158,4 +164,11 @@ export function parseBootedSlot(json: string): string {
     }
   }
   throw new SlotInstallerError('UPDATE_STATUS', 'rauc status names no booted slot: the box was not started from a RAUC slot (check the kernel command line rauc.slot= or the bootloader setup)')
+}
+
+/** The last rauc.slot= on a kernel command line (A, B, or a slot name), if any. */
+export function slotFromCmdline(cmdline: string): string | undefined {
+  const values = cmdline.split(/\s+/).filter((word) => word.startsWith('rauc.slot=')).map((word) => word.slice('rauc.slot='.length))
+  const last = values.at(-1)
+  return last && /^[A-Za-z0-9._-]{1,32}$/.test(last) ? last : undefined
 }

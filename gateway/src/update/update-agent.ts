@@ -245,7 +245,7 @@ export class UpdateAgent implements UpdateCommandSink {
     if (this.#options.runningVersion === target && this.#slot !== state.previousSlot) {
       const healthy = await this.#waitHealthy()
       if (healthy) {
-        await this.#deps.installer.markGood()
+        await this.#markGood()
         state.reason = undefined
         await this.#enter(state, 'healthy')
         this.#deps.counters.inc('update.healthy')
@@ -271,6 +271,20 @@ export class UpdateAgent implements UpdateCommandSink {
       : state.reason ?? `the box came back on ${this.#options.runningVersion} in slot ${this.#slot}: version ${target} did not start within the boot attempts`
     this.#deps.counters.inc('update.rolled_back')
     await this.#enter(state, 'rolled-back')
+  }
+
+  /** Marks the slot good, trying again for a minute: RAUC's service may still be starting on a slow box. */
+  async #markGood(): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.#deps.installer.markGood()
+        return
+      } catch (err) {
+        if (attempt >= 6 || this.#stopped) throw err
+        this.#log.warn({ err: (err as Error).message, attempt }, 'marking the slot good failed; trying again in 10 s')
+        await new Promise<void>((resolve) => this.#deps.clock.setTimeout(resolve, 10_000))
+      }
+    }
   }
 
   async #waitHealthy(): Promise<boolean> {
