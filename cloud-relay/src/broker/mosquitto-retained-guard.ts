@@ -1,6 +1,6 @@
 import mqtt, { type MqttClient } from 'mqtt'
 import type { Logger } from 'pino'
-import { TOPIC_PREFIX, parseTopic } from '../../../gateway/protocol/topics.js'
+import { TOPIC_PREFIX, parseTopic } from '#protocol/topics.js'
 import type { Counters } from '#kernel/counters.js'
 import { RetainedLedger } from './retain-policy.js'
 

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino'
-import type { DirectoryData } from '../../../gateway/protocol/schemas.js'
+import type { DirectoryData } from '#protocol/schemas.js'
 import type { Clock } from '#kernel/clock.js'
 import { GraphApiError, type DirectoryUser, type GraphDirectoryApi, type UserListProgress } from '../graph/types.js'
 import type { DirectoryPersonRow, DirectoryStore, EntraAttributes, ImportRunRow, ImportedPersonWrite } from '../store/directory-store.js'

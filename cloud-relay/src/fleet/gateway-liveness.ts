@@ -1,5 +1,5 @@
 import type { Logger } from 'pino'
-import type { LinkData, ResultData, StatusData, TelemetryData } from '../../../gateway/protocol/schemas.js'
+import type { LinkData, ResultData, StatusData, TelemetryData } from '#protocol/schemas.js'
 import type { Clock, ClockTimer } from '#kernel/clock.js'
 import type { Counters } from '#kernel/counters.js'
 

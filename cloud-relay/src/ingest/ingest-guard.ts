@@ -1,5 +1,5 @@
 import type { Logger } from 'pino'
-import type { AnyEnvelope } from '../../../gateway/protocol/schemas.js'
+import type { AnyEnvelope } from '#protocol/schemas.js'
 import type { Counters } from '#kernel/counters.js'
 
 /**

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino'
-import type { DirectoryData, EndpointData, ResultData, SetDndData } from '../../../gateway/protocol/schemas.js'
+import type { DirectoryData, EndpointData, ResultData, SetDndData } from '#protocol/schemas.js'
 import type { Clock } from '#kernel/clock.js'
 import { backoffDelay } from '#kernel/clock.js'
 import type { Counters } from '#kernel/counters.js'
