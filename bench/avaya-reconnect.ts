@@ -17,8 +17,8 @@ import { AvayaIpoAdapter } from '../gateway/src/adapters/avaya-ipo/adapter.js'
 import { parseAvayaIpoConfig } from '../gateway/src/adapters/avaya-ipo/config.js'
 import { AvayaIpoSimulator } from '../gateway/src/adapters/avaya-ipo/simulator/avaya-ipo-simulator.js'
 import type { PbxObservation } from '../gateway/src/adapters/types.js'
-import { systemClock } from '../gateway/src/core/clock.js'
-import { Counters } from '../gateway/src/core/counters.js'
+import { systemClock } from '#kernel/clock.js'
+import { Counters } from '#kernel/counters.js'
 import { createRelayCa, RelayPki } from '../cloud-relay/src/pki/relay-pki.js'
 
 const { values } = parseArgs({ options: { people: { type: 'string' }, rate: { type: 'string' }, rounds: { type: 'string' } } })

@@ -19,8 +19,8 @@ import { parseRelayConfig } from '../cloud-relay/src/config/load.js'
 import { createEnvelope, encodeEnvelope } from '../gateway/protocol/codec.js'
 import type { EndpointData } from '../gateway/protocol/schemas.js'
 import { topics } from '../gateway/protocol/topics.js'
-import { systemClock } from '../gateway/src/core/clock.js'
-import { Counters } from '../gateway/src/core/counters.js'
+import { systemClock } from '#kernel/clock.js'
+import { Counters } from '#kernel/counters.js'
 
 const { values } = parseArgs({
   options: {

@@ -22,8 +22,8 @@ import { DEFAULT_SYNC_SETTINGS } from '../cloud-relay/src/sync/mapping.js'
 import { DEFAULT_SYNC_TIMINGS, SyncEngine } from '../cloud-relay/src/sync/sync-engine.js'
 import type { SyncStore } from '../cloud-relay/src/sync/sync-store.js'
 import type { EndpointData } from '../gateway/protocol/schemas.js'
-import { systemClock } from '../gateway/src/core/clock.js'
-import { Counters } from '../gateway/src/core/counters.js'
+import { systemClock } from '#kernel/clock.js'
+import { Counters } from '#kernel/counters.js'
 
 const { values } = parseArgs({
   options: {

@@ -15,8 +15,8 @@ import { InnovaphoneAdapter } from '../gateway/src/adapters/innovaphone/adapter.
 import { parseInnovaphoneConfig } from '../gateway/src/adapters/innovaphone/config.js'
 import { InnovaphoneSimulator, type SimUser } from '../gateway/src/adapters/innovaphone/simulator/innovaphone-simulator.js'
 import type { PbxObservation } from '../gateway/src/adapters/types.js'
-import { systemClock } from '../gateway/src/core/clock.js'
-import { Counters } from '../gateway/src/core/counters.js'
+import { systemClock } from '#kernel/clock.js'
+import { Counters } from '#kernel/counters.js'
 
 const { values } = parseArgs({
   args: process.argv.slice(2).filter((arg) => arg !== '--'),

@@ -16,10 +16,10 @@ import { OsbizSimulator } from '../gateway/src/adapters/osbiz/simulator/osbiz-si
 import { adapterRegistry } from '../gateway/src/adapters/registry.js'
 import { Gateway } from '../gateway/src/app.js'
 import { parseGatewayConfig, type LoadedGatewayConfig } from '../gateway/src/config/load.js'
-import { systemClock } from '../gateway/src/core/clock.js'
+import { systemClock } from '#kernel/clock.js'
 import { EnrollmentClient } from '../gateway/src/identity/enrollment-client.js'
 import { IdentityStore, loadUplinkIdentity } from '../gateway/src/identity/identity-store.js'
-import { Counters } from '../gateway/src/core/counters.js'
+import { Counters } from '#kernel/counters.js'
 
 export interface DemoPerson {
   extension: string

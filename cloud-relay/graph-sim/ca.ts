@@ -7,7 +7,7 @@
  * keygen would.
  */
 import { KeyObject, webcrypto } from 'node:crypto'
-import { ensureReflectMetadata } from '../../gateway/src/core/reflect-metadata-shim.js'
+import { loadX509 } from '#kernel/x509.js'
 
 export interface SimulatorPki {
   /** PEM of the CA certificate: what a client adds to its trust store. */
@@ -33,9 +33,7 @@ const EC_KEY: webcrypto.EcKeyGenParams = { name: 'ECDSA', namedCurve: 'P-256' }
 const SIGNING: webcrypto.EcdsaParams = { name: 'ECDSA', hash: 'SHA-256' }
 
 export async function createSimulatorPki(options: SimulatorPkiOptions = {}): Promise<SimulatorPki> {
-  // @peculiar/x509 needs Reflect metadata before it loads (see the shim), hence the late import.
-  ensureReflectMetadata()
-  const x509 = await import('@peculiar/x509')
+  const x509 = await loadX509()
   // Pass the provider explicitly so @peculiar/x509 never needs a process-wide cryptoProvider.set().
   const crypto = webcrypto
   const validityMs = (options.validityDays ?? 2) * 24 * 3600 * 1000
@@ -79,8 +77,7 @@ export async function issueServerCertificate(
   options: SimulatorPkiOptions = {},
 ): Promise<{ certPem: string; keyPem: string; caPem: string }> {
   if (pki.caKeyPem === undefined) throw new Error('this PKI has no CA key: it cannot issue certificates')
-  ensureReflectMetadata()
-  const x509 = await import('@peculiar/x509')
+  const x509 = await loadX509()
   const crypto = webcrypto
   const caCert = new x509.X509Certificate(pki.caPem)
   const caDer = Buffer.from(pki.caKeyPem.replace(/-----[^-]+-----/g, '').replace(/\s+/g, ''), 'base64')

@@ -1,11 +1,11 @@
 #!/usr/bin/env node
 import { readFile } from 'node:fs/promises'
-import { systemClock } from '../../gateway/src/core/clock.js'
-import { Counters } from '../../gateway/src/core/counters.js'
-import { createLogger, prettyByDefault } from '../../gateway/src/logging.js'
+import { systemClock } from '#kernel/clock.js'
+import { Counters } from '#kernel/counters.js'
+import { createLogger, prettyByDefault } from '#kernel/logging.js'
 import { Relay } from './app.js'
 import { loadRelayConfig } from './config/load.js'
-import { runService } from '../../gateway/src/run-service.js'
+import { runService } from '#kernel/run-service.js'
 
 const HELP = `pbx-presence-relay: the cloud side, between the gateways and Microsoft Graph
 

@@ -7,7 +7,7 @@ import t from 'tap'
 import { NetworkService } from '../../gateway/src/appliance/network-service.js'
 import type { NetworkSettings } from '../../gateway/src/appliance/network-settings.js'
 import { SshAccessStore } from '../../gateway/src/appliance/ssh-access.js'
-import { systemClock } from '../../gateway/src/core/clock.js'
+import { systemClock } from '#kernel/clock.js'
 import { sshPublicKey } from './fixtures/ssh-keys.js'
 import type { TapTest } from '../helpers/tap-types.js'
 

@@ -1,6 +1,6 @@
 import t from 'tap'
-import { systemClock } from '../../gateway/src/core/clock.js'
-import { Counters } from '../../gateway/src/core/counters.js'
+import { systemClock } from '#kernel/clock.js'
+import { Counters } from '#kernel/counters.js'
 import { AvayaIpoAdapter } from '../../gateway/src/adapters/avaya-ipo/adapter.js'
 import { AvayaIpoSimulator } from '../../gateway/src/adapters/avaya-ipo/simulator/avaya-ipo-simulator.js'
 import { runSimulatorContract } from '../contract/pbx-adapter.contract.js'

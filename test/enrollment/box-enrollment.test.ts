@@ -8,7 +8,7 @@ import { request } from 'undici'
 import { BoxEnrollmentError, EnrollmentClient, type RelayConnectionOptions } from '../../gateway/src/identity/enrollment-client.js'
 import { IdentityStore, loadUplinkIdentity } from '../../gateway/src/identity/identity-store.js'
 import { CertificateRenewal } from '../../gateway/src/identity/renewal.js'
-import type { Clock } from '../../gateway/src/core/clock.js'
+import type { Clock } from '#kernel/clock.js'
 import { closedPort } from '../helpers/free-port.js'
 import { API_TOKEN, DAY_MS, ManualClock, ShiftedClock, httpsRelay, relaySide } from './fixtures/enrollment-world.js'
 

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { GatewayLiveness, type GatewayView } from '../../cloud-relay/src/fleet/gateway-liveness.js'
 import type { ResultData } from '../../gateway/protocol/schemas.js'
-import { Counters } from '../../gateway/src/core/counters.js'
+import { Counters } from '#kernel/counters.js'
 import { captureLogger } from '../helpers/capture-logger.js'
 import { ManualClock } from '../sync/fixtures/world.js'
 

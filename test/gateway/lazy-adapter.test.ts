@@ -6,8 +6,8 @@ import { osbizAdapterDefinition } from '../../gateway/src/adapters/osbiz/index.j
 import { checkOsbizConfig, OsbizConfigSchema, parseOsbizConfig } from '../../gateway/src/adapters/osbiz/config.js'
 import { OsbizSimulator } from '../../gateway/src/adapters/osbiz/simulator/osbiz-simulator.js'
 import type { AdapterDefinition, PbxObservation } from '../../gateway/src/adapters/types.js'
-import { systemClock } from '../../gateway/src/core/clock.js'
-import { Counters } from '../../gateway/src/core/counters.js'
+import { systemClock } from '#kernel/clock.js'
+import { Counters } from '#kernel/counters.js'
 
 // The registry imports an adapter's code when a connector of its type first runs (so a box loads one PBX's wire
 // code and packages, not all of them); the stand-in must behave as the real adapter from the first call on.

@@ -7,8 +7,8 @@ import { adapterRegistry } from '../../gateway/src/adapters/registry.js'
 import { OsbizSimulator } from '../../gateway/src/adapters/osbiz/simulator/osbiz-simulator.js'
 import { Gateway } from '../../gateway/src/app.js'
 import { parseGatewayConfig } from '../../gateway/src/config/load.js'
-import { systemClock } from '../../gateway/src/core/clock.js'
-import { Counters } from '../../gateway/src/core/counters.js'
+import { systemClock } from '#kernel/clock.js'
+import { Counters } from '#kernel/counters.js'
 import type { TapTest } from '../helpers/tap-types.js'
 
 // A connector saved in the setup page while the gateway restarts after an enrollment (the box's UI answers the

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { constants, createDecipheriv, createHmac, privateDecrypt, timingSafeEqual } from 'node:crypto'
 import { createLocalJWKSet, jwtVerify, type JSONWebKeySet } from 'jose'
-import { createScaledClock } from '../../gateway/src/core/clock.js'
+import { createScaledClock } from '#kernel/clock.js'
 import { GraphSimulator, type NotificationEvent } from '../../cloud-relay/graph-sim/graph-simulator.js'
 import { eventually } from '../helpers/eventually.js'
 import { rsaEncryptionCertificate } from './fixtures/encryption-certificate.js'

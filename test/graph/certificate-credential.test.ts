@@ -5,7 +5,7 @@
 import { X509Certificate, createHash, webcrypto } from 'node:crypto'
 import t from 'tap'
 import { SignJWT, importPKCS8 } from 'jose'
-import { ensureReflectMetadata } from '../../gateway/src/core/reflect-metadata-shim.js'
+import { ensureReflectMetadata } from '#kernel/x509.js'
 import { ConfigError, parseRelayConfig } from '../../cloud-relay/src/config/load.js'
 import { graphError, startHarness } from './fixtures/harness.js'
 

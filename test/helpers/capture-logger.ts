@@ -1,6 +1,6 @@
 import { Writable } from 'node:stream'
 import pino, { type Logger } from 'pino'
-import { createLogger } from '../../gateway/src/logging.js'
+import { createLogger } from '#kernel/logging.js'
 
 export interface CapturedLine {
   level: number

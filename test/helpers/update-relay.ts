@@ -16,8 +16,8 @@ import { ReleaseLibrary } from '../../cloud-relay/src/updates/release-library.js
 import { describeTarget, RolloutEngine } from '../../cloud-relay/src/updates/rollout-engine.js'
 import { updateRoutes } from '../../cloud-relay/src/updates/update-routes.js'
 import { UpdateStore } from '../../cloud-relay/src/updates/update-store.js'
-import { systemClock } from '../../gateway/src/core/clock.js'
-import { Counters } from '../../gateway/src/core/counters.js'
+import { systemClock } from '#kernel/clock.js'
+import { Counters } from '#kernel/counters.js'
 
 export const UPDATE_API_TOKEN = 'update-test-token-0123456789abcdef'
 

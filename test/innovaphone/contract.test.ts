@@ -1,6 +1,6 @@
 import t from 'tap'
-import { systemClock } from '../../gateway/src/core/clock.js'
-import { Counters } from '../../gateway/src/core/counters.js'
+import { systemClock } from '#kernel/clock.js'
+import { Counters } from '#kernel/counters.js'
 import { InnovaphoneAdapter } from '../../gateway/src/adapters/innovaphone/adapter.js'
 import { InnovaphoneSimulator } from '../../gateway/src/adapters/innovaphone/simulator/innovaphone-simulator.js'
 import { runSimulatorContract } from '../contract/pbx-adapter.contract.js'

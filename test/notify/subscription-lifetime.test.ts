@@ -1,7 +1,7 @@
 import { join } from 'node:path'
 import t from 'tap'
 import { pino } from 'pino'
-import { createScaledClock } from '../../gateway/src/core/clock.js'
+import { createScaledClock } from '#kernel/clock.js'
 import { openSqlClient } from '../../cloud-relay/src/store/sql-client.js'
 import { eventually } from '../helpers/eventually.js'
 import { startNotifyHarness, TENANT } from './fixtures/notify-harness.js'

@@ -1,6 +1,6 @@
 import t from 'tap'
-import { systemClock } from '../../gateway/src/core/clock.js'
-import { Counters } from '../../gateway/src/core/counters.js'
+import { systemClock } from '#kernel/clock.js'
+import { Counters } from '#kernel/counters.js'
 import { OsbizAdapter } from '../../gateway/src/adapters/osbiz/adapter.js'
 import { osbizAdapterDefinition } from '../../gateway/src/adapters/osbiz/index.js'
 import { parseOsbizConfig } from '../../gateway/src/adapters/osbiz/config.js'

@@ -1,6 +1,6 @@
 import t from 'tap'
-import { systemClock } from '../../gateway/src/core/clock.js'
-import { Counters } from '../../gateway/src/core/counters.js'
+import { systemClock } from '#kernel/clock.js'
+import { Counters } from '#kernel/counters.js'
 import { XmlCstaCodec } from '../../gateway/src/adapters/osbiz/csta/xml-codec.js'
 import { encodeXmlFrame } from '../../gateway/src/adapters/osbiz/csta/xml-framing.js'
 import { OsbizDriver, type DriverClosed, type OsbizDriverOptions } from '../../gateway/src/adapters/osbiz/driver.js'

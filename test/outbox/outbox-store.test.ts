@@ -2,8 +2,8 @@ import { appendFile, mkdtemp, readFile, readdir, rm, stat, truncate, writeFile }
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import type { Clock } from '../../gateway/src/core/clock.js'
-import { Counters } from '../../gateway/src/core/counters.js'
+import type { Clock } from '#kernel/clock.js'
+import { Counters } from '#kernel/counters.js'
 import { OutboxStore, type OutboxOptions } from '../../gateway/src/outbox/outbox-store.js'
 import { captureLogger } from '../helpers/capture-logger.js'
 

@@ -1,6 +1,6 @@
 import t from 'tap'
 import mqtt from 'mqtt'
-import { Counters } from '../../gateway/src/core/counters.js'
+import { Counters } from '#kernel/counters.js'
 import { EmbeddedBroker } from '../../cloud-relay/src/broker/embedded-broker.js'
 import { hashSecret, verifySecret } from '../../cloud-relay/src/broker/secrets.js'
 import { captureLogger } from '../helpers/capture-logger.js'

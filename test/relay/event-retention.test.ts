@@ -1,6 +1,6 @@
 import t from 'tap'
 import pino from 'pino'
-import type { Clock, ClockTimer } from '../../gateway/src/core/clock.js'
+import type { Clock, ClockTimer } from '#kernel/clock.js'
 import { ConfigError, parseRelayConfig } from '../../cloud-relay/src/config/load.js'
 import { EventRetention } from '../../cloud-relay/src/store/event-retention.js'
 import { migrate } from '../../cloud-relay/src/store/migrate.js'

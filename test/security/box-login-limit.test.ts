@@ -2,7 +2,7 @@ import { randomBytes, scryptSync } from 'node:crypto'
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import t from 'tap'
-import { systemClock } from '../../gateway/src/core/clock.js'
+import { systemClock } from '#kernel/clock.js'
 import { AttemptLimiter } from '../../gateway/src/web/attempt-limiter.js'
 import { call, startBox, type BoxUnderTest } from '../box-ui/fixtures/box-harness.js'
 

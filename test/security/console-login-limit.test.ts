@@ -13,7 +13,7 @@ import { ConsoleAuth } from '../../cloud-relay/src/console/console-auth.js'
 import { ConsoleStore } from '../../cloud-relay/src/console/console-store.js'
 import { migrate } from '../../cloud-relay/src/store/migrate.js'
 import { openSqlClient } from '../../cloud-relay/src/store/sql-client.js'
-import { systemClock } from '../../gateway/src/core/clock.js'
+import { systemClock } from '#kernel/clock.js'
 import { call, createAccounts, startConsoleRelay } from '../console/fixtures/console-relay.js'
 
 const OPERATOR = { username: 'ops', password: 'correct horse battery' }

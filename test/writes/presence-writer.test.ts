@@ -5,7 +5,7 @@
  */
 import t from 'tap'
 import { pino } from 'pino'
-import { systemClock, type Clock } from '../../gateway/src/core/clock.js'
+import { systemClock, type Clock } from '#kernel/clock.js'
 import { PresenceWriter, type PresenceWriterOptions, type WriteOutcome } from '../../cloud-relay/src/graph/presence-writer.js'
 import type { SettablePresence } from '../../cloud-relay/src/graph/types.js'
 import { ManualClock } from '../sync/fixtures/world.js'

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino'
-import type { Clock, ClockTimer } from '../../../gateway/src/core/clock.js'
-import type { Counters } from '../../../gateway/src/core/counters.js'
+import type { Clock, ClockTimer } from '#kernel/clock.js'
+import type { Counters } from '#kernel/counters.js'
 import type { RelayPki } from '../pki/relay-pki.js'
 import { refreshMosquittoCrl, type RevokedCertificate } from './mosquitto-config.js'
 

@@ -1,7 +1,7 @@
 import mqtt, { type MqttClient } from 'mqtt'
 import type { Logger } from 'pino'
-import { TOPIC_PREFIX, parseTopic } from '../../../gateway/protocol/topics.js'
-import type { Counters } from '../../../gateway/src/core/counters.js'
+import { TOPIC_PREFIX, parseTopic } from '#protocol/topics.js'
+import type { Counters } from '#kernel/counters.js'
 import { RetainedLedger } from './retain-policy.js'
 
 export interface MosquittoRetainedGuardOptions {

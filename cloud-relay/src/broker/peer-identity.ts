@@ -1,5 +1,5 @@
 import type { TLSSocket } from 'node:tls'
-import { isTopicId } from '../../../gateway/protocol/topics.js'
+import { isTopicId } from '#protocol/topics.js'
 
 /** A gateway's certificate as the broker saw it in the TLS handshake: what `authorizeCertificate` decides on. */
 export interface CertificateIdentity {

@@ -1,5 +1,5 @@
 import { X509Certificate } from 'node:crypto'
-import type { Clock } from '../../../gateway/src/core/clock.js'
+import type { Clock } from '#kernel/clock.js'
 import { commonNameOf, type IssuedCertificate, type RelayPki } from '../pki/relay-pki.js'
 import { RELAY_CN_PREFIX, type RelayCertificateDecision, type RelayCertificateIdentity } from './peer-identity.js'
 

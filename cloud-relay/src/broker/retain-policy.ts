@@ -1,4 +1,4 @@
-import { parseTopic } from '../../../gateway/protocol/topics.js'
+import { parseTopic } from '#protocol/topics.js'
 
 /** Retained links per gateway: one per connector; a box has a handful. */
 export const MAX_RETAINED_LINKS = 64

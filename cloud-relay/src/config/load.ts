@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises'
-import { checkWithDefaults, ConfigError } from '../../../gateway/src/config/load.js'
-import { resolveSecrets, withoutReported } from '../../../gateway/src/config/secrets.js'
+import { checkWithDefaults, ConfigError } from '#kernel/config-check.js'
+import { resolveSecrets, withoutReported } from '#kernel/secrets.js'
 import { RelayConfigSchema, type RelayConfig } from './schema.js'
 
 export { ConfigError }

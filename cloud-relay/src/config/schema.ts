@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox'
-import { Secret, SecretFile } from '../../../gateway/src/config/secrets.js'
+import { Secret, SecretFile } from '#kernel/secrets.js'
 
 const Id = Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$' })
 

@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto'
 import type { Logger } from 'pino'
-import type { Clock } from '../../../gateway/src/core/clock.js'
+import type { Clock } from '#kernel/clock.js'
 import { sameSecret } from '../broker/secrets.js'
 import { AttemptLimiter } from './attempt-limiter.js'
 import { ConsoleError } from './console-errors.js'

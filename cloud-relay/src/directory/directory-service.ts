@@ -1,6 +1,6 @@
 import type { Logger } from 'pino'
-import type { DirectoryData } from '../../../gateway/protocol/schemas.js'
-import type { Clock } from '../../../gateway/src/core/clock.js'
+import type { DirectoryData } from '#protocol/schemas.js'
+import type { Clock } from '#kernel/clock.js'
 import { GraphApiError, type DirectoryUser, type GraphDirectoryApi, type UserListProgress } from '../graph/types.js'
 import type { DirectoryPersonRow, DirectoryStore, EntraAttributes, ImportRunRow, ImportedPersonWrite } from '../store/directory-store.js'
 import type { EventLogEntry, PersonRow, SyncMode } from '../store/relay-store.js'

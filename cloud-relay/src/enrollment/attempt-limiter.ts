@@ -1,4 +1,4 @@
-import type { Clock } from '../../../gateway/src/core/clock.js'
+import type { Clock } from '#kernel/clock.js'
 
 /** Keys a limiter remembers at most (an attacker spraying addresses cannot grow it further). */
 const MAX_TRACKED_KEYS = 10_000

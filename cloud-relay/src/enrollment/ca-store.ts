@@ -1,6 +1,6 @@
 import { hostname as osHostname } from 'node:os'
 import type { Logger } from 'pino'
-import type { Clock } from '../../../gateway/src/core/clock.js'
+import type { Clock } from '#kernel/clock.js'
 import { createRelayCa, RelayPki } from '../pki/relay-pki.js'
 import { SealError, type Sealer } from '../secrets/sealer.js'
 import type { EnrollmentStore } from '../store/enrollment-store.js'

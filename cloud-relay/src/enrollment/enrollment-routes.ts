@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type, type Static } from '@sinclair/typebox'
 import type { FastifyReply } from 'fastify'
-import type { Clock } from '../../../gateway/src/core/clock.js'
+import type { Clock } from '#kernel/clock.js'
 import { ErrorBodySchema } from '../http/errors.js'
 import { EnrollmentError, type EnrollmentService } from './enrollment-service.js'
 

@@ -6,7 +6,7 @@
  */
 import { Type, type Static } from '@sinclair/typebox'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { LinkDataSchema, TelemetryDataSchema } from '../../../gateway/protocol/schemas.js'
+import { LinkDataSchema, TelemetryDataSchema } from '#protocol/schemas.js'
 import { ErrorBodySchema, HttpError } from '../http/errors.js'
 import type { GatewayLiveness, GatewayView } from './gateway-liveness.js'
 import type { TelemetryStore } from './telemetry-store.js'

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino'
-import type { LinkData, ResultData, StatusData, TelemetryData } from '../../../gateway/protocol/schemas.js'
-import type { Clock, ClockTimer } from '../../../gateway/src/core/clock.js'
-import type { Counters } from '../../../gateway/src/core/counters.js'
+import type { LinkData, ResultData, StatusData, TelemetryData } from '#protocol/schemas.js'
+import type { Clock, ClockTimer } from '#kernel/clock.js'
+import type { Counters } from '#kernel/counters.js'
 
 /**
  * online: connected, and in the last window both a message from the gateway and an answered command or ping.

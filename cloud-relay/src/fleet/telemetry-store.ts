@@ -1,4 +1,4 @@
-import type { TelemetryData } from '../../../gateway/protocol/schemas.js'
+import type { TelemetryData } from '#protocol/schemas.js'
 import type { SqlClient } from '../store/sql-client.js'
 
 export interface TelemetryRow {

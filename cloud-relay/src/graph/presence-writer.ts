@@ -13,8 +13,8 @@
  * Outcomes go to `onOutcome`, one per submitted write (its ticket), including superseded and unchanged ones.
  */
 import type { Logger } from 'pino'
-import { backoffDelay, type Clock, type ClockTimer } from '../../../gateway/src/core/clock.js'
-import type { Counters } from '../../../gateway/src/core/counters.js'
+import { backoffDelay, type Clock, type ClockTimer } from '#kernel/clock.js'
+import type { Counters } from '#kernel/counters.js'
 import {
   GraphApiError,
   type GraphPresenceApi,

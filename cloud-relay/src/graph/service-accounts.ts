@@ -21,7 +21,7 @@ import {
 import { AuthenticationHandlerOptions, Client, RetryHandlerOptions, type AuthenticationProvider, type GraphRequest } from '@microsoft/microsoft-graph-client'
 import type { Logger } from 'pino'
 import type { Dispatcher } from 'undici'
-import type { Clock } from '../../../gateway/src/core/clock.js'
+import type { Clock } from '#kernel/clock.js'
 import type { Sealer } from '../secrets/sealer.js'
 import type { EventLogEntry } from '../store/relay-store.js'
 import type { ServiceAccountRow, ServiceAccountState, SubscriptionStore } from '../store/subscription-store.js'

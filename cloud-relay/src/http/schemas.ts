@@ -1,5 +1,5 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox'
-import { CallStateSchema, DndOwnerSchema } from '../../../gateway/protocol/schemas.js'
+import { CallStateSchema, DndOwnerSchema } from '#protocol/schemas.js'
 import type { PersonExplanation } from '../sync/explanation.js'
 
 /**

@@ -1,4 +1,4 @@
-import type { Clock } from '../../../gateway/src/core/clock.js'
+import type { Clock } from '#kernel/clock.js'
 import type { EndpointRow, GatewayRow, PersonRow, PersonSyncRow, RelayStore, TeamsSessionRow } from '../store/relay-store.js'
 import type { PersonExplainer, PersonExplanation } from '../sync/explanation.js'
 import type { ExplanationSource } from './server.js'

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino'
-import type { AnyEnvelope } from '../../../gateway/protocol/schemas.js'
-import type { Counters } from '../../../gateway/src/core/counters.js'
+import type { AnyEnvelope } from '#protocol/schemas.js'
+import type { Counters } from '#kernel/counters.js'
 
 /**
  * What one gateway may make the relay do, so that no gateway (a faulty box or a stolen certificate) can take the

@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto'
 import mqtt, { type MqttClient } from 'mqtt'
 import type { Logger } from 'pino'
-import { createEnvelope, decodeMessage, encodeEnvelope } from '../../../gateway/protocol/codec.js'
-import type { AnyEnvelope, DirectoryData, EndpointData, LinkData, PingData, ResultData, SetDndData, StatusData, TelemetryData, UpdateCommandData, UpdateProgressData } from '../../../gateway/protocol/schemas.js'
-import { topics, type CommandName, type ParsedTopic } from '../../../gateway/protocol/topics.js'
-import type { Counters } from '../../../gateway/src/core/counters.js'
+import { createEnvelope, decodeMessage, encodeEnvelope } from '#protocol/codec.js'
+import type { AnyEnvelope, DirectoryData, EndpointData, LinkData, PingData, ResultData, SetDndData, StatusData, TelemetryData, UpdateCommandData, UpdateProgressData } from '#protocol/schemas.js'
+import { topics, type CommandName, type ParsedTopic } from '#protocol/topics.js'
+import type { Counters } from '#kernel/counters.js'
 import { IngestGuard, type IngestLimits } from './ingest-guard.js'
 
 export interface RelayLinkHandlers {

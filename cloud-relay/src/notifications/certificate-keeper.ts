@@ -1,6 +1,6 @@
 import { createPrivateKey, type KeyObject } from 'node:crypto'
 import type { Logger } from 'pino'
-import type { Clock } from '../../../gateway/src/core/clock.js'
+import type { Clock } from '#kernel/clock.js'
 import type { Sealer } from '../secrets/sealer.js'
 import type { SubscriptionStore } from '../store/subscription-store.js'
 import { certificateBase64, createNotificationCertificate } from './notification-crypto.js'

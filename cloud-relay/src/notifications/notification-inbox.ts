@@ -15,7 +15,7 @@
 import { hash, timingSafeEqual, type KeyObject } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
 import type { Logger } from 'pino'
-import type { Counters } from '../../../gateway/src/core/counters.js'
+import type { Counters } from '#kernel/counters.js'
 import type { PresenceReading } from '../graph/types.js'
 import { DecryptError, decryptResourceData, type EncryptedContent } from './notification-crypto.js'
 

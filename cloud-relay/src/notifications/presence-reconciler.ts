@@ -8,9 +8,9 @@
  * One read runs at a time per tenant; what became due meanwhile is merged into the next one.
  */
 import type { Logger } from 'pino'
-import type { Clock, ClockTimer } from '../../../gateway/src/core/clock.js'
-import { backoffDelay } from '../../../gateway/src/core/clock.js'
-import type { Counters } from '../../../gateway/src/core/counters.js'
+import type { Clock, ClockTimer } from '#kernel/clock.js'
+import { backoffDelay } from '#kernel/clock.js'
+import type { Counters } from '#kernel/counters.js'
 import { GraphApiError, type GraphPresenceApi, type PresenceReading } from '../graph/types.js'
 import type { ReadBudget } from './read-budget.js'
 

@@ -1,4 +1,4 @@
-import type { Clock } from '../../../gateway/src/core/clock.js'
+import type { Clock } from '#kernel/clock.js'
 
 /**
  * A sliding-window limiter for one tenant's getPresencesByUserId calls (Graph: 1,500 per 30 s per app per

@@ -18,9 +18,9 @@
  */
 import { randomBytes } from 'node:crypto'
 import type { Logger } from 'pino'
-import type { Clock, ClockTimer } from '../../../gateway/src/core/clock.js'
-import { backoffDelay } from '../../../gateway/src/core/clock.js'
-import type { Counters } from '../../../gateway/src/core/counters.js'
+import type { Clock, ClockTimer } from '#kernel/clock.js'
+import { backoffDelay } from '#kernel/clock.js'
+import type { Counters } from '#kernel/counters.js'
 import type { DelegatedGraph, SubscriptionResource } from '../graph/service-accounts.js'
 import { GraphApiError } from '../graph/types.js'
 import type { Sealer } from '../secrets/sealer.js'

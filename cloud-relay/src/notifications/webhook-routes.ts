@@ -14,7 +14,7 @@
  */
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
-import type { Counters } from '../../../gateway/src/core/counters.js'
+import type { Counters } from '#kernel/counters.js'
 import type { BatchKind, Screening } from './notification-inbox.js'
 
 export const NOTIFICATION_PATH = '/graph/notifications'

@@ -6,7 +6,7 @@
  * EC P-256 throughout (WebCrypto, native): issuing takes about a millisecond.
  */
 import { createHash, KeyObject, webcrypto, X509Certificate as NodeX509 } from 'node:crypto'
-import { ensureReflectMetadata } from '../../../gateway/src/core/reflect-metadata-shim.js'
+import { loadX509 } from '#kernel/x509.js'
 
 type X509Module = typeof import('@peculiar/x509')
 
@@ -50,17 +50,9 @@ export class PkiError extends Error {
   }
 }
 
-let x509Module: Promise<X509Module> | undefined
-async function x509(): Promise<X509Module> {
-  // @peculiar/x509 needs Reflect metadata before it loads (see the shim), hence the late import.
-  ensureReflectMetadata()
-  x509Module ??= import('@peculiar/x509')
-  return x509Module
-}
-
 /** Makes a new CA (self-signed, P-256). `name` becomes the CN, e.g. "PBX Presence Relay CA (contoso-relay)". */
 export async function createRelayCa(name: string, options: { validityDays?: number; now?: number } = {}): Promise<CaMaterial> {
-  const x = await x509()
+  const x = await loadX509()
   const now = options.now ?? Date.now()
   const keys = (await webcrypto.subtle.generateKey(EC_KEY, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair
   const cert = await x.X509CertificateGenerator.createSelfSigned({
@@ -87,7 +79,7 @@ export async function generateKeyPem(): Promise<{ keyPem: string; publicKey: web
 
 /** A PKCS#10 request for `commonName` signed with the given PKCS#8 key (tests and tools; the box makes its own). */
 export async function createCsr(commonName: string, keyPem: string): Promise<string> {
-  const x = await x509()
+  const x = await loadX509()
   const privateKey = await importPkcs8(keyPem, ['sign'])
   const publicKey = await publicKeyOf(keyPem)
   const csr = await x.Pkcs10CertificateRequestGenerator.create({
@@ -114,7 +106,7 @@ export class RelayPki {
   }
 
   static async load(ca: CaMaterial): Promise<RelayPki> {
-    const x = await x509()
+    const x = await loadX509()
     const caCert = new x.X509Certificate(ca.caCertPem)
     const caKey = await importPkcs8(ca.caKeyPem, ['sign'])
     return new RelayPki(x, caCert, caKey, ca.caCertPem)
@@ -286,7 +278,7 @@ export class RelayPki {
 
 /** thisUpdate and nextUpdate of a PEM CRL (as createCrl writes it), e.g. to check how long Mosquitto's CRL holds. */
 export async function readCrlDates(pem: string): Promise<{ thisUpdate: Date; nextUpdate: Date }> {
-  const x = await x509()
+  const x = await loadX509()
   const crl = new x.X509Crl(pem.replace('-----BEGIN X509 CRL-----', '-----BEGIN CRL-----').replace('-----END X509 CRL-----', '-----END CRL-----'))
   if (crl.nextUpdate === undefined) throw new Error('the CRL has no nextUpdate')
   return { thisUpdate: crl.thisUpdate, nextUpdate: crl.nextUpdate }

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino'
-import type { Clock, ClockTimer } from '../../../gateway/src/core/clock.js'
+import type { Clock, ClockTimer } from '#kernel/clock.js'
 import type { RelayStore } from './relay-store.js'
 
 export interface EventRetentionOptions {

@@ -1,4 +1,4 @@
-import type { EndpointData } from '../../../gateway/protocol/schemas.js'
+import type { EndpointData } from '#protocol/schemas.js'
 import type { SyncSettings } from '../sync/mapping.js'
 import type { SyncStore } from '../sync/sync-store.js'
 import type { EndpointRow, EventLogEntry, GatewayRow, PersonRow, PersonSyncRow, SyncMode, TeamsSessionRow } from './relay-store.js'

@@ -1,4 +1,4 @@
-import type { EndpointData, LinkData } from '../../../gateway/protocol/schemas.js'
+import type { EndpointData, LinkData } from '#protocol/schemas.js'
 import type { SyncSettings } from '../sync/mapping.js'
 import type { SqlClient } from './sql-client.js'
 

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino'
-import type { EndpointData } from '../../../gateway/protocol/schemas.js'
+import type { EndpointData } from '#protocol/schemas.js'
 import type { SyncSettings } from '../sync/mapping.js'
 import type { SyncStore } from '../sync/sync-store.js'
 import type { EventLogEntry, PersonSyncRow, RelayStore, SyncMode, TeamsSessionRow } from './relay-store.js'

@@ -1,4 +1,4 @@
-import type { CallState, DndOwner } from '../../../gateway/protocol/schemas.js'
+import type { CallState, DndOwner } from '#protocol/schemas.js'
 import type { SettablePresence } from '../graph/types.js'
 import type { SyncMode } from '../store/relay-store.js'
 import { endpointCountsAsBusy, isOwnSessionEcho, teamsPresenceForPbxCall, teamsWantsPbxDnd, type SyncSettings } from './mapping.js'

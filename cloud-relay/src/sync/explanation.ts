@@ -1,4 +1,4 @@
-import type { CallState, DndOwner } from '../../../gateway/protocol/schemas.js'
+import type { CallState, DndOwner } from '#protocol/schemas.js'
 import type { SyncMode } from '../store/relay-store.js'
 
 /**

@@ -1,4 +1,4 @@
-import type { CallState } from '../../../gateway/protocol/schemas.js'
+import type { CallState } from '#protocol/schemas.js'
 import type { SettablePresence } from '../graph/types.js'
 import type { SyncMode } from '../store/relay-store.js'
 

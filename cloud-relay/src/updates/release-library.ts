@@ -4,7 +4,7 @@ import { mkdir, rename, rm, stat } from 'node:fs/promises'
 import { basename, join, resolve, sep } from 'node:path'
 import type { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
-import type { Clock } from '../../../gateway/src/core/clock.js'
+import type { Clock } from '#kernel/clock.js'
 import type { Release, UpdateStore } from './update-store.js'
 
 export class ReleaseError extends Error {

@@ -1,8 +1,8 @@
 import { createHash, randomUUID } from 'node:crypto'
 import type { Logger } from 'pino'
-import { FINAL_UPDATE_STATES, type ResultData, type UpdateCommandData, type UpdateProgressData } from '../../../gateway/protocol/schemas.js'
-import type { Clock } from '../../../gateway/src/core/clock.js'
-import type { Counters } from '../../../gateway/src/core/counters.js'
+import { FINAL_UPDATE_STATES, type ResultData, type UpdateCommandData, type UpdateProgressData } from '#protocol/schemas.js'
+import type { Clock } from '#kernel/clock.js'
+import type { Counters } from '#kernel/counters.js'
 import type { Release, Rollout, RolloutGateway, RolloutTarget, UpdateStore } from './update-store.js'
 
 export class RolloutError extends Error {

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import type { UpdateState } from '../../../gateway/protocol/schemas.js'
+import type { UpdateState } from '#protocol/schemas.js'
 import type { Sealer } from '../secrets/sealer.js'
 import type { SqlClient } from '../store/sql-client.js'
 

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino'
 import type { DirectoryEntry, LinkState } from '../../protocol/schemas.js'
-import type { Clock } from '../core/clock.js'
-import type { Counters } from '../core/counters.js'
+import type { Clock } from '#kernel/clock.js'
+import type { Counters } from '#kernel/counters.js'
 
 /**
  * The boundary between the gateway core and one PBX connection. Adapters know nothing of MQTT, HTTP or the

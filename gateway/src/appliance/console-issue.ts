@@ -2,7 +2,7 @@ import { mkdir } from 'node:fs/promises'
 import { hostname as osHostname, networkInterfaces } from 'node:os'
 import { dirname, join } from 'node:path'
 import type { Logger } from 'pino'
-import type { Clock, ClockTimer } from '../core/clock.js'
+import type { Clock, ClockTimer } from '#kernel/clock.js'
 import { writeFileAtomic } from '../identity/atomic-file.js'
 import { pendingSetupCode } from '../web/setup-code.js'
 

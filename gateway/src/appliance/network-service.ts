@@ -1,7 +1,7 @@
 import { mkdir, readFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import type { Logger } from 'pino'
-import type { Clock, ClockTimer } from '../core/clock.js'
+import type { Clock, ClockTimer } from '#kernel/clock.js'
 import { writeFileAtomic } from '../identity/atomic-file.js'
 import { canonicalAddress, DEFAULT_NETWORK, needsTrial, normaliseNetworkSettings, renderNetworkFiles, type NetworkSettings } from './network-settings.js'
 

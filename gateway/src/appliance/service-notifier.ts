@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process'
 import type { Logger } from 'pino'
-import type { Clock, ClockTimer } from '../core/clock.js'
+import type { Clock, ClockTimer } from '#kernel/clock.js'
 
 /**
  * Tells systemd how the gateway is doing (sd_notify): READY=1 once the setup page listens and the connectors

@@ -1,32 +1,21 @@
 import { readFile } from 'node:fs/promises'
-import { Value } from '@sinclair/typebox/value'
 import type { TSchema, Static } from '@sinclair/typebox'
 import { GatewayConfigSchema, type GatewayConfig } from './schema.js'
 import type { AdapterDefinition } from '../adapters/types.js'
-import { CONNECTOR_SECRET_FIELD, resolveSecret, resolveSecrets, withoutReported, type Env } from './secrets.js'
+import { checkWithDefaults, ConfigError } from '#kernel/config-check.js'
+import { resolveSecret, resolveSecrets, withoutReported, type Env } from '#kernel/secrets.js'
+
+export { ConfigError }
+
+/** A connector field holding a PBX credential (the same rule the setup page uses to seal and hide fields). */
+export const CONNECTOR_SECRET_FIELD = /password|secret/i
 
 /** The gatewayId of a config that leaves it out: the box takes its id from enrollment. */
 export const UNENROLLED_GATEWAY_ID = 'unenrolled'
 
-export class ConfigError extends Error {
-  constructor(readonly problems: string[], source: string) {
-    super(`${source}: the configuration has ${problems.length} problem(s):\n  - ${problems.join('\n  - ')}`)
-    this.name = 'ConfigError'
-  }
-}
-
 export interface LoadedGatewayConfig extends GatewayConfig {
   /** Connector configs validated against their adapter's schema, defaults applied. */
   connectors: Array<{ id: string; type: string } & Record<string, unknown>>
-}
-
-/** Validates a value against a schema with defaults applied; returns every problem, not just the first. */
-export function checkWithDefaults<S extends TSchema>(schema: S, input: unknown, prefix = ''): { value: Static<S>; problems: string[] } {
-  const value = Value.Default(schema, Value.Clone(input)) as Static<S>
-  // TypeBox reports a missing property twice ("required", then "Expected string"): keep the first per path.
-  const byPath = new Map<string, string>()
-  for (const e of Value.Errors(schema, value)) if (!byPath.has(e.path)) byPath.set(e.path, `${prefix}${e.path || '/'}: ${e.message}`)
-  return { value, problems: [...byPath.values()] }
 }
 
 /** What a connector check needs of an adapter definition: its schema and its cross-field rules. */

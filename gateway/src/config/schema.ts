@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox'
-import { Secret } from './secrets.js'
+import { Secret } from '#kernel/secrets.js'
 
 export const ConnectorBaseSchema = Type.Object({
   id: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$', description: 'Connector id, unique on this gateway (e.g. "osbiz-main").' }),

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino'
-import { backoffDelay, type Clock, type ClockTimer } from './clock.js'
-import type { Counters } from './counters.js'
+import { backoffDelay, type Clock, type ClockTimer } from '#kernel/clock.js'
+import type { Counters } from '#kernel/counters.js'
 
 /** The relay link as the guard sees it; MqttUplink fits. */
 export interface RelayLinkState {

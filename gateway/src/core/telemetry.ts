@@ -3,7 +3,7 @@ import { cpus, freemem, loadavg, totalmem, uptime } from 'node:os'
 import { join, resolve } from 'node:path'
 import type { Logger } from 'pino'
 import type { TelemetryData } from '../../protocol/schemas.js'
-import type { Clock } from './clock.js'
+import type { Clock } from '#kernel/clock.js'
 
 /** The machine-health part of the telemetry message (the process counters are added by the app). */
 export type SystemHealth = Pick<TelemetryData,

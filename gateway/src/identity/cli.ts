@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
 import pino from 'pino'
-import { systemClock, type Clock } from '../core/clock.js'
+import { systemClock, type Clock } from '#kernel/clock.js'
 import { BoxEnrollmentError, EnrollmentClient } from './enrollment-client.js'
 import { BoxSealError } from './box-sealer.js'
 import { factoryReset, IdentityError, IdentityStore } from './identity-store.js'

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises'
 import type { Logger } from 'pino'
 import type { Dispatcher } from 'undici'
-import type { Clock } from '../core/clock.js'
+import type { Clock } from '#kernel/clock.js'
 import { createBoxCsr } from './box-csr.js'
 import type { BoxIdentity, IdentityStore, IssuedIdentity } from './identity-store.js'
 import { createRelayDispatcher, discoverPinnedAnchor, normalisePin, relayRequest, TrustError, type RelayTrust } from './relay-trust.js'

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino'
-import { backoffDelay, type Clock, type ClockTimer } from '../core/clock.js'
+import { backoffDelay, type Clock, type ClockTimer } from '#kernel/clock.js'
 import { BoxEnrollmentError } from './enrollment-client.js'
 import type { BoxIdentity, IdentityStore } from './identity-store.js'
 

@@ -1,8 +1,8 @@
 import { mkdir, open, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
-import type { Clock, ClockTimer } from '../core/clock.js'
-import type { Counters } from '../core/counters.js'
+import type { Clock, ClockTimer } from '#kernel/clock.js'
+import type { Counters } from '#kernel/counters.js'
 import { encodeDrop, encodePut, MAGIC, putFrameBytes, readFrame, type OutboxRecord } from './record-codec.js'
 
 export type { OutboxRecord } from './record-codec.js'

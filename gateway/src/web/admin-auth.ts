@@ -1,7 +1,7 @@
 import { randomBytes, scrypt, timingSafeEqual } from 'node:crypto'
 import { mkdir, readFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
-import type { Clock } from '../core/clock.js'
+import type { Clock } from '#kernel/clock.js'
 import { writeFileAtomic } from '../identity/atomic-file.js'
 import { AttemptLimiter, type AttemptLimits } from './attempt-limiter.js'
 import { SetupCodeStore } from './setup-code.js'

@@ -1,4 +1,4 @@
-import type { Clock } from '../core/clock.js'
+import type { Clock } from '#kernel/clock.js'
 
 export interface AttemptLimits {
   /** Attempts per key (client address) within the window. */

@@ -1,8 +1,8 @@
 import type { DirectoryEntry } from '../../protocol/schemas.js'
 import type { AdapterDefinition, PbxObservation } from '../adapters/types.js'
 import type { ConnectorConfig } from '../app.js'
-import type { Clock } from '../core/clock.js'
-import { Counters } from '../core/counters.js'
+import type { Clock } from '#kernel/clock.js'
+import { Counters } from '#kernel/counters.js'
 import type { Logger } from 'pino'
 
 export interface ConnectionTestResult {

@@ -1,4 +1,4 @@
-import type { Clock } from '../../core/clock.js'
+import type { Clock } from '#kernel/clock.js'
 
 /** One DND command of ours that may still explain a DND change the PBX reports. */
 export interface DndCommand {

@@ -1,5 +1,5 @@
 import type { LinkState } from '../../../protocol/schemas.js'
-import { backoffDelay, type ClockTimer } from '../../core/clock.js'
+import { backoffDelay, type ClockTimer } from '#kernel/clock.js'
 import type { AdapterDeps, PbxObservation, PbxObservationListener } from '../types.js'
 import { Listeners } from './listeners.js'
 

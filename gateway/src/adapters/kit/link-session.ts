@@ -1,6 +1,6 @@
 import type { Logger } from 'pino'
-import type { Clock, ClockTimer } from '../../core/clock.js'
-import type { Counters } from '../../core/counters.js'
+import type { Clock, ClockTimer } from '#kernel/clock.js'
+import type { Counters } from '#kernel/counters.js'
 import type { AdapterDeps } from '../types.js'
 import type { SessionErrorCode } from './link-error.js'
 import { Listeners } from './listeners.js'

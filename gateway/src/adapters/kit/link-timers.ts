@@ -1,4 +1,4 @@
-import type { Clock, ClockTimer } from '../../core/clock.js'
+import type { Clock, ClockTimer } from '#kernel/clock.js'
 
 /**
  * The timers of one PBX link (retries, renewals, delays, the directory's debounce): clear() when the link is

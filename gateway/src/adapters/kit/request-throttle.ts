@@ -1,5 +1,5 @@
 import type { Logger } from 'pino'
-import type { Clock, ClockTimer } from '../../core/clock.js'
+import type { Clock, ClockTimer } from '#kernel/clock.js'
 
 /**
  * Requests to a PBX at most `perSecond` (a token bucket holding a tenth of a second's worth, at least one), so a

@@ -1,10 +1,10 @@
 /**
- * @peculiar/x509 2.x loads tsyringe, which throws at load time unless `Reflect.getMetadata` exists
- * ("tsyringe requires a reflect polyfill"). We have no `reflect-metadata` package, and x509 only needs the
- * three functions below (tsyringe's `@injectable()` bookkeeping), so this installs just those, only when
- * missing, and only when called: each user (the relay CA, the Graph simulator) calls it right before it
- * dynamically imports @peculiar/x509, so merely importing a module changes no global. It lives in the gateway's
- * core, which the relay may import; the box itself no longer loads x509 (identity/x509-writer.ts).
+ * Loads @peculiar/x509 (the relay's CA, the Graph simulator's PKI). x509 2.x loads tsyringe, which throws at load
+ * time unless `Reflect.getMetadata` exists ("tsyringe requires a reflect polyfill"). We have no `reflect-metadata`
+ * package, and x509 only needs the three functions below (tsyringe's `@injectable()` bookkeeping), so this installs
+ * just those, only when missing, and only when called: `loadX509()` installs them right before it imports the
+ * module, so merely importing this file changes no global. The box itself does not load x509
+ * (gateway/src/identity/x509-writer.ts).
  */
 
 type MetadataStore = WeakMap<object, Map<unknown, unknown>>
@@ -40,4 +40,13 @@ export function ensureReflectMetadata(): void {
     },
   }
   Object.assign(Reflect, api)
+}
+
+let x509Module: Promise<typeof import('@peculiar/x509')> | undefined
+
+/** @peculiar/x509, imported once, after the Reflect metadata it needs is in place. */
+export function loadX509(): Promise<typeof import('@peculiar/x509')> {
+  ensureReflectMetadata()
+  x509Module ??= import('@peculiar/x509')
+  return x509Module
 }

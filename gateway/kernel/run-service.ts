@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util'
-import { ConfigError } from './config/load.js'
+import { ConfigError } from './config-check.js'
 
 export interface ServiceSpec<Config> {
   /** Usage text for --help and for command-line mistakes. */

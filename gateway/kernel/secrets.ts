@@ -16,9 +16,6 @@ export function SecretFile(options: StringOptions = {}): TString {
   return Type.String({ ...options, secretFile: true })
 }
 
-/** A connector field holding a PBX credential (the same rule the setup page uses to seal and hide fields). */
-export const CONNECTOR_SECRET_FIELD = /password|secret/i
-
 /** How to make a secret, named in every "too short" or "placeholder" problem. */
 export const MAKE_SECRET = 'make one with "openssl rand -base64 32"'
 
