@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { createHash, randomBytes } from 'node:crypto'
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
@@ -144,6 +144,36 @@ t.test('a restart in the middle of a download continues from the partial file on
   await eventually(() => slots.calls.includes('reboot'), 'the reboot')
   t.match(setup.ranges[0], new RegExp(`^bytes=${partial.size}-$`), 'the restarted agent asked for the rest only')
   t.ok(slots.installed?.equals(BUNDLE))
+})
+
+t.test('a power cut during the install: a bundle that lost its last writes is fetched again, an upload is asked for again', async (t) => {
+  const setup = await relayServer(t)
+  const dir = join(setup.dir, 'data', 'update')
+  await mkdir(dir, { recursive: true })
+  // What a cut can leave: the state says installing, the bundle's tail was never written (zeros).
+  const damaged = Buffer.concat([BUNDLE.subarray(0, BUNDLE.length - 4096), Buffer.alloc(4096)])
+  const command = setup.command()
+  await writeFile(join(dir, `${command.sha256}.raucb`), damaged)
+  await writeFile(join(dir, 'update-state.json'), JSON.stringify({ command, state: 'installing', previousVersion: '1.0.0', at: Date.now() }))
+  const slots = new FakeSlots('A')
+  const { agent } = agentOn(setup, slots)
+  await agent.start()
+  await agent.idle()
+  await eventually(() => slots.calls.includes('reboot'), 'the reboot')
+  t.ok(slots.installed?.equals(BUNDLE), 'RAUC got the relay\'s bundle again, not the damaged file')
+  t.ok(setup.ranges.length > 0, 'it was downloaded again')
+  await agent.stop()
+
+  const uploaded = { ...command, updateId: 'upload-1', version: 'uploaded', url: 'https://setup-page.invalid/upload', token: 'uploaded-on-the-setup-page' }
+  await writeFile(join(dir, `${uploaded.sha256}.raucb`), damaged)
+  await writeFile(join(dir, 'update-state.json'), JSON.stringify({ command: uploaded, state: 'installing', previousVersion: '1.0.0', at: Date.now() }))
+  const slots2 = new FakeSlots('A')
+  const again = agentOn(setup, slots2)
+  await again.agent.start()
+  await again.agent.idle()
+  t.match(again.agent.latest(), { state: 'failed', reason: /the uploaded bundle was damaged when the box restarted during the install .*: upload it again/ })
+  t.notOk(slots2.calls.includes('install'), 'nothing installed from the damaged upload')
+  await again.agent.stop()
 })
 
 t.test('a wrong hash, a refused signature, a refused token and a rollback are reported with the reason', async (t) => {

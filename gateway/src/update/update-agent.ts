@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import { createReadStream, createWriteStream } from 'node:fs'
-import { mkdir, readFile, rename, rm, stat, truncate, writeFile } from 'node:fs/promises'
+import { mkdir, open, readFile, rename, rm, stat, truncate, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { pipeline } from 'node:stream/promises'
 import type { Logger } from 'pino'
@@ -58,6 +58,17 @@ class UpdateFailure extends Error {}
 const FINAL = new Set<UpdateState>(FINAL_UPDATE_STATES)
 /** Where the image's trial check (firmware/image/rootfs/usr/libexec/pbxgw/trial-check) says why a new slot was given up. */
 export const TRIAL_FAILURE_FILE = 'trial-failure'
+/** The token of a bundle uploaded on the setup page (no relay to download it from again). */
+const UPLOAD_TOKEN = 'uploaded-on-the-setup-page'
+
+async function syncFile(path: string): Promise<void> {
+  const handle = await open(path, 'r+')
+  try {
+    await handle.datasync()
+  } finally {
+    await handle.close()
+  }
+}
 
 /**
  * The box's update agent: takes cmd/update (or an uploaded bundle), downloads with resume into the data partition,
@@ -184,8 +195,10 @@ export class UpdateAgent implements UpdateCommandSink {
       return { ok: false, message: `the box is already updating to ${current.command.version} (${current.state}): wait until it finishes` }
     }
     const now = this.#deps.clock.now()
-    const command: UpdateCommandData = { updateId: `upload-${now.toString(36)}`, version: 'uploaded', size, sha256, url: 'https://setup-page.invalid/upload', token: 'uploaded-on-the-setup-page', installAt: 'now' }
+    const command: UpdateCommandData = { updateId: `upload-${now.toString(36)}`, version: 'uploaded', size, sha256, url: 'https://setup-page.invalid/upload', token: UPLOAD_TOKEN, installAt: 'now' }
     await mkdir(this.#options.dir, { recursive: true })
+    // On disk before the install starts: a power cut must not leave a bundle whose last blocks were never written.
+    await syncFile(file)
     await rename(file, this.#bundlePath(command))
     const state: AgentState = { command, state: 'queued', previousVersion: this.#options.runningVersion, at: now }
     await this.#enter(state, 'queued')
@@ -195,6 +208,7 @@ export class UpdateAgent implements UpdateCommandSink {
 
   async #run(state: AgentState): Promise<void> {
     try {
+      if (state.state === 'installing') await this.#recheckAfterRestart(state)
       if (state.state === 'queued' || state.state === 'downloading' || state.state === 'verifying') {
         const bundle = await this.#download(state)
         await this.#enter(state, 'verifying')
@@ -334,6 +348,7 @@ export class UpdateAgent implements UpdateCommandSink {
         await new Promise<void>((resolve) => this.#deps.clock.setTimeout(resolve, wait))
       }
     }
+    await syncFile(partial)
     await rename(partial, bundle)
     return bundle
   }
@@ -376,6 +391,20 @@ export class UpdateAgent implements UpdateCommandSink {
     }, createWriteStream(partial, { flags: start === 0 ? 'w' : 'a' }))
     if (bytes !== command.size) throw new Error(`connection ended after ${bytes} of ${command.size} bytes`)
     state.bytes = bytes
+  }
+
+  /**
+   * A restart during an install (a power cut) may have cost the bundle's last writes: it is checked again before RAUC
+   * reads it. A damaged download is fetched again; a damaged upload has to be uploaded again.
+   */
+  async #recheckAfterRestart(state: AgentState): Promise<void> {
+    const bundle = this.#bundlePath(state.command)
+    const damage = await this.#verifyFile(state, bundle).then(() => undefined, (err: unknown) => (err as Error).message)
+    if (damage === undefined) return
+    await rm(bundle, { force: true })
+    if (state.command.token === UPLOAD_TOKEN) throw new UpdateFailure(`the uploaded bundle was damaged when the box restarted during the install (${damage}): upload it again`)
+    this.#log.warn({ version: state.command.version, damage }, 'the bundle was damaged by the restart; downloading it again')
+    state.state = 'queued'
   }
 
   async #verifyFile(state: AgentState, bundle: string): Promise<void> {
