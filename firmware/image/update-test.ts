@@ -218,11 +218,23 @@ async function main(): Promise<void> {
 
     await check('5. v3 (exits at start) is tried 3 times, the box falls back to v2 by itself and says why', async () => {
       const began = performance.now()
-      // After the cut the agent installs v3 again and reboots into it; three tries, then slot B's v2.
+      // After the cut the agent checks the bundle again and installs v3 again (or, if the cut damaged the upload,
+      // says so and v3 is uploaded again), then reboots into it; three tries, then slot B's v2.
+      let uploadedAgain = false
       const view = await until('the box to come back on v2 with the update rolled back', 3600, async () => {
         const log = await serial()
         const answer = await api(port, 'GET', '/api/session').catch(() => undefined)
-        if (answer?.status !== 200 || answer.body.version !== '2.0.0' || bootsIn(log) < 4) return undefined
+        if (answer?.status !== 200 || answer.body.version !== '2.0.0') return undefined
+        if (bootsIn(log) < 4) {
+          if (uploadedAgain) return undefined
+          const now = await updateView(port, admin).catch(() => undefined)
+          if (now?.latest?.state !== 'failed') return undefined
+          progress.line(`  after the power cut: ${now.latest.state}: ${now.latest.reason}; uploading v3 again`)
+          const sent = await upload(port, admin, v3)
+          if (sent.status !== 200) throw new CheckFailure(`the upload answered ${sent.status}: ${sent.body.slice(0, 200)}`)
+          uploadedAgain = true
+          return undefined
+        }
         admin = await signIn(port)
         const now = await updateView(port, admin)
         return now.latest?.state === 'rolled-back' ? now : undefined
