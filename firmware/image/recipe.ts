@@ -79,4 +79,4 @@ export const PI_INITRD_MODULES = [
 ]
 
 /** systemd-repart grows only GPT partitions; on the Pi's MBR it would fail at every boot. */
-export const PI_MASK_UNITS = [...MASK_UNITS.filter((u) => u !== 'systemd-boot-random-seed.service' && u !== 'systemd-bless-boot.service'), 'systemd-repart.service']
+export const PI_MASK_UNITS = [...MASK_UNITS.filter((u) => u !== 'systemd-boot-random-seed.service'), 'systemd-repart.service']
