@@ -5,7 +5,7 @@
  */
 import { execFile } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import { chmod, mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
+import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
@@ -156,10 +156,28 @@ t.test('the trial check: passes once the slot is marked good, gives up on a gate
   const env = { ...b.env, PBXGW_DATA_DIR: data, PBXGW_SYSTEMCTL: fake, PBXGW_TRIAL_INTERVAL_S: '1', PBXGW_TRIAL_TIMEOUT_S: '30' }
 
   await writeFile(answers, 'RESTARTS=3\nSTATE=activating\n')
+  // The gateway (unprivileged) owns this folder: a symlink it left where root writes must not be followed.
+  const victim = join(b.dir, 'victim')
+  await writeFile(victim, 'root-owned content\n')
+  await symlink(victim, join(data, 'update', 'trial-failure'))
+  await symlink(victim, join(data, 'update', 'trial-failure.new'))
   const broken = await sh(TRIAL, [], env)
   t.equal(broken.code, 1, 'gives up: the unit reboots the box')
   t.match(broken.stderr, /the gateway stopped at start 3 times \(last exit status 1\)/)
   t.match(await readFile(join(data, 'update', 'trial-failure'), 'utf8'), /^version .* in slot B: the gateway stopped at start 3 times/, 'the reason waits for the previous version\'s agent')
+  t.equal(await readFile(victim, 'utf8'), 'root-owned content\n', 'the symlink\'s target is untouched')
+  t.notOk((await lstat(join(data, 'update', 'trial-failure'))).isSymbolicLink(), 'the symlink was replaced by the reason file')
+  t.same((await readdir(join(data, 'update'))).filter((n) => n.startsWith('.')), [], 'no temporary file left')
+  await rm(join(data, 'update', 'trial-failure.new'))
+  // A folder swapped for a symlink gets nothing at all.
+  const elsewhere = join(b.dir, 'elsewhere')
+  await mkdir(elsewhere)
+  const swapped = join(b.dir, 'swapped')
+  await mkdir(swapped)
+  await symlink(elsewhere, join(swapped, 'update'))
+  const refused = await sh(TRIAL, [], { ...env, PBXGW_DATA_DIR: swapped })
+  t.equal(refused.code, 1, 'still gives up (the unit reboots)')
+  t.same(await readdir(elsewhere), [], 'but writes nothing through the symlinked folder')
 
   await writeFile(answers, 'RESTARTS=0\nSTATE=active\n')
   const healthy = sh(TRIAL, [], env)
