@@ -28,6 +28,16 @@ export async function writeFileAtomic(file: string, data: string | Buffer, mode 
   await syncDirectory(dirname(file))
 }
 
+/** fsync of a file's data: what was written to it is on disk before anything relies on it. */
+export async function syncFile(file: string): Promise<void> {
+  const handle = await open(file, 'r+')
+  try {
+    await handle.datasync()
+  } finally {
+    await handle.close()
+  }
+}
+
 /** fsync of a folder: makes renames and new entries in it durable. */
 export async function syncDirectory(dir: string): Promise<void> {
   const handle = await open(dir, 'r')

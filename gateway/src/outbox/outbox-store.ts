@@ -4,6 +4,7 @@ import type { Logger } from 'pino'
 import type { Clock, ClockTimer } from '#kernel/clock.js'
 import type { Counters } from '#kernel/counters.js'
 import { encodeDrop, encodePut, MAGIC, putFrameBytes, readFrame, type OutboxRecord } from './record-codec.js'
+import { syncDirectory } from '../identity/atomic-file.js'
 
 export type { OutboxRecord } from './record-codec.js'
 
@@ -229,7 +230,7 @@ export class OutboxStore {
     } finally {
       await fh.close()
     }
-    await syncDir(this.#dir)
+    await syncDirectory(this.#dir)
   }
 
   /** Replays one log operation into memory (used at open). */
@@ -419,7 +420,7 @@ export class OutboxStore {
     }
     await fh.close()
     await rename(tmp, this.#file)
-    await syncDir(this.#dir)
+    await syncDirectory(this.#dir)
     await old.close().catch(() => undefined)
     this.#fh = await open(this.#file, 'r+')
     this.#fileBytes = content.length
@@ -476,15 +477,6 @@ async function writeFully(fh: FileHandle, buffer: Buffer, position: number): Pro
   }
 }
 
-/** Makes a rename or create in `dir` durable. */
-async function syncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r')
-  try {
-    await fh.sync()
-  } finally {
-    await fh.close()
-  }
-}
 
 /** Size of the log on disk, for benchmarks and tools. */
 export async function outboxFileBytes(dir: string): Promise<number> {

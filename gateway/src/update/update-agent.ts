@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import { createReadStream, createWriteStream } from 'node:fs'
-import { mkdir, open, readFile, rename, rm, stat, truncate, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, rename, rm, stat, truncate, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { pipeline } from 'node:stream/promises'
 import type { Logger } from 'pino'
@@ -9,6 +9,7 @@ import { FINAL_UPDATE_STATES, type ResultData, type UpdateCommandData, type Upda
 import type { UpdateCommandSink } from '../app.js'
 import type { Clock, ClockTimer } from '#kernel/clock.js'
 import type { Counters } from '#kernel/counters.js'
+import { syncDirectory, syncFile } from '../identity/atomic-file.js'
 import { relayRequest } from '../identity/relay-trust.js'
 import type { SlotInstaller } from './slot-installer.js'
 
@@ -61,14 +62,6 @@ export const TRIAL_FAILURE_FILE = 'trial-failure'
 /** The token of a bundle uploaded on the setup page (no relay to download it from again). */
 const UPLOAD_TOKEN = 'uploaded-on-the-setup-page'
 
-async function syncFile(path: string): Promise<void> {
-  const handle = await open(path, 'r+')
-  try {
-    await handle.datasync()
-  } finally {
-    await handle.close()
-  }
-}
 
 /**
  * The box's update agent: takes cmd/update (or an uploaded bundle), downloads with resume into the data partition,
@@ -200,6 +193,7 @@ export class UpdateAgent implements UpdateCommandSink {
     // On disk before the install starts: a power cut must not leave a bundle whose last blocks were never written.
     await syncFile(file)
     await rename(file, this.#bundlePath(command))
+    await syncDirectory(this.#options.dir)
     const state: AgentState = { command, state: 'queued', previousVersion: this.#options.runningVersion, at: now }
     await this.#enter(state, 'queued')
     this.#running = this.#run(state)
@@ -350,6 +344,7 @@ export class UpdateAgent implements UpdateCommandSink {
     }
     await syncFile(partial)
     await rename(partial, bundle)
+    await syncDirectory(this.#options.dir)
     return bundle
   }
 
