@@ -19,7 +19,7 @@ import { DEMO_PEOPLE, Stack, type DemoPerson } from '../../scripts/stack.js'
 import { FaultProxy } from '../../test/helpers/fault-proxy.js'
 import { PI_IMAGE_BASENAME, VM_IMAGE_BASENAME } from './layout.js'
 import { piMachine } from './boot-test-pi.js'
-import { api, CheckFailure, CheckList, freePort, guestJournal, HOST_IN_GUEST, monitorCommand, OVMF_CODE, OVMF_VARS, peerFingerprint, powerDown, SETUP_CODE, sleep, startVm, until, vmMachine, waitForSerial, waitForSetupPage, type GuestForwards, type Vm } from './qemu-harness.js'
+import { api, CheckFailure, CheckList, freePort, guestJournal, HOST_IN_GUEST, monitorCommand, OVMF_CODE, OVMF_VARS, peerFingerprint, powerDown, SETUP_CODE, shutDown, sleep, startVm, until, vmMachine, waitForSerial, waitForSetupPage, type GuestForwards, type Vm } from './qemu-harness.js'
 import { mib, missingPackages, Progress, run, StepFailure } from './steps.js'
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..')
@@ -329,8 +329,7 @@ async function main(): Promise<void> {
     if (!(err instanceof CheckFailure)) throw err
   } finally {
     // A clean power-down writes the guest's journal to the data partition, for the diagnosis below.
-    if (vm && vm.child.exitCode === null) await powerDown(vm, 60).catch(() => { vm?.child.kill('SIGTERM') })
-    if (vm) await vm.exited
+    await shutDown(vm, 60)
     await stack.stop().catch((err: unknown) => progress.line(`  host stack did not stop cleanly: ${(err as Error).message}`))
     await pbxLink.close()
   }

@@ -170,6 +170,13 @@ export async function powerDown(vm: Vm, timeoutS: number): Promise<'clean' | 'fo
   return 'forced'
 }
 
+/** At the end of a test: a guest still running is powered down (which writes its journal to disk), else killed. */
+export async function shutDown(vm: Vm | undefined, timeoutS: number): Promise<void> {
+  if (!vm) return
+  if (vm.child.exitCode === null) await powerDown(vm, timeoutS).catch(() => { vm.child.kill('SIGTERM') })
+  await vm.exited
+}
+
 /** Copies the guest's journal out of the data partition of the overlay (debugfs reads ext4 at an offset, no mount). */
 export async function guestJournal(work: string, overlay: string, dataOffsetBytes: number): Promise<string> {
   const raw = join(work, 'disk-after.raw')

@@ -19,7 +19,7 @@ import { parseArgs } from 'node:util'
 import { Agent, fetch } from 'undici'
 import { bundleManifest, releaseKeys, VM_COMPATIBLE, type ReleaseKeys } from './bundle.js'
 import { VM_IMAGE_BASENAME } from './layout.js'
-import { api, CheckFailure, CheckList, freePort, guestJournal, monitorCommand, powerDown, OVMF_VARS, SETUP_CODE, sleep, startVm, until, vmMachine, waitForSerial, waitForSetupPage, type Vm } from './qemu-harness.js'
+import { api, CheckFailure, CheckList, freePort, guestJournal, monitorCommand, OVMF_VARS, SETUP_CODE, shutDown, sleep, startVm, until, vmMachine, waitForSerial, waitForSetupPage, type Vm } from './qemu-harness.js'
 import { missingPackages, Progress, run, StepFailure } from './steps.js'
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..')
@@ -251,8 +251,7 @@ async function main(): Promise<void> {
     if (!(err instanceof CheckFailure)) throw err
   } finally {
     // A clean power-down writes the guest's journal to the data partition, for the diagnosis below.
-    if (vm && vm.child.exitCode === null) await powerDown(vm, 90).catch(() => { vm?.child.kill('SIGTERM') })
-    if (vm) await vm.exited
+    await shutDown(vm, 90)
   }
   if (failed) {
     const journal = await guestJournal(work, overlay, machine.dataOffsetBytes).catch((err: unknown) => { progress.line(`  guest journal not read: ${(err as Error).message}`); return undefined })
